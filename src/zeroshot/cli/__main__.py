@@ -1,0 +1,5 @@
+import sys
+
+from zeroshot.cli import main
+
+sys.exit(main())

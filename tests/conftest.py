@@ -1,0 +1,28 @@
+"""Shared fixtures. Area-specific fixtures live in the area's own test files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a hub: loading code must take the local path or fail with a clear message.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A small random-weight CLIP saved in the real Hugging Face folder format."""
+    from zeroshot.models.clip import save_random_clip
+
+    return save_random_clip(tmp_path_factory.mktemp("tiny-clip"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_dir):
+    """The tiny random CLIP, loaded once through `load_clip` (the path a real checkpoint takes)."""
+    from zeroshot.models.clip import load_clip
+
+    return load_clip(tiny_clip_dir, device="cpu")
