@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup setup-llama setup-browser clean
+.PHONY: demo test lint bench setup setup-llama setup-browser setup-bench-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,13 @@ setup-browser:
 	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) \
 	  || echo "chromium not installed: the browser test is skipped"
 
+# Real object images (Fashion-MNIST) and sample photos for bench/detect_recall.py; the bench falls
+# back to scikit-image crops without them, the tests never need them.
+setup-bench-data:
+	test -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \
+	  || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist opencv-doc) \
+	  || echo "dataset-fashion-mnist not installed: bench/detect_recall.py uses scikit-image crops"
+
 demo: setup-llama
 	$(BIN)/zeroshot demo
 
@@ -36,7 +43,7 @@ test: setup-llama setup-browser
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-bench: setup-llama
+bench: setup-llama setup-bench-data
 	$(BIN)/python -m bench.run_all
 
 clean:

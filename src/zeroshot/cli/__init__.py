@@ -22,8 +22,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    # Keeps `zeroshot` a command group even while only one area's command is registered
+    # (typer otherwise runs a lone command without its name).
+    """Zero-shot and few-shot learning with frozen pre-trained Transformers (GPT-style LMs, CLIP)."""
+
 # Each module registers its commands on `app` when imported; a module that is not written yet is skipped.
-_COMMAND_MODULES = ("text", "vision", "search", "fewshot", "detect", "serve")
+_COMMAND_MODULES = ("text", "lm", "vision", "search", "fewshot", "detect", "serve")
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"zeroshot.cli.{_name}")
@@ -35,7 +42,8 @@ for _name in _COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for a user error)."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode typer *returns* the code of `typer.Exit(n)` and of Ctrl-C (130).
+        code = app(args=argv, standalone_mode=False)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             print("aborted", file=sys.stderr)
             return 130
         raise
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ does not depend on the weights' values).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +29,68 @@ _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float1
 
 @dataclass
 class ImageSpec:
-    """What a model expects of its input images (read from the folder's preprocessor config)."""
+    """What a model expects of its input images (read from the folder's preprocessor config).
+
+    The defaults describe CLIP: resize the shortest side to `size` (bicubic), centre-crop `size` x `size`,
+    rescale to [0, 1], normalise. SigLIP-style processors resize straight to `resize_to` and skip the crop.
+    """
 
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize_shortest_edge: int | None = None
+    resize_to: tuple[int, int] | None = None  # (height, width)
+    crop_size: tuple[int, int] | None = None  # (height, width)
+    resample: int = 3  # PIL.Image.Resampling.BICUBIC
+    rescale_factor: float = 1 / 255
+    do_normalize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.resize_to is None and self.resize_shortest_edge is None:
+            self.resize_shortest_edge = self.size
+        if self.resize_to is None and self.crop_size is None:
+            self.crop_size = (self.size, self.size)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the tensors `preprocess` makes."""
+        if self.crop_size is not None:
+            return self.crop_size
+        if self.resize_to is not None:
+            return self.resize_to
+        return (self.size, self.size)
+
+    @classmethod
+    def from_processor(cls, processor) -> ImageSpec:
+        """Read the resize/crop/normalise settings of a Hugging Face image processor."""
+        do_resize = getattr(processor, "do_resize", True)
+        size = _size_dict(getattr(processor, "size", None)) if do_resize else {}
+        do_crop = getattr(processor, "do_center_crop", True)
+        crop = _size_dict(getattr(processor, "crop_size", None)) if do_crop else {}
+        shortest = size.get("shortest_edge")
+        resize_to = (size["height"], size["width"]) if "height" in size and "width" in size else None
+        crop_size = (crop["height"], crop["width"]) if "height" in crop and "width" in crop else None
+        if shortest is None and resize_to is None:
+            raise UserError(f"unsupported image processor: no resize to a side or to a size ({size})")
+        final = crop_size or resize_to or (shortest, shortest)
+        if resize_to is None and crop_size is None:
+            raise UserError("unsupported image processor: a shortest-side resize without a centre crop")
+        return cls(int(final[0]), tuple(float(m) for m in processor.image_mean),
+                   tuple(float(s) for s in processor.image_std),
+                   resize_shortest_edge=shortest, resize_to=resize_to, crop_size=crop_size,
+                   resample=int(getattr(processor, "resample", 3)),
+                   rescale_factor=float(processor.rescale_factor) if getattr(processor, "do_rescale", True)
+                   else 1.0,
+                   do_normalize=bool(getattr(processor, "do_normalize", True)))
+
+
+def _size_dict(size) -> dict[str, int]:
+    if size is None:
+        return {}
+    if isinstance(size, int):
+        return {"shortest_edge": size}
+    items = size.items() if hasattr(size, "items") else vars(size).items()
+    return {key: int(value) for key, value in items if value is not None}
 
 
 class ImageTextModel:
@@ -43,12 +104,17 @@ class ImageTextModel:
         self.device = device
         self.dtype = dtype
         self.max_text_length = int(getattr(model.config.text_config, "max_position_embeddings", 77))
-        self.image_spec = ImageSpec(_side(image_processor), tuple(image_processor.image_mean),
-                                    tuple(image_processor.image_std))
+        self.image_spec = ImageSpec.from_processor(image_processor)
+        self._fingerprint: str | None = None
 
     @property
     def embedding_dim(self) -> int:
-        return int(self.model.config.projection_dim)
+        """Length of the embeddings (CLIP's projection_dim; SigLIP has no projection, so its hidden size)."""
+        config = self.model.config
+        if getattr(config, "projection_dim", None):
+            return int(config.projection_dim)
+        text = config.text_config
+        return int(getattr(text, "projection_size", None) or text.hidden_size)
 
     @property
     def logit_scale(self) -> float:
@@ -63,7 +129,19 @@ class ImageTextModel:
 
     @property
     def is_siglip(self) -> bool:
+        """SigLIP scores each (image, text) pair with a sigmoid instead of a softmax over texts."""
         return "siglip" in self.model.config.model_type
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of what determines this model's embeddings: weights, config, tokenizer, dtype.
+
+        Keys on-disk caches (class-weight matrices). Hashes a strided sample of every parameter rather
+        than all bytes, so it costs milliseconds even for large models yet changes with any retraining.
+        """
+        if self._fingerprint is None:
+            self._fingerprint = _fingerprint(self)
+        return self._fingerprint
 
     @torch.inference_mode()
     def encode_images(self, pixel_values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -82,19 +160,28 @@ class ImageTextModel:
         return _normalise(features)
 
 
-def _side(image_processor) -> int:
-    size = getattr(image_processor, "crop_size", None) or image_processor.size
-    if isinstance(size, int):
-        return size
-    size = dict(size.items()) if hasattr(size, "items") else vars(size)
-    return int(size.get("height") or size.get("shortest_edge"))
-
-
 def _as_tensor(output) -> torch.Tensor:
     # Newer transformers return a model output (pooled projection inside) rather than a bare tensor.
     if isinstance(output, torch.Tensor):
         return output
     return output.pooler_output if getattr(output, "pooler_output", None) is not None else output[0]
+
+
+def _fingerprint(model: ImageTextModel) -> str:
+    digest = hashlib.sha256()
+    digest.update(model.model.config.to_json_string(use_diff=False).encode())
+    digest.update(json.dumps(model.tokenizer.get_vocab(), sort_keys=True).encode())
+    digest.update(json.dumps(asdict(model.image_spec), sort_keys=True).encode())
+    digest.update(str(model.dtype).encode())
+    with torch.no_grad():
+        for name, tensor in model.model.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // 4096)
+            sample = flat[::step].float().cpu().numpy()
+            digest.update(name.encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(sample.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _normalise(features: torch.Tensor) -> np.ndarray:
@@ -113,32 +200,98 @@ def load_clip(model: str | os.PathLike = DEFAULT_CLIP, device: str | None = None
               dtype: str = "fp32") -> ImageTextModel:
     """Load a CLIP or SigLIP checkpoint from a hub id or a local Hugging Face folder.
 
-    Offline and without a cached copy, raises a `UserError` that says how to get the weights.
+    `device` defaults to CUDA when visible, else CPU; `dtype` is fp32, fp16 or bf16. Offline and
+    without a cached copy, raises a `UserError` that says how to get the weights.
     """
-    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-
     if dtype not in _DTYPES:
         raise UserError(f"unknown dtype {dtype!r}: choose one of fp32, fp16, bf16")
     name = str(model)
     local = Path(name).expanduser()
-    if local.exists() and not (local / "config.json").is_file():
-        raise UserError(f"{local} is not a Hugging Face model folder (no config.json in it)")
-    device = pick_device(device)
-    try:
-        torch_dtype = _DTYPES[dtype]
-        net = AutoModel.from_pretrained(name, dtype=torch_dtype).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        image_processor = AutoImageProcessor.from_pretrained(name)
-    except OSError as exc:
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise UserError(f"{local} is not a Hugging Face model folder (no config.json in it)")
+        name = str(local)
+    elif name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"{name}: no such model folder")
+    device = _check_device(pick_device(device))
+    torch_dtype = _DTYPES[dtype]
+    try:  # a local folder or a cached hub copy: no network
+        net, tokenizer, image_processor = _load_parts(name, torch_dtype, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
         if local.exists():
-            raise UserError(f"cannot load the CLIP model in {local}: {exc}") from exc
-        raise UserError(
+            raise UserError(f"cannot load the CLIP model in {local}: {_first_line(exc)}") from exc
+        missing = UserError(
             f"the CLIP model {name!r} is not on this machine and could not be downloaded: on a machine with "
-            f"internet run `huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass "
-            f"`--clip-model DIR`") from exc
+            f"internet run `hf download {name} --local-dir DIR`, copy DIR here and pass `--clip-model DIR`")
+        if not _hub_reachable():  # say so now rather than after a minute of retries
+            raise missing from exc
+        try:
+            net, tokenizer, image_processor = _load_parts(name, torch_dtype, local_files_only=False)
+        except (OSError, ValueError, KeyError) as download_error:
+            raise missing from download_error
     if not hasattr(net, "get_image_features") or not hasattr(net, "get_text_features"):
         raise UserError(f"{name} is not an image-text (CLIP-family) model")
-    return ImageTextModel(net, tokenizer, image_processor, name, device, torch_dtype)
+    return ImageTextModel(net.to(device), tokenizer, image_processor, name, device, torch_dtype)
+
+
+def _load_parts(name: str, torch_dtype: torch.dtype, local_files_only: bool):
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    with _quiet_transformers():
+        net = AutoModel.from_pretrained(name, dtype=torch_dtype, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
+        image_processor = AutoImageProcessor.from_pretrained(name, local_files_only=local_files_only)
+    return net, tokenizer, image_processor
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """False when offline mode is on or the hub's host does not answer within `timeout` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _check_device(device: str) -> str:
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise UserError(f"device {device!r} is not available here: {_first_line(exc)}") from exc
+    return device
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    # The "falling back to the PIL image processor" notice and similar are noise to our users.
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hub_level = hub_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hub_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hub_logging.set_verbosity(hub_level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 # Sizes of the random models we build for tests ("tiny") and for speed benchmarks ("vit-b-32").
@@ -155,33 +308,50 @@ RANDOM_CLIP_SIZES = {
 }
 
 
-def save_random_clip(folder: str | os.PathLike, size: str = "tiny", seed: int = 0) -> Path:
-    """Write a random-weight CLIP in the exact Hugging Face folder format; return the folder.
+def save_random_clip(folder: str | os.PathLike, size: str = "tiny", seed: int = 0,
+                     family: str = "clip") -> Path:
+    """Write a random-weight CLIP (or SigLIP) in the exact Hugging Face folder format; return the folder.
 
     The tokenizer is a real byte-level BPE trained on a small built-in corpus (the CLIP vocabulary
     cannot be downloaded here), saved as `CLIPTokenizerFast` files, so loading takes the same path as
-    a real checkpoint.
+    a real checkpoint. `family="siglip"` writes a `SiglipModel` with SigLIP's square resize and sigmoid
+    scoring, to exercise that path.
     """
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, SiglipConfig, SiglipModel
+    from transformers.models.siglip import SiglipImageProcessorPil
 
     if size not in RANDOM_CLIP_SIZES:
         raise UserError(f"unknown random CLIP size {size!r}: choose one of {', '.join(RANDOM_CLIP_SIZES)}")
+    if family not in ("clip", "siglip"):
+        raise UserError(f"unknown model family {family!r}: choose clip or siglip")
     spec = RANDOM_CLIP_SIZES[size]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_clip_tokenizer()
-    config = CLIPConfig(
-        text_config=dict(spec["text"], vocab_size=len(tokenizer), max_position_embeddings=77,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=spec["vision"], projection_dim=spec["projection_dim"])
-    torch.manual_seed(seed)
-    CLIPModel(config).save_pretrained(folder)
+    side = spec["vision"]["image_size"]
+    tokens = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random state
+        torch.manual_seed(seed)
+        if family == "clip":
+            config = CLIPConfig(text_config=dict(spec["text"], max_position_embeddings=77, **tokens),
+                                vision_config=spec["vision"], projection_dim=spec["projection_dim"])
+            model = CLIPModel(config)
+            processor = CLIPImageProcessorPil(size={"shortest_edge": side},
+                                              crop_size={"height": side, "width": side})
+        else:
+            config = SiglipConfig(text_config=dict(spec["text"], max_position_embeddings=64, **tokens),
+                                  vision_config=spec["vision"])
+            model = SiglipModel(config)
+            processor = SiglipImageProcessorPil(size={"height": side, "width": side})
+    with _quiet_transformers():
+        model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder
 
 
+@lru_cache(maxsize=1)
 def _train_clip_tokenizer():
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import CLIPTokenizerFast

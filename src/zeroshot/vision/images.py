@@ -18,7 +18,12 @@ from zeroshot.errors import UserError
 
 # Larger images are refused as possible decompression bombs (Pillow's own default warns at 89 MP).
 MAX_PIXELS = 64_000_000
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+# We enforce our own pixel limit (with a clearer message), and a damaged EXIF block only costs the
+# rotation. Module-level filters rather than catch_warnings, which is not thread-safe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif",
+                  ".ppm", ".pgm", ".pbm"}
 
 
 class ImageError(UserError):
@@ -39,8 +44,10 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int 
             stream = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
             with stream:
                 image = Image.open(stream)
-                _check_size(image, max_pixels, name)
+                _check_size(image, max_pixels, name)  # before decoding: a bomb is refused unallocated
                 image.load()
+        _check_size(image, max_pixels, name)
+        return to_rgb(image)
     except ImageError:
         raise
     except FileNotFoundError as exc:
@@ -53,30 +60,26 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int 
         raise ImageError(f"{name}: not an image file (or an unsupported format)") from exc
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: too many pixels (possible decompression bomb)") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from exc
-    _check_size(image, max_pixels, name)
-    return to_rgb(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: corrupt, truncated or unsupported image ({exc})") from exc
+    except MemoryError as exc:
+        raise ImageError(f"{name}: not enough memory to decode it") from exc
 
 
 def _check_size(image: Image.Image, max_pixels: int, name: str) -> None:
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageError(f"{name}: {width}x{height} is more than {max_pixels:,} pixels (possible decompression bomb)")
+        raise ImageError(f"{name}: {width}x{height} is more than {max_pixels:,} pixels "
+                         "(possible decompression bomb)")
     if width < 1 or height < 1:
         raise ImageError(f"{name}: empty image")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright 8-bit RGB: apply EXIF orientation, scale 16-bit, composite alpha on white."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scale = 255.0 / (high - low) if high > low else 0.0
-        image = Image.fromarray(((array - low) * scale).astype(np.uint8), mode="L")
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        image = Image.fromarray(_to_8bit(np.asarray(image)), mode="L")
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGBa"):
@@ -86,24 +89,52 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def expand_paths(inputs: Iterable[str | os.PathLike], recursive: bool = True) -> list[Path]:
-    """Files named by `inputs`: files as given, folders walked for image files, globs expanded.
+def _to_8bit(array: np.ndarray) -> np.ndarray:
+    # 16-bit data keeps its brightness (65535 -> 255); values outside that range (32-bit or float
+    # images) are stretched from their minimum to their maximum.
+    low, high = float(array.min()), float(array.max())
+    if array.dtype.kind in "ui" and low >= 0 and high <= 65535:
+        return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return np.round((array.astype(np.float64) - low) * scale).astype(np.uint8)
 
-    Raises `UserError` for an input that matches nothing.
+
+def expand_paths(inputs: Iterable[str | os.PathLike], recursive: bool = True) -> list[Path]:
+    """Files named by `inputs`, in order, each once: files as given, folders walked, globs expanded.
+
+    A file named explicitly is kept whatever its suffix (the loader reports it if it is no image);
+    folders (and folders a glob matches) contribute their image files by suffix, sorted, skipping
+    hidden files and folders and not following symlinked folders (no loops). Raises `UserError` for
+    an input that matches nothing.
     """
     import glob
 
-    found: list[Path] = []
+    found: dict[Path, None] = {}  # an ordered set: a file named twice is classified once
     for item in inputs:
-        path = Path(item).expanduser()
+        text = os.fspath(item)
+        if not str(text).strip():
+            raise UserError("an empty path was given")
+        path = Path(text).expanduser()
         if path.is_dir():
-            walker: Iterator[Path] = path.rglob("*") if recursive else path.glob("*")
-            found.extend(sorted(p for p in walker if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.update(dict.fromkeys(_walk_images(path, recursive)))
         elif path.exists():
-            found.append(path)
+            found[path] = None
         else:
-            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
             if not matches:
-                raise UserError(f"{item}: no such file, folder or glob match")
-            found.extend(m for m in matches if m.is_file())
-    return found
+                raise UserError(f"{text}: no such file, folder or glob match")
+            for match in matches:
+                if match.is_dir():
+                    found.update(dict.fromkeys(_walk_images(match, recursive)))
+                elif match.is_file():
+                    found[match] = None
+    return list(found)
+
+
+def _walk_images(folder: Path, recursive: bool) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        for name in sorted(files):
+            candidate = Path(root) / name
+            if not name.startswith(".") and candidate.suffix.lower() in IMAGE_SUFFIXES:
+                yield candidate

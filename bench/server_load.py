@@ -1,0 +1,224 @@
+"""Load test of `zeroshot serve` on loopback: text classification under concurrent clients, then the
+same with malformed requests mixed in.
+
+    python -m bench.server_load                      # 16 clients, 60 s per phase
+    python -m bench.server_load --clients 4 --seconds 10
+
+Starts the real server as a subprocess (`python -m zeroshot.cli serve`) on 127.0.0.1 with the default
+LM, so client and server do not share a GIL. Phase "clean": every client loops on good
+`/v1/classify/text` requests. Phase "mixed": one request in three is malformed (broken JSON, an
+oversize body, wrong types, an oversize upload, an unknown label set). Reports requests/s, p50/p99
+latency and errors for each; malformed requests must get a 4xx, good ones a 200, and `/health` must
+answer afterwards. Writes `bench/results/server_load.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"  # loopback only, always
+RESULTS = Path(__file__).parent / "results" / "server_load.json"
+LABELS = ["sport", "politics", "business", "technology", "entertainment"]
+TEXTS = [
+    "The striker scored twice as the home side won the cup final.",
+    "The prime minister faces a confidence vote in parliament next week.",
+    "Shares in the bank fell sharply after its quarterly results.",
+    "The new phone has a faster chip and a brighter screen.",
+    "The film won three awards at the festival on Sunday night.",
+    "Inflation rose to its highest level in a decade, the central bank said.",
+    "The tennis champion withdrew from the tournament with an injury.",
+    "A software update fixes the security flaw in millions of routers.",
+]
+UPLOAD_LIMIT_MB = 1.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, extra: list[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "zeroshot.cli", "serve", "--host", HOST, "--port", str(port),
+               "--max-upload-mb", str(UPLOAD_LIMIT_MB), *extra]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_healthy(base_url: str, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {process.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not become healthy")
+
+
+def good_request(rng: random.Random) -> dict:
+    return {"method": "POST", "url": "/v1/classify/text",
+            "json": {"texts": [rng.choice(TEXTS)], "labels": LABELS,
+                     "description": "Topic of the news story."}}
+
+
+def bad_request(rng: random.Random) -> tuple[str, dict]:
+    """A malformed request and its kind; every one must be refused with a 4xx."""
+    oversize = b"x" * int((UPLOAD_LIMIT_MB + 0.5) * 1024 * 1024)
+    kinds = {
+        "bad_json": {"method": "POST", "url": "/v1/classify/text", "content": b'{"texts": ["unclosed',
+                     "headers": {"Content-Type": "application/json"}},
+        "oversize_body": {"method": "POST", "url": "/v1/classify/text", "content": oversize,
+                          "headers": {"Content-Type": "application/json"}},
+        "wrong_types": {"method": "POST", "url": "/v1/classify/text",
+                        "json": {"texts": 42, "labels": "sport"}},
+        "oversize_upload": {"method": "POST", "url": "/v1/classify/image", "data": {"labels": ["a", "b"]},
+                            "files": {"files": ("big.png", oversize, "image/png")}},
+        "bad_demonstration": {"method": "POST", "url": "/v1/classify/text",
+                              "json": {"texts": ["x"], "labels": LABELS,
+                                       "demonstrations": [{"text": "y", "label": "not-a-label"}]}},
+        "not_json_object": {"method": "POST", "url": "/v1/generate", "json": ["a", "list"]},
+    }
+    kind = rng.choice(sorted(kinds))
+    return kind, kinds[kind]
+
+
+async def client_loop(http: httpx.AsyncClient, seed: int, stop_at: float, bad_every: int, log: dict) -> None:
+    rng = random.Random(seed)
+    count = 0
+    while time.monotonic() < stop_at:
+        count += 1
+        malformed = bad_every and count % bad_every == 0
+        kind, request = bad_request(rng) if malformed else ("good", good_request(rng))
+        started = time.perf_counter()
+        try:
+            response = await http.request(**request)
+            status = response.status_code
+        except httpx.HTTPError as exc:
+            status = f"transport error: {type(exc).__name__}"
+        elapsed = time.perf_counter() - started
+        if kind == "good":
+            log["good_latencies"].append(elapsed)
+            if status != 200:
+                log["good_errors"].append(str(status))
+        else:
+            log["bad_statuses"].setdefault(kind, []).append(status)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def run_phase(base_url: str, clients: int, seconds: float, bad_every: int, api_key: str | None) -> dict:
+    log: dict = {"good_latencies": [], "good_errors": [], "bad_statuses": {}}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120, limits=limits) as http:
+        info_before = (await http.get("/v1/info")).json()["batching"]["text_classification"]
+        started = time.monotonic()
+        await asyncio.gather(*(client_loop(http, seed, started + seconds, bad_every, log)
+                               for seed in range(clients)))
+        wall = time.monotonic() - started
+        info_after = (await http.get("/v1/info")).json()["batching"]["text_classification"]
+        health = (await http.get("/health")).status_code
+    latencies = log["good_latencies"]
+    bad = {kind: {"count": len(statuses), "statuses": sorted({str(s) for s in statuses}),
+                  "all_4xx": all(isinstance(s, int) and 400 <= s < 500 for s in statuses)}
+           for kind, statuses in sorted(log["bad_statuses"].items())}
+    calls = info_after["calls"] - info_before["calls"]
+    merged = info_after["requests"] - info_before["requests"]
+    return {"clients": clients, "seconds": round(wall, 2), "good_requests": len(latencies),
+            "good_requests_per_s": round(len(latencies) / wall, 2),
+            "p50_ms": _ms(percentile(latencies, 50)), "p99_ms": _ms(percentile(latencies, 99)),
+            "max_ms": _ms(max(latencies) if latencies else None),
+            "good_errors": len(log["good_errors"]), "good_error_samples": log["good_errors"][:5],
+            "malformed_requests": sum(v["count"] for v in bad.values()), "malformed_by_kind": bad,
+            "malformed_all_4xx": all(v["all_4xx"] for v in bad.values()),
+            "model_calls": calls, "mean_requests_per_call": round(merged / calls, 2) if calls else None,
+            "health_after": health}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each phase")
+    parser.add_argument("--bad-every", type=int, default=3,
+                        help="in the mixed phase, every n-th request is bad")
+    parser.add_argument("--server-arg", action="append", default=[], help="extra `zeroshot serve` option")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.clients > 64 or args.seconds <= 0 or args.seconds > 300:
+        parser.error("keep it bounded: 1-64 clients, at most 300 s per phase")
+    port = _free_port()
+    base_url = f"http://{HOST}:{port}"
+    api_key = "bench-" + os.urandom(8).hex()
+    env_key = os.environ.get("ZEROSHOT_API_KEY")
+    os.environ["ZEROSHOT_API_KEY"] = api_key  # the server reads it; it never appears on a command line
+    process = start_server(port, args.server_arg)
+    if env_key is None:
+        del os.environ["ZEROSHOT_API_KEY"]
+    else:
+        os.environ["ZEROSHOT_API_KEY"] = env_key
+    try:
+        started = time.monotonic()
+        wait_healthy(base_url, process)
+        warm = httpx.post(f"{base_url}/v1/classify/text", json=good_request(random.Random(0))["json"],
+                          headers={"Authorization": f"Bearer {api_key}"}, timeout=300)
+        warm.raise_for_status()
+        startup_s = time.monotonic() - started
+        info = httpx.get(f"{base_url}/v1/info", headers={"Authorization": f"Bearer {api_key}"}).json()
+        clean = asyncio.run(run_phase(base_url, args.clients, args.seconds, 0, api_key))
+        print("clean:", json.dumps(clean), flush=True)
+        mixed = asyncio.run(run_phase(base_url, args.clients, args.seconds, args.bad_every, api_key))
+        print("mixed:", json.dumps(mixed), flush=True)
+        alive = process.poll() is None
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    result = {
+        "benchmark": "server_load",
+        "command": "python -m bench.server_load " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "server": {"lm": info["models"]["lm"], "versions": info["versions"],
+                   "limits": info["settings"]["limits"], "batching": info["settings"]["batching"],
+                   "startup_and_first_request_s": round(startup_s, 2)},
+        "workload": {"endpoint": "/v1/classify/text", "labels": LABELS, "texts_per_request": 1},
+        "clean": clean, "mixed": mixed, "server_alive_after": alive,
+        "passed": (clean["good_errors"] == 0 and mixed["good_errors"] == 0 and mixed["malformed_all_4xx"]
+                   and clean["health_after"] == mixed["health_after"] == 200 and alive),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.output}; passed: {result['passed']}")
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

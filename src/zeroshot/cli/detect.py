@@ -1,0 +1,111 @@
+"""`zeroshot detect`: zero-shot object detection and dataset generation from the command line.
+
+Thin: parse, call `zeroshot.vision.detect.ZeroShotDetector`, write. Per run, in `--out`: one JSON line
+per image (`detections.jsonl`, also printed), an annotated PNG per image and `annotations.coco.json`.
+Exit code 0 when at least one image was processed (unreadable files are reported and recorded with
+their error); 2 when none was, or on a usage mistake.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zeroshot.cli import app
+
+
+@app.command("detect")
+def detect(
+    paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
+    queries: list[str] = typer.Option(None, "--query", help="What to find, in words (repeatable)."),
+    examples: list[Path] = typer.Option(None, "--example", help="An image of what to find (repeatable)."),
+    example_label: str = typer.Option("example", "--example-label", help="Label of the example images "
+                                      "(the same as a --query: boxes must match both)."),
+    example_mode: str = typer.Option("mean", "--example-mode", help="mean (of the examples) or nearest."),
+    clip_model: str = typer.Option(None, "--clip-model", "--model", "-m",
+                                   help="Hub id or local Hugging Face folder "
+                                        "(default: openai/clip-vit-base-patch32)."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Least probability of a query against the "
+                                    "background prompts (0-1)."),
+    example_threshold: float = typer.Option(0.8, "--example-threshold",
+                                            help="Least cosine similarity to the examples."),
+    proposals: int = typer.Option(200, "--proposals", "-n", help="Region proposals scored per image."),
+    method: str = typer.Option("both", "--method", help="both, selective-search or windows."),
+    search_mode: str = typer.Option("fast", "--search-mode", help="Selective search: fast or quality."),
+    context_padding: float = typer.Option(0.0, "--context-padding", help="Re-score kept boxes with this "
+                                          "much context around them (fraction of the box, e.g. 0.2)."),
+    nms_iou: float = typer.Option(0.3, "--nms-iou", help="Overlap above which a weaker box is dropped."),
+    templates: str = typer.Option("imagenet", "--templates", "-t", help="Prompt templates for the queries."),
+    out: Path = typer.Option(Path("detections"), "--out", "-o", help="Folder for JSONL, PNGs and COCO."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Crops per model call."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk query-embedding cache."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no JSON on stdout."),
+) -> None:
+    """Find objects named by --query or shown by --example, as boxes: JSONL, annotated PNGs, COCO."""
+    import json
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from zeroshot.errors import UserError
+    from zeroshot.models.clip import DEFAULT_CLIP, load_clip
+    from zeroshot.vision.coco import CocoBuilder
+    from zeroshot.vision.detect import ZeroShotDetector, draw_detections, result_record
+    from zeroshot.vision.images import expand_paths, load_image
+    from zeroshot.vision.proposals import RegionProposer
+
+    if not queries and not examples:
+        raise UserError("nothing to detect: give at least one --query or --example")
+    proposer = RegionProposer(method=method, max_proposals=proposals, search_mode=search_mode)
+    files = expand_paths(paths)
+    if not files:
+        raise UserError("no image files found in " + ", ".join(paths))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {out}: {exc}") from exc
+    model = load_clip(clip_model or DEFAULT_CLIP, device=device)
+    detector = ZeroShotDetector(model, queries or (), [str(e) for e in examples or ()],
+                                example_label=example_label, example_mode=example_mode,
+                                templates=templates, threshold=threshold, example_threshold=example_threshold,
+                                proposer=proposer, nms_iou=nms_iou, context_padding=context_padding,
+                                batch_size=batch_size, cache_dir=False if no_cache else None)
+    err = Console(stderr=True)
+    coco = CocoBuilder(detector.labels)
+    done, failed, found = 0, 0, 0
+    picture_names = _picture_names(files)
+    with open(out / "detections.jsonl", "w", encoding="utf-8") as jsonl:
+        for index, result, error in detector.iter_runs([str(f) for f in files], progress=not quiet):
+            record = result_record(str(files[index]), result, error)
+            if result is None:
+                failed += 1
+                err.print(Text.assemble(("skipped ", "yellow"), error or ""), highlight=False)
+            else:
+                done += 1
+                found += len(result.detections)
+                coco.add_image(str(files[index]), result.width, result.height, result.detections)
+                picture = draw_detections(load_image(files[index]), result.detections, detector.labels)
+                picture.save(out / picture_names[index])
+                record["annotated"] = picture_names[index]
+            line = json.dumps(record)
+            jsonl.write(line + "\n")
+            if not quiet:
+                print(line, flush=True)
+    coco.write(out / "annotations.coco.json")
+    err.print(f"{done} images, {found} detections, {failed} skipped; results in {out}/ "
+              f"(detections.jsonl, annotations.coco.json, PNGs)", highlight=False)
+    if done == 0:
+        raise UserError(f"no image could be processed ({failed} unreadable; reasons above)")
+
+
+def _picture_names(files: list[Path]) -> list[str]:
+    # Two inputs may share a name (a/x.jpg, b/x.jpg): number them from the second one on.
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for path in files:
+        stem = path.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}.detections.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.detections.png")
+    return names

@@ -1,0 +1,40 @@
+"""`zeroshot fewshot-curve`: accuracy against shots for the zero-shot head, linear probe and adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zeroshot.cli import app
+
+
+@app.command("fewshot-curve")
+def fewshot_curve(
+    task: str = typer.Argument(..., help="bbc-news, or a task file: .jsonl {text,label}, .npz or .npy "
+                                         "(see docs/fewshot.md)"),
+    shots: str = typer.Option("0,1,2,4,8,16", help="Comma-separated shots per class."),
+    seeds: int = typer.Option(10, help="Support sets drawn per shot count (seeds 0..N-1)."),
+    methods: str = typer.Option("zeroshot,linear,kernel,tip", help="Comma-separated: zeroshot, linear, "
+                                                                    "kernel, tip."),
+    encoder: str = typer.Option(None, help="Text encoder: minilm (default), a sentence-transformers "
+                                           "folder or id, or lm:MODEL[@last]."),
+    out: Path = typer.Option(Path("runs/fewshot"), help="Folder for the JSON results and the PNG plot."),
+    test_fraction: float = typer.Option(0.5, help="Share of each class held out as the fixed test split."),
+    split_seed: int = typer.Option(0, help="Seed of the test split."),
+    limit: int = typer.Option(None, help="Use only the first N examples of the task (quick runs)."),
+) -> None:
+    """Plot test accuracy against labelled examples per class, mean and spread over seeds."""
+    from zeroshot.fewshot.curve import format_table, parse_int_list, run_curve, save_curve
+    from zeroshot.fewshot.tasks import load_embedding_task
+
+    shot_counts = parse_int_list(shots, "--shots")
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    loaded = load_embedding_task(task, encoder=encoder, limit=limit)
+    result = run_curve(loaded, shot_counts, seeds, method_list, test_fraction, split_seed)
+    stem = f"fewshot-curve-{Path(loaded.name).stem}"
+    json_path, png_path = save_curve(result, out, stem)
+    typer.echo(f"{loaded.name} with {loaded.encoder}: {result['n_pool']} pool / {result['n_test']} test examples, "
+               f"seeds 0-{seeds - 1}, test split seed {split_seed}")
+    typer.echo(format_table(result))
+    typer.echo(f"wrote {json_path} and {png_path}")

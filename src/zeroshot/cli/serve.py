@@ -1,0 +1,44 @@
+"""`zeroshot serve`: the HTTP API and web page (see docs/server.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zeroshot.cli import app
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes it to the network."),
+    port: int = typer.Option(8000, help="TCP port."),
+    model: str | None = typer.Option(None, help="LM: hub id, folder or .gguf file (default SmolLM2-135M)."),
+    backend: str = typer.Option("auto", help="LM backend: auto, llama.cpp or transformers."),
+    clip_model: str | None = typer.Option(None, help="CLIP hub id or local folder."),
+    device: str | None = typer.Option(None, help="Device for CLIP (cpu, cuda); default: CUDA if visible."),
+    db: Path | None = typer.Option(None, help="Image-search index folder (built by `zeroshot index`)."),
+    image_root: list[Path] = typer.Option([], help="Folder whose images may be read by path (repeatable)."),
+    api_key: str | None = typer.Option(None, envvar="ZEROSHOT_API_KEY",
+                                       help="Require `Authorization: Bearer KEY` on /v1."),
+    max_upload_mb: float = typer.Option(10.0, help="Largest request body, in MiB (413 above)."),
+    max_pixels: int = typer.Option(40_000_000, help="Largest image, in pixels (413 above)."),
+    max_prompt_chars: int = typer.Option(8_000, help="Longest prompt or text, in characters (413 above)."),
+    max_tokens: int = typer.Option(512, help="Most tokens one generation may ask for (400 above)."),
+    preload: bool = typer.Option(False, help="Load the LM and CLIP at start-up instead of on first use."),
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) and the web page (at /)."""
+    import uvicorn
+
+    from zeroshot.server.app import create_app
+    from zeroshot.server.settings import ServerSettings
+
+    settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
+                              device=device, db=db, image_roots=list(image_root), api_key=api_key,
+                              max_upload_mb=max_upload_mb, max_pixels=max_pixels,
+                              max_prompt_chars=max_prompt_chars, max_tokens=max_tokens, preload=preload)
+    if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+        typer.echo(f"warning: serving on {host} without an API key: anyone who can reach this port can use "
+                   f"it (set --api-key or ZEROSHOT_API_KEY)", err=True)
+    typer.echo(f"zeroshot: http://{host}:{port}/  (API docs at /docs)", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

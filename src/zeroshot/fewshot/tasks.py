@@ -1,0 +1,131 @@
+"""Labelled embedding tasks for the few-shot curve: the built-in BBC News, or the user's own file.
+
+Accepted TASK values (docs/fewshot.md has examples):
+- `bbc-news`: the 2,225 BBC articles embedded by the chosen text encoder (cached on disk);
+- `FILE.jsonl`: one `{"text": ..., "label": ...}` per line, embedded by the chosen text encoder;
+  the zero-shot prior embeds each label through `templates`;
+- `FILE.npz`: precomputed `embeddings` (n, d) and `labels` (n,), optionally `class_embeddings`
+  (c, d) with `class_labels` (c,) for the zero-shot prior (without them only the methods that need
+  no prior run);
+- `FILE.npy`: precomputed embeddings, with one label per line in `FILE.labels.txt` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zeroshot.errors import UserError
+from zeroshot.fewshot._validation import check_embeddings
+from zeroshot.fewshot.zero_shot_head import NEWS_TEMPLATES, ZeroShotHead
+
+GENERIC_TEMPLATES = ("This text is about {label}.", "{label}.")
+# The prior's temperature for unit-norm sentence embeddings, chosen among 10, 30 and 100 on a development
+# split of the BBC training pool (bench/fewshot_tune.py): with CLIP's 100 the prior is so sure of itself
+# that a few shots barely move the adapters.
+SENTENCE_LOGIT_SCALE = 10.0
+
+
+@dataclass
+class EmbeddingTask:
+    """Embeddings with their labels, and the zero-shot head of the label prompts when there is one."""
+
+    name: str
+    embeddings: np.ndarray
+    labels: np.ndarray
+    prior: ZeroShotHead | None
+    encoder: str
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.unique(self.labels)
+
+
+def load_embedding_task(task: str, encoder: str | None = None, templates: Sequence[str] | None = None,
+                        logit_scale: float = SENTENCE_LOGIT_SCALE, progress: bool = True,
+                        limit: int | None = None) -> EmbeddingTask:
+    """Load TASK (see the module docstring); `limit` keeps the first n examples (for quick runs)."""
+    if task == "bbc-news":
+        from zeroshot.eval.datasets import load_bbc_news
+
+        articles = load_bbc_news()[:limit] if limit else load_bbc_news()
+        texts, labels = [a.text for a in articles], [a.label for a in articles]
+        return _embed_texts("bbc-news", texts, labels, encoder, templates or NEWS_TEMPLATES, logit_scale, progress)
+    path = Path(task).expanduser()
+    if not path.is_file():
+        raise UserError(f"task {task!r} is neither `bbc-news` nor an existing file (.jsonl, .npz or .npy)")
+    if path.suffix == ".jsonl":
+        texts, labels = _read_jsonl(path)
+        texts, labels = (texts[:limit], labels[:limit]) if limit else (texts, labels)
+        return _embed_texts(path.name, texts, labels, encoder, templates or GENERIC_TEMPLATES, logit_scale,
+                            progress)
+    if path.suffix in (".npz", ".npy"):
+        if encoder is not None:
+            raise UserError(f"{path.name} holds precomputed embeddings: drop --encoder")
+        return _read_arrays(path, logit_scale, limit)
+    raise UserError(f"unknown task file type {path.suffix!r}: use .jsonl (text + label), .npz or .npy")
+
+
+def _embed_texts(name, texts, labels, encoder_spec, templates, logit_scale, progress) -> EmbeddingTask:
+    from zeroshot.fewshot.embeddings_cache import cached_encode
+    from zeroshot.models.sentence import load_text_encoder
+
+    encoder = load_text_encoder(encoder_spec)
+    embeddings = cached_encode(encoder, texts, progress=progress)
+    classes = sorted(set(labels))
+    prior = ZeroShotHead.from_prompts(encoder, classes, templates, logit_scale=logit_scale)
+    return EmbeddingTask(name, embeddings, np.asarray(labels), prior, encoder.name)
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path.name} line {number} is not JSON: {exc.msg}") from exc
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "label" not in row:
+                raise UserError(f'{path.name} line {number} needs {{"text": "...", "label": "..."}}')
+            texts.append(row["text"])
+            labels.append(str(row["label"]))
+    if not texts:
+        raise UserError(f"{path.name} has no examples")
+    return texts, labels
+
+
+def _read_arrays(path: Path, logit_scale: float, limit: int | None) -> EmbeddingTask:
+    prior = None
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                if "embeddings" not in arrays or "labels" not in arrays:
+                    raise UserError(f"{path.name} must hold arrays named `embeddings` and `labels`")
+                embeddings, labels = arrays["embeddings"], arrays["labels"]
+                if "class_embeddings" in arrays:
+                    class_labels = arrays["class_labels"] if "class_labels" in arrays else None
+                    prior = ZeroShotHead(arrays["class_embeddings"], class_labels, logit_scale=logit_scale)
+        else:
+            embeddings = np.load(path, allow_pickle=False)
+            label_file = path.with_suffix(".labels.txt")
+            if not label_file.is_file():
+                raise UserError(f"{path.name} needs its labels in {label_file.name} (one per line)")
+            labels = np.array([line.strip() for line in label_file.read_text().splitlines() if line.strip()])
+    except (ValueError, OSError) as exc:
+        raise UserError(f"cannot read {path.name}: {exc}") from exc
+    embeddings = check_embeddings(embeddings, f"embeddings in {path.name}").astype(np.float32)
+    labels = np.asarray(labels)
+    if labels.shape != (len(embeddings),):
+        raise UserError(f"{path.name}: {len(embeddings)} embeddings but {labels.size} labels")
+    if limit:
+        embeddings, labels = embeddings[:limit], labels[:limit]
+    if prior is not None:
+        prior.fit(embeddings[:1])  # the width check, with a clear message, before any experiment
+    return EmbeddingTask(path.name, embeddings, labels.astype(str) if labels.dtype.kind in "OU" else labels,
+                         prior, "precomputed")

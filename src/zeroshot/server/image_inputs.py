@@ -1,0 +1,133 @@
+"""Reading image requests: a multipart upload or JSON naming paths under the image roots.
+
+Both forms become the same pydantic model plus decoded images, so each vision route is written once.
+Every image goes through `zeroshot.vision.images.load_image` (the library's safe loader); the pixel
+limit is checked from the header first so an oversized image is refused with 413 before it is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from PIL import Image
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from zeroshot.errors import UserError
+from zeroshot.server.security import resolve_under_roots
+from zeroshot.server.settings import ServerSettings
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_body(request: Request, model: type[M],
+                     file_fields: tuple[str, ...]) -> tuple[M, dict[str, list]]:
+    """The request's fields as `model`, and its uploaded files by field name (name, bytes).
+
+    Multipart list fields may repeat (`-F labels=cat -F labels=dog`) or hold a JSON list or a
+    comma-separated string. Raises 422 for fields that do not fit `model`, 400 for broken JSON and 415
+    for other content types.
+    """
+    settings: ServerSettings = request.app.state.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    uploads: dict[str, list] = {name: [] for name in file_fields}
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=settings.max_images_per_request * 2, max_fields=200)
+        raw: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key not in uploads:
+                    raise UserError(f"unexpected file field {key!r}; files go in "
+                                    f"{', '.join(file_fields)}", 422)
+                uploads[key].append((value.filename or key, await value.read()))
+            else:
+                raw.setdefault(key, []).append(value)
+        data = _form_to_data(raw, model)
+    elif content_type in ("application/json", ""):
+        try:
+            data = json.loads(await request.body() or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"the request body is not valid JSON: {exc}", 400) from exc
+        if not isinstance(data, dict):
+            raise UserError("the request body must be a JSON object (or a multipart form)", 422)
+    else:
+        raise UserError(f"unsupported content type {content_type!r}: send application/json or "
+                        f"multipart/form-data", 415)
+    try:
+        return model.model_validate(data), uploads
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+
+
+def _form_to_data(raw: dict[str, list[str]], model: type[BaseModel]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, values in raw.items():
+        field = model.model_fields.get(key)
+        if field is None or not _is_list(field.annotation):
+            data[key] = values[-1] if len(values) == 1 else values
+        elif len(values) == 1 and values[0].lstrip().startswith("["):
+            try:
+                data[key] = json.loads(values[0])
+            except json.JSONDecodeError as exc:
+                raise UserError(f"field {key!r} is not a valid JSON list", 422) from exc
+        elif len(values) == 1:
+            data[key] = [part.strip() for part in values[0].split(",") if part.strip()]
+        else:
+            data[key] = values
+    return data
+
+
+def _is_list(annotation: Any) -> bool:
+    """Whether a field's type is a list (possibly optional): `list[str] | None` is."""
+    if get_origin(annotation) is list:
+        return True
+    return any(_is_list(argument) for argument in get_args(annotation))
+
+
+def _check_pixels(source: bytes | Path, max_pixels: int, name: str) -> None:
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{name}: too many pixels (this server accepts at most {max_pixels:,})", 413) from exc
+    except Exception:  # not an image at all: `load_image` says why
+        return
+    if width * height > max_pixels:
+        raise UserError(f"{name}: {width}x{height} is {width * height:,} pixels; this server accepts at most "
+                        f"{max_pixels:,} (--max-pixels)", 413)
+
+
+def _decode(source: bytes | Path, max_pixels: int, name: str) -> Image.Image:
+    from zeroshot.vision.images import ImageError, load_image
+
+    _check_pixels(source, max_pixels, name)
+    try:
+        image = load_image(source, max_pixels=max_pixels)
+    except ImageError as exc:
+        message = str(exc).replace("image:", f"{name}:", 1) if isinstance(source, bytes) else str(exc)
+        raise UserError(message, 422) from exc
+    return image
+
+
+async def load_images(settings: ServerSettings, uploads: list[tuple[str, bytes]], paths: list[str],
+                      ) -> list[tuple[str, Image.Image]]:
+    """Decode uploads and paths (confined to the image roots) into (name, RGB image) pairs, in a thread."""
+    count = len(uploads) + len(paths)
+    if count > settings.max_images_per_request:
+        raise UserError(f"{count} images in one request; this server accepts at most "
+                        f"{settings.max_images_per_request}", 413)
+    sources: list[tuple[str, bytes | Path]] = list(uploads)
+    for path in paths:
+        sources.append((os.fspath(path), resolve_under_roots(path, settings.image_roots)))
+
+    def decode_all() -> list[tuple[str, Image.Image]]:
+        return [(name, _decode(source, settings.max_pixels, name)) for name, source in sources]
+
+    return await run_in_threadpool(decode_all)

@@ -1,0 +1,169 @@
+"""Vision endpoints: image classification (micro-batched), image search, detection, and image files.
+
+Each accepts a multipart upload or JSON naming paths under `--image-root`; see `image_inputs`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from zeroshot.errors import UserError
+from zeroshot.server.image_inputs import load_images, parse_body
+from zeroshot.server.resources import Resources, require
+from zeroshot.server.security import resolve_under_roots
+
+router = APIRouter(tags=["vision"])
+
+
+def _resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+def _both_forms(model: type[BaseModel], files: str) -> dict[str, Any]:
+    """OpenAPI for a body that is JSON or multipart (the route reads `Request` itself)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    form = {"type": "object", "properties": {files: {"type": "array", "items": {"type": "string",
+                                                                                   "format": "binary"}},
+                                             **schema.get("properties", {})}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema},
+                                                          "multipart/form-data": {"schema": form}}}}
+
+
+def image_url(path: str, request: Request) -> str | None:
+    """Where the web page can fetch `path`, if it lies under an image root (else None)."""
+    try:
+        resolve_under_roots(path, request.app.state.settings.image_roots)
+    except UserError:
+        return None
+    return f"/v1/image?path={quote(str(Path(path).resolve()))}"
+
+
+# --- classification -------------------------------------------------------------------------------
+class ClassifyImageRequest(BaseModel):
+    """Labels to score, and images as `paths` (JSON) or uploaded `files` (multipart)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[str] = Field(min_length=2, description="Class names; each is put into the templates.")
+    templates: list[str] | None = Field(None, description="Prompt templates with {}; default: CLIP's 80.")
+    paths: list[str] = Field(default_factory=list, description="Image paths under the server's image roots.")
+    top_k: int = Field(5, ge=1, le=1000)
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_have_slot(cls, templates: list[str] | None) -> list[str] | None:
+        if templates is not None and (not templates or any("{}" not in t for t in templates)):
+            raise ValueError("each template must contain {} where the label goes")
+        return templates
+
+
+@router.post("/v1/classify/image", openapi_extra=_both_forms(ClassifyImageRequest, "files"))
+async def classify_image(request: Request) -> dict[str, Any]:
+    """Zero-shot image classification; concurrent requests with the same labels share one CLIP call."""
+    resources = _resources(request)
+    body, uploads = await parse_body(request, ClassifyImageRequest, ("files",))
+    images = await load_images(resources.settings, uploads["files"], body.paths)
+    if not images:
+        raise UserError("no image: upload `files` (multipart) or name `paths` (JSON)", 422)
+    key = (tuple(body.labels), tuple(body.templates) if body.templates else None)
+    rows = await resources.image_batcher.submit(key, [image for _, image in images])
+    results = []
+    for (name, _), row in zip(images, rows, strict=True):
+        scores = {label: round(float(p), 6) for label, p in zip(body.labels, row, strict=True)}
+        ranked = sorted(scores.items(), key=lambda pair: -pair[1])[: body.top_k]
+        results.append({"image": name, "label": ranked[0][0], "scores": scores,
+                        "top_k": [{"label": label, "score": score} for label, score in ranked]})
+    return {"model": resources.clip().name, "labels": body.labels, "results": results}
+
+
+# --- search ---------------------------------------------------------------------------------------
+class SearchRequest(BaseModel):
+    """A text query, or an image query (`image_path` in JSON, or an uploaded `image`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, min_length=1, max_length=1000)
+    image_path: str | None = None
+    k: int = Field(10, ge=1, le=200)
+    min_score: float | None = Field(None, ge=-1.0, le=1.0)
+
+
+@router.post("/v1/search", openapi_extra=_both_forms(SearchRequest, "image"))
+async def search(request: Request) -> dict[str, Any]:
+    """Search the image index (`--db`) by text or by example image."""
+    resources = _resources(request)
+    body, uploads = await parse_body(request, SearchRequest, ("image",))
+    paths = [body.image_path] if body.image_path else []
+    images = await load_images(resources.settings, uploads["image"], paths)
+    if (body.text is None) == (not images) or len(images) > 1:
+        raise UserError("give exactly one query: `text`, `image_path`, or one uploaded `image`", 422)
+    query_image = images[0][1] if images else None
+    hits = await resources.on_index(lambda index: index.search(
+        text=body.text, image=query_image, k=body.k, min_score=body.min_score))
+    return {"query": body.text if body.text is not None else images[0][0],
+            "index_size": len(resources.index()),
+            "results": [{"path": str(hit.path), "score": round(float(hit.score), 6),
+                         "url": image_url(str(hit.path), request)} for hit in hits]}
+
+
+# --- detection ------------------------------------------------------------------------------------
+class DetectRequest(BaseModel):
+    """What to find (`queries` as text and/or example images) in one image (`path` or uploaded `image`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: list[str] = Field(default_factory=list, description="Things to find, in words.")
+    example_paths: list[str] = Field(default_factory=list, description="Example images of the thing to find.")
+    path: str | None = None
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Keep regions scoring at least this.")
+
+    @model_validator(mode="after")
+    def _something_to_find(self) -> DetectRequest:
+        if any(not query.strip() for query in self.queries):
+            raise ValueError("queries must not be empty strings")
+        return self
+
+
+@router.post("/v1/detect", openapi_extra=_both_forms(DetectRequest, "image"))
+async def detect(request: Request) -> dict[str, Any]:
+    """Zero-shot (text-queried) or one-shot (image-queried) object detection in one image."""
+    resources = _resources(request)
+    body, uploads = await parse_body(request, DetectRequest, ("image", "examples"))
+    if not body.queries and not body.example_paths and not uploads["examples"]:
+        raise UserError("nothing to find: give `queries` (text) or example images", 422)
+    targets = await load_images(resources.settings, uploads["image"], [body.path] if body.path else [])
+    if len(targets) != 1:
+        raise UserError("give exactly one image: `path` (JSON) or one uploaded `image`", 422)
+    examples = await load_images(resources.settings, uploads["examples"], body.example_paths)
+    detector_class = require("zeroshot.vision.detect", "ZeroShotDetector", "detection")
+    name, image = targets[0]
+
+    def run(model):
+        detector = resources.detector(detector_class, model, tuple(body.queries), examples, body.threshold)
+        return detector.run(image)
+
+    result = await resources.on_clip(run)
+    found = [{"box": [round(float(v), 2) for v in d.box], "label": str(d.label),
+              "score": round(float(d.score), 6)} for d in result.detections]
+    return {"image": name, "width": result.width, "height": result.height,
+            "proposals": result.num_proposals, "timings_ms": result.timings_ms, "detections": found}
+
+
+# --- image files, for the web page's result grid -----------------------------------------------------
+@router.get("/v1/image", response_class=FileResponse, responses={200: {"content": {"image/*": {}}}})
+async def image_file(path: str, request: Request) -> FileResponse:
+    """An image file under one of the image roots (403 for anything else)."""
+    from zeroshot.vision.images import IMAGE_SUFFIXES
+
+    real = resolve_under_roots(path, request.app.state.settings.image_roots)
+    if real.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"{path}: not an image file", 403)
+    return FileResponse(real, headers={"Cache-Control": "private, max-age=3600",
+                                       "X-Content-Type-Options": "nosniff"})
+

@@ -1,0 +1,119 @@
+"""The server's defences: API-key check, request-body size limit, and image-root confinement."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from fastapi import HTTPException, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zeroshot.errors import UserError
+
+
+def check_api_key(request: Request) -> None:
+    """FastAPI dependency: 401 unless the request carries the configured key as a Bearer token.
+
+    Compared in constant time so response timing does not leak the key. No key configured: open.
+    """
+    expected = request.app.state.settings.api_key
+    if expected is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), expected.encode()):
+        raise HTTPException(status_code=401,
+                            detail="missing or wrong API key: send `Authorization: Bearer KEY`",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while reading a body that outgrows the limit (an HTTPException so FastAPI passes it on)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body is larger than this server's limit of "
+                                                 f"{limit:,} bytes (--max-upload-mb)")
+
+
+class BodySizeLimit:
+    """ASGI middleware refusing bodies over `max_bytes` with 413, before they are buffered.
+
+    Checks `Content-Length` up front, and counts the bytes of chunked bodies as they arrive (a client
+    can lie about, or omit, the length).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.max_bytes
+            except ValueError:
+                await _send_error(send, 400, "Content-Length is not a number")
+                return
+            if too_large:
+                await _send_error(send, 413, BodyTooLarge(self.max_bytes).detail)
+                return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if not started:
+                await _send_error(send, 413, exc.detail)
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    error = {"message": message, "type": "request_too_large" if status == 413 else "invalid_request_error",
+             "param": None, "code": status}
+    body = json.dumps({"error": error}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def resolve_under_roots(path: str, roots: list[Path]) -> Path:
+    """The real path of `path` if it lies inside one of `roots`; otherwise a 403 `UserError`.
+
+    Resolves symlinks and `..` first and checks afterwards, so neither can escape a root. A relative
+    path is taken relative to each root in turn.
+    """
+    if not roots:
+        raise UserError("reading images by path is disabled: start the server with --image-root DIR", 403)
+    if "\x00" in path:
+        raise UserError("path contains a NUL byte", 400)
+    candidate = Path(os.path.expanduser(path))
+    tries = [candidate] if candidate.is_absolute() else [root / candidate for root in roots]
+    inside = [real for real in (attempt.resolve() for attempt in tries)
+              if any(real == root or real.is_relative_to(root) for root in roots)]
+    if not inside:
+        raise UserError(f"{path}: outside the allowed image roots", 403)
+    for real in inside:
+        if real.is_file():
+            return real
+    if any(real.exists() for real in inside):
+        raise UserError(f"{path}: not a file", 400)
+    raise UserError(f"{path}: no such file", 404)

@@ -1,0 +1,78 @@
+"""What one running server is allowed to do: which models it serves and the limits it enforces.
+
+Every limit has a safe default so that `zeroshot serve` with no options is safe to leave running on a
+laptop: loopback only, bounded uploads, bounded generation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zeroshot.errors import UserError
+
+
+@dataclass
+class ServerSettings:
+    """Options of `create_app`; `zeroshot serve` fills them from its command line."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str | None = None  # LM id, folder or GGUF file; None means the default (SmolLM2-135M-Instruct)
+    backend: str = "auto"  # LM backend: "auto", "llama.cpp" or "transformers"
+    clip_model: str | None = None  # CLIP hub id or folder; None means zeroshot's default
+    device: str | None = None  # for CLIP; None picks CUDA when visible
+    db: Path | None = None  # image-search index folder
+    image_roots: list[Path] = field(default_factory=list)  # folders whose images may be read by path
+    api_key: str | None = None  # when set, every /v1 request needs `Authorization: Bearer <key>`
+    max_upload_mb: float = 10.0
+    max_pixels: int = 40_000_000
+    max_prompt_chars: int = 8_000
+    max_tokens: int = 512
+    max_texts_per_request: int = 64
+    max_images_per_request: int = 16
+    batch_window_ms: float = 5.0  # how long a micro-batcher waits for more requests to join a batch
+    max_batch_items: int = 64
+    preload: bool = False  # load the LM and CLIP at start-up instead of on first use
+
+    def __post_init__(self) -> None:
+        self.image_roots = [Path(root).expanduser().resolve() for root in self.image_roots]
+        for root in self.image_roots:
+            if not root.is_dir():
+                raise UserError(f"--image-root {root}: no such folder")
+        if self.db is not None:
+            self.db = Path(self.db).expanduser()
+        if self.api_key == "":
+            self.api_key = None
+        positive = {"max_upload_mb": self.max_upload_mb, "max_pixels": self.max_pixels,
+                    "max_prompt_chars": self.max_prompt_chars, "max_tokens": self.max_tokens,
+                    "max_texts_per_request": self.max_texts_per_request,
+                    "max_images_per_request": self.max_images_per_request,
+                    "max_batch_items": self.max_batch_items}
+        for name, value in positive.items():
+            if value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, not {value}")
+        if self.batch_window_ms < 0:
+            raise UserError(f"the batch window must be zero or positive, not {self.batch_window_ms} ms")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @classmethod
+    def api_key_from_env(cls) -> str | None:
+        """The key in `ZEROSHOT_API_KEY`, if set and not empty."""
+        return os.environ.get("ZEROSHOT_API_KEY") or None
+
+    def public(self) -> dict:
+        """The settings a client may see (never the API key itself)."""
+        return {"host": self.host, "port": self.port, "model": self.model, "backend": self.backend,
+                "clip_model": self.clip_model, "db": str(self.db) if self.db else None,
+                "image_roots": [str(root) for root in self.image_roots],
+                "auth_required": self.api_key is not None,
+                "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
+                           "max_prompt_chars": self.max_prompt_chars, "max_tokens": self.max_tokens,
+                           "max_texts_per_request": self.max_texts_per_request,
+                           "max_images_per_request": self.max_images_per_request},
+                "batching": {"window_ms": self.batch_window_ms, "max_batch_items": self.max_batch_items}}

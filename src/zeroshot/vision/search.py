@@ -1,0 +1,328 @@
+"""Zero-shot semantic image search: index a collection of images once, query it by text or by image.
+
+    index = ImageIndex("photos.idx", load_clip())
+    index.add(["~/Pictures"])                 # incremental: only new or changed files are embedded
+    for hit in index.search(text="a red car in the snow", k=5):
+        print(f"{hit.score:.3f}  {hit.path}")
+
+An index is a folder: `catalog.sqlite` (the truth: metadata and every embedding, see
+`stores/catalog.py`) plus a vector store derived from it — FAISS by default (`stores/faiss_store.py`),
+or a Milvus collection (`stores/milvus_store.py`). The folder records the model that wrote it (name,
+fingerprint of its weights, embedding size) and refuses any other, so vectors of two models never mix.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zeroshot.errors import UserError
+from zeroshot.models.clip import ImageTextModel
+from zeroshot.vision.images import ImageError, expand_paths
+from zeroshot.vision.indexing import AddReport, absolute, forget_files, index_files
+from zeroshot.vision.stores import VectorStore, open_store, sync
+from zeroshot.vision.stores.catalog import Catalog
+
+__all__ = ["AddReport", "ImageIndex", "SearchHit", "image_similarity"]
+
+CATALOG_NAME = "catalog.sqlite"
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result: the image, its cosine similarity to the query, and what the catalog knows of it.
+
+    Byte-identical files share one vector and one hit: `path` is the first of them, the others are in
+    `duplicates`.
+    """
+
+    path: str
+    score: float
+    sha256: str
+    size: int
+    mtime: float
+    width: int | None
+    height: int | None
+    duplicates: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "duplicates": list(self.duplicates)}
+
+
+class ImageIndex:
+    """A searchable index of image files kept in the folder `db` (see the module docstring).
+
+    `model` embeds images and text queries; when None it is loaded on first need from the name the
+    index recorded. `store` is "faiss" (embedded, default) or "milvus"; `store_options` go to the store
+    (FAISS: `nprobe`; Milvus: `uri`, `collection`, `token`, `index_type`). Safe to share between threads.
+    """
+
+    def __init__(self, db: str | os.PathLike, model: ImageTextModel | None = None, *, store: str = "faiss",
+                 store_options: dict | None = None, batch_size: int = 32, num_workers: int = 2,
+                 progress: bool = False, create: bool = True) -> None:
+        self.folder = Path(db).expanduser()
+        self.store_kind = store
+        self.store_options = dict(store_options or {})
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.progress = progress
+        self._lock = threading.RLock()
+        self._prepare_folder(create)
+        self.catalog = Catalog(self.folder / CATALOG_NAME, create=create)
+        self._model = model
+        self._store: VectorStore | None = None
+        if model is not None:
+            self._check_model(model)
+
+    def _prepare_folder(self, create: bool) -> None:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UserError(f"{self.folder}: is a file; --db takes a folder (new, or made by "
+                            "`zeroshot index`)")
+        if (self.folder / CATALOG_NAME).exists():
+            return
+        if not self.folder.exists():
+            if not create:
+                raise UserError(f"{self.folder}: no image index here (run `zeroshot index ... --db` first)")
+            self.folder.mkdir(parents=True)
+        elif any(self.folder.iterdir()):
+            raise UserError(f"{self.folder}: a folder with other files in it, not an image index; "
+                            "give a new or empty folder to --db")
+        elif not create:
+            raise UserError(f"{self.folder}: no image index here (run `zeroshot index ... --db` first)")
+
+    # --- model ----------------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> dict[str, str]:
+        """What the index records: format, model name and fingerprint, embedding size, version."""
+        return self.catalog.info()
+
+    @property
+    def model(self) -> ImageTextModel:
+        """The model of this index, loaded from the recorded name when none was given."""
+        with self._lock:
+            if self._model is None:
+                name = self.info.get("model_name")
+                if name is None:
+                    raise UserError(f"{self.folder}: the index is empty; give a CLIP model to add images")
+                from zeroshot.models.clip import load_clip
+
+                self._model = load_clip(name)
+                self._check_model(self._model)
+            return self._model
+
+    def use_model(self, model: ImageTextModel) -> None:
+        """Embed with `model` from now on; `UserError` if it is not the model this index was built with."""
+        with self._lock:
+            self._check_model(model)
+            self._model = model
+
+    def _check_model(self, model: ImageTextModel) -> None:
+        info = self.info
+        name = absolute(model.name) if Path(model.name).expanduser().exists() else model.name  # any cwd
+        mine = {"model_name": name, "model_fingerprint": model.fingerprint,
+                "embedding_dim": str(model.embedding_dim)}
+        if "model_fingerprint" not in info:
+            self.catalog.set_info(mine)
+            return
+        if any(info[key] != mine[key] for key in ("embedding_dim", "model_fingerprint")):
+            raise UserError(
+                f"{self.folder} was indexed with the model {info['model_name']} ({info['embedding_dim']}-d, "
+                f"fingerprint {info['model_fingerprint']}), not {model.name} ({mine['embedding_dim']}-d, "
+                f"fingerprint {mine['model_fingerprint']}); vectors of two models cannot be mixed: use that "
+                "model, or a new --db folder")
+
+    # --- store -------------------------------------------------------------------------------------------
+
+    def _synced_store(self, durable: bool) -> VectorStore | None:
+        dim = self.info.get("embedding_dim")
+        if dim is None:
+            return None
+        if self._store is None:
+            self._store = open_store(self.store_kind, self.folder, int(dim), **self.store_options)
+        sync(self._store, self.catalog, durable=durable, progress=self.progress)
+        return self._store
+
+    @contextmanager
+    def _writing(self) -> Iterator[VectorStore]:
+        with self._lock, _WriteLock(self.folder / "write.lock"):
+            store = self._synced_store(durable=True)
+            assert store is not None
+            try:
+                yield store
+            finally:
+                # Even after an error or Ctrl-C the catalog holds every finished batch; record that.
+                sync(store, self.catalog, durable=True)
+
+    # --- public API ----------------------------------------------------------------------------------------
+
+    def add(self, paths: Iterable[str | os.PathLike]) -> AddReport:
+        """Index image files and folders (walked recursively): embed what is new or changed.
+
+        Files that were indexed under a folder given here but are no longer on disk are removed, as are
+        listed files that no longer exist. Unreadable files are reported in `AddReport.failed`.
+        """
+        with self._lock, self._database_errors():
+            model = self.model
+            files, gone = self._resolve(paths)
+            with self._writing() as store:
+                return index_files(self.catalog, store, model, files, gone, self.batch_size,
+                                   self.num_workers, self.progress)
+
+    def remove(self, paths: Iterable[str | os.PathLike]) -> list[str]:
+        """Remove files (or every file under a folder) from the index; the files on disk are untouched."""
+        wanted: list[str] = []
+        for path in paths:
+            name = absolute(path)
+            wanted.extend(self.catalog.files_under(name) or [name])
+        with self._lock, self._database_errors(), self._writing() as store:
+            return forget_files(self.catalog, store, wanted)
+
+    def search(self, text: str | None = None, image=None, k: int = 10,
+               min_score: float | None = None) -> list[SearchHit]:
+        """The `k` images most similar to a text or to an image (path, bytes or PIL image), best first.
+
+        Scores are cosine similarities in the model's space (for CLIP, text-to-image matches score about
+        0.2-0.35, image-to-image 0.5-1); `min_score` drops weaker hits.
+        """
+        if (text is None) == (image is None):
+            raise UserError("search with a text or with an image (exactly one of them)")
+        if text is not None and not text.strip():
+            raise UserError("the search text is empty")
+        query = self.embed_text(text) if text is not None else self.embed_image(image)
+        return self.search_vector(query, k, min_score)
+
+    def search_vector(self, query: np.ndarray, k: int = 10, min_score: float | None = None
+                      ) -> list[SearchHit]:
+        """`search` with a ready query embedding (L2-normalised, the index's dimension)."""
+        if k < 1:
+            raise UserError(f"k must be at least 1, not {k}")
+        with self._lock, self._database_errors():
+            store = self._synced_store(durable=False)
+            if store is None or len(store) == 0:
+                return []
+            query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+            if query.shape[1] != store.dim:
+                raise UserError(f"the query has {query.shape[1]} dimensions, the index {store.dim}")
+            # A vector whose files were all removed by a concurrent writer has no hit: ask for a few more.
+            scores, ids = store.search(query, k + 8)
+            files = self.catalog.files_for_vectors(i for i in ids[0] if i >= 0)
+        hits = []
+        for score, vector_id in zip(scores[0], ids[0], strict=True):
+            records = files.get(int(vector_id))
+            if not records or (min_score is not None and score < min_score):
+                continue
+            first = records[0]
+            hits.append(SearchHit(first.path, float(score), first.sha256, first.size, first.mtime_ns / 1e9,
+                                  first.width, first.height, tuple(r.path for r in records[1:])))
+        return hits[:k]
+
+    def embed_text(self, text: str) -> np.ndarray:
+        """The model's embedding of a text query."""
+        return self.model.encode_texts([text])[0]
+
+    def embed_image(self, image) -> np.ndarray:
+        """The model's embedding of one image (path, bytes or PIL image); `ImageError` if unusable."""
+        return embed_one_image(self.model, image)
+
+    def paths(self) -> list[str]:
+        """Every indexed path, sorted."""
+        return sorted(self.catalog.files_under("/"))
+
+    def close(self) -> None:
+        """Release the catalog and the store."""
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            self.catalog.close()
+
+    def __enter__(self) -> ImageIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        with self._database_errors():
+            return self.catalog.count_files()
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        # Damage past the header shows only when a damaged page is read; every write is a transaction
+        # that rolls back, so the file is left as it was.
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.catalog.path}: the index database is damaged ({exc}); nothing was "
+                            "changed; re-create it with `zeroshot index` into a new --db folder") from exc
+
+    def _resolve(self, paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[str]]:
+        """(files to index, indexed files to forget): folders are walked and pruned of deleted files."""
+        files: dict[str, None] = {}
+        gone: dict[str, None] = {}
+        for item in paths:
+            path = Path(item).expanduser()
+            if path.is_dir():
+                found = [absolute(p) for p in expand_paths([path])]
+                files.update(dict.fromkeys(found))
+                present = set(found)
+                indexed = self.catalog.files_under(absolute(path))
+                gone.update(dict.fromkeys(p for p in indexed if p not in present))
+            elif path.exists():
+                files[absolute(path)] = None
+            elif self.catalog.file(absolute(path)) is not None:
+                gone[absolute(path)] = None
+            else:
+                files.update(dict.fromkeys(absolute(p) for p in expand_paths([item])))  # a glob, or an error
+        return list(files), [p for p in gone if p not in files]
+
+
+def embed_one_image(model: ImageTextModel, image) -> np.ndarray:
+    """One image's L2-normalised embedding; raises `ImageError` with the reason if it cannot be used."""
+    from zeroshot.vision.embed import embed_images
+
+    _, embeddings, failures = embed_images(model, [image], progress=False)
+    if failures:
+        raise ImageError(failures[0][1])
+    return embeddings[0]
+
+
+def image_similarity(model: ImageTextModel, images: Sequence) -> np.ndarray:
+    """Cosine similarities between images (paths, bytes or PIL images): an (n, n) matrix."""
+    vectors = np.stack([embed_one_image(model, image) for image in images])
+    return vectors @ vectors.T
+
+
+class _WriteLock:
+    """An exclusive lock on the index folder for the duration of a write (released if the process dies)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = None
+
+    def __enter__(self) -> _WriteLock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: SQLite's own locking still keeps the catalog consistent
+            return self
+        self._handle = open(self.path, "a")  # noqa: SIM115
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._handle.close()
+            self._handle = None
+            raise UserError(f"{self.path.parent}: another process is writing this index; "
+                            "try again when it finishes") from exc
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.close()

@@ -1,0 +1,102 @@
+"""Vector stores: FAISS layouts and its on-disk cache, Milvus (Lite) giving the embedded store's answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_search import make_images
+from zeroshot.vision import stores
+from zeroshot.vision.search import ImageIndex
+from zeroshot.vision.stores import faiss_store, sync
+from zeroshot.vision.stores.catalog import Catalog
+from zeroshot.vision.stores.faiss_store import FaissStore
+
+
+def unit_vectors(count: int, dim: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def filled_catalog(folder, vectors: np.ndarray) -> Catalog:
+    catalog = Catalog(folder / "catalog.sqlite")
+    catalog.set_info({"embedding_dim": str(vectors.shape[1])})
+    with catalog.transaction() as db:
+        for i, vector in enumerate(vectors):
+            vector_id = catalog.insert_vector(db, f"sha{i}", vector)
+            catalog.put_file(db, f"/img/{i}.jpg", vector_id, 1, 1, None, None)
+    return catalog
+
+
+def test_large_collections_switch_to_ivf_and_keep_recall(tmp_path, monkeypatch):
+    monkeypatch.setattr(faiss_store, "FLAT_LIMIT", 1_000)
+    monkeypatch.setattr(stores, "TRAINING_SAMPLE", 3_000)
+    # Clustered data, like real embeddings (random points have no neighbourhoods for IVF to use).
+    centres = unit_vectors(40, 32, seed=1)
+    labels = np.random.default_rng(2).integers(0, 40, 4_000)
+    vectors = centres[labels] + 0.15 * unit_vectors(4_000, 32, seed=3)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    catalog = filled_catalog(tmp_path, vectors)
+    store = FaissStore(tmp_path, 32)
+    sync(store, catalog)
+    assert store.layout.startswith("ivf") and len(store) == 4_000
+    queries = vectors[:50] + 0.05 * unit_vectors(50, 32, seed=4)
+    _, found = store.search(queries, 10)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10] + 1  # catalog ids start at 1
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+    assert recall >= 0.95
+
+    store.remove(np.arange(1, 101))
+    assert len(store) == 3_900 and 50 not in store.ids()
+
+
+def test_cache_is_reused_and_a_stale_one_is_repaired(tmp_path):
+    vectors = unit_vectors(300, 16, seed=0)
+    catalog = filled_catalog(tmp_path, vectors)
+    store = FaissStore(tmp_path, 16)
+    assert sync(store, catalog) == (300, 0)
+    assert FaissStore(tmp_path, 16).synced_version() == catalog.version  # the saved cache is trusted
+    assert sync(FaissStore(tmp_path, 16), catalog) == (0, 0)
+
+    with catalog.transaction() as db:  # another writer: the cache is now behind
+        catalog.delete_file(db, "/img/0.jpg")
+        catalog.delete_orphans(db)
+        catalog.put_file(db, "/img/new.jpg", catalog.insert_vector(db, "new", vectors[5]), 1, 1, None, None)
+    stale = FaissStore(tmp_path, 16)
+    assert sync(stale, catalog) == (1, 1)
+    assert np.array_equal(stale.ids(), catalog.vector_ids())
+
+    (tmp_path / "vectors.faiss").write_bytes(b"half a file")  # damaged cache: rebuilt, not trusted
+    damaged = FaissStore(tmp_path, 16)
+    assert len(damaged) == 0 and sync(damaged, catalog) == (300, 0)
+
+
+def test_milvus_gives_the_same_top_k_as_faiss(tmp_path, tiny_clip):
+    pytest.importorskip("milvus_lite")
+    images = make_images(tmp_path / "photos", 16)
+    embedded = ImageIndex(tmp_path / "faiss-db", tiny_clip)
+    embedded.add([images[0].parent])
+    distributed = ImageIndex(tmp_path / "milvus-db", tiny_clip, store="milvus")
+    distributed.add([images[0].parent])
+    for query in ({"text": "a photo of a cat"}, {"text": "red rocket"}, {"image": images[7]}):
+        expected = embedded.search(**query, k=5)
+        got = distributed.search(**query, k=5)
+        assert [h.path for h in got] == [h.path for h in expected]
+        assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-4)
+
+    images[3].unlink()
+    distributed.add([images[0].parent])
+    assert str(images[3]) not in {h.path for h in distributed.search(text="cat", k=16)}
+    assert len(distributed._synced_store(durable=False)) == 15
+    distributed.close()
+
+    # A collection that missed writes (a crash before Milvus got them) is repaired from the catalog.
+    (tmp_path / "milvus-db" / "milvus.json").unlink()
+    reopened = ImageIndex(tmp_path / "milvus-db", tiny_clip, store="milvus")
+    store = reopened._synced_store(durable=True)
+    store.remove(store.ids()[:4])
+    (tmp_path / "milvus-db" / "milvus.json").unlink()
+    store._version = None
+    assert sync(store, reopened.catalog) == (4, 0)
+    assert len(reopened.search(text="cat", k=16)) == 15
+    reopened.close()

