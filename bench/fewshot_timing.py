@@ -27,11 +27,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     X, y, queries = unit(rng, SHOTS * CLASSES), np.repeat(np.arange(CLASSES), SHOTS), unit(rng, QUERIES)
     prior = ZeroShotHead(unit(rng, CLASSES), logit_scale=10.0)
-    methods = {"ZeroShotHead": lambda: prior, "LinearProbe (C by CV)": LinearProbe,
-               "LinearProbe (C=10 fixed)": lambda: LinearProbe(C=10.0),
-               "KernelAdapter (steps by CV)": lambda: KernelAdapter(prior=prior),
-               "KernelAdapter (100 steps, no CV)": lambda: KernelAdapter(prior=prior, early_stopping=None),
-               "TipAdapter": lambda: TipAdapter(prior=prior, alpha=TIP_ALPHA, beta=TIP_BETA)}
+    methods = {
+        "ZeroShotHead": lambda: prior,
+        "LinearProbe (C by CV)": LinearProbe,
+        "LinearProbe (C=10 fixed)": lambda: LinearProbe(C=10.0),
+        "KernelAdapter (steps by CV)": lambda: KernelAdapter(prior=prior),
+        "KernelAdapter (100 steps, no CV)": lambda: KernelAdapter(prior=prior, early_stopping=None),
+        "TipAdapter": lambda: TipAdapter(prior=prior, alpha=TIP_ALPHA, beta=TIP_BETA),
+    }
     rows = []
     print(f"| method | fit ms | predict ms ({QUERIES} queries) | total ms |\n|---|---|---|---|")
     for name, make in methods.items():
@@ -48,8 +51,19 @@ def main() -> None:
         print(f"| {name} | {fit_ms:.1f} | {predict_ms:.1f} | {fit_ms + predict_ms:.1f} |", flush=True)
     out = Path(__file__).parent / "results" / "fewshot_timing.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"shots": SHOTS, "classes": CLASSES, "queries": QUERIES, "dim": DIM,
-                               "repeats": REPEATS, "rows": rows}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "shots": SHOTS,
+                "classes": CLASSES,
+                "queries": QUERIES,
+                "dim": DIM,
+                "repeats": REPEATS,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 
 from zeroshot.fewshot.curve import sample_support, split_pool_and_test
 from zeroshot.fewshot.kernel_adapter import KernelAdapter
@@ -26,7 +28,10 @@ def dev_accuracy(task, pool, dev, make) -> list[float]:
     X, y = task.embeddings, task.labels
     means = []
     for k in SHOTS:
-        scores = [make().fit(X[s], y[s]).score(X[dev], y[dev]) for s in (sample_support(pool, y, k, seed) for seed in SEEDS)]
+        scores = [
+            make().fit(X[s], y[s]).score(X[dev], y[dev])
+            for s in (sample_support(pool, y, k, seed) for seed in SEEDS)
+        ]
         means.append(float(np.mean(scores)))
     return means
 
@@ -38,24 +43,31 @@ def main() -> None:
     pool, dev = outer_pool[inner_pool], outer_pool[inner_dev]
     rows = []
     for scale in (10.0, 30.0, 100.0):
-        prior = task.prior.set_params(logit_scale=scale)
-        rows.append(("zeroshot", {"scale": scale}, dev_accuracy(task, pool, dev, lambda: prior)))
+        prior = clone(task.prior).set_params(logit_scale=scale)
+        rows.append(("zeroshot", {"scale": scale}, dev_accuracy(task, pool, dev, partial(clone, prior))))
         for kernel, beta, lr in itertools.product(("exponential", "cosine"), (5.0, 10.0), (0.3, 1.0, 3.0)):
             if kernel == "cosine" and beta != 5.0:
-                continue
+                continue  # beta shapes only the exponential kernel
+            make = partial(KernelAdapter, prior=prior, kernel=kernel, beta=beta, learning_rate=lr)
             config = {"scale": scale, "kernel": kernel, "beta": beta, "lr": lr}
-            rows.append(("kernel", config, dev_accuracy(task, pool, dev, lambda: KernelAdapter(
-                prior=prior, kernel=kernel, beta=beta, learning_rate=lr))))
+            rows.append(("kernel", config, dev_accuracy(task, pool, dev, make)))
         for alpha, beta in itertools.product((1.0, 3.0, 10.0), (1.0, 5.5)):
-            rows.append(("tip", {"scale": scale, "alpha": alpha, "beta": beta},
-                         dev_accuracy(task, pool, dev, lambda: TipAdapter(prior=prior, alpha=alpha, beta=beta))))
+            make = partial(TipAdapter, prior=prior, alpha=alpha, beta=beta)
+            rows.append(
+                ("tip", {"scale": scale, "alpha": alpha, "beta": beta}, dev_accuracy(task, pool, dev, make))
+            )
     for fallback in (0.1, 1.0, 10.0, 100.0):
-        rows.append(("linear", {"fallback_C": fallback}, dev_accuracy(task, pool, dev, lambda: LinearProbe(fallback_C=fallback))))
+        make = partial(LinearProbe, fallback_C=fallback)
+        rows.append(("linear", {"fallback_C": fallback}, dev_accuracy(task, pool, dev, make)))
     print("| method | config | " + " | ".join(f"{k}-shot" for k in SHOTS) + " |")
     for method, config, means in rows:
         print(f"| {method} | {config} | " + " | ".join(f"{100 * m:.1f}" for m in means) + " |", flush=True)
     out = Path(__file__).parent / "results" / "fewshot_tune.json"
-    out.write_text(json.dumps([{"method": m, "config": c, "shots": SHOTS, "dev_accuracy": a} for m, c, a in rows], indent=1))
+    out.write_text(
+        json.dumps(
+            [{"method": m, "config": c, "shots": SHOTS, "dev_accuracy": a} for m, c, a in rows], indent=1
+        )
+    )
 
 
 if __name__ == "__main__":

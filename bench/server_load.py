@@ -20,9 +20,11 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +44,8 @@ TEXTS = [
     "A software update fixes the security flaw in millions of routers.",
 ]
 UPLOAD_LIMIT_MB = 1.0
+IMAGE_NAMES = [f"{colour}-{i}.png" for colour in ("red", "green", "blue", "grey") for i in range(2)]
+IMAGE_LABELS = ["a red ball", "a green ball", "a blue ball", "a grey ball", "a car"]
 
 
 def _free_port() -> int:
@@ -70,10 +74,25 @@ def wait_healthy(base_url: str, process: subprocess.Popen, timeout_s: float = 12
     raise RuntimeError("the server did not become healthy")
 
 
-def good_request(rng: random.Random) -> dict:
+def good_request(rng: random.Random, task: str = "text") -> dict:
+    if task == "image":
+        return {"method": "POST", "url": "/v1/classify/image",
+                "json": {"paths": [rng.choice(IMAGE_NAMES)], "labels": IMAGE_LABELS}}
     return {"method": "POST", "url": "/v1/classify/text",
             "json": {"texts": [rng.choice(TEXTS)], "labels": LABELS,
                      "description": "Topic of the news story."}}
+
+
+def make_image_root(folder: Path) -> None:
+    """Small coloured pictures for the image task (random-weight CLIP: speed, not accuracy)."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), "grey": (128, 128, 128)}
+    for index, name in enumerate(IMAGE_NAMES):
+        image = Image.new("RGB", (320, 240), (240, 240, 240))
+        ImageDraw.Draw(image).ellipse((40 + 10 * index, 40, 260, 200), fill=colours[name.split("-")[0]])
+        image.save(folder / name)
 
 
 def bad_request(rng: random.Random) -> tuple[str, dict]:
@@ -97,13 +116,14 @@ def bad_request(rng: random.Random) -> tuple[str, dict]:
     return kind, kinds[kind]
 
 
-async def client_loop(http: httpx.AsyncClient, seed: int, stop_at: float, bad_every: int, log: dict) -> None:
+async def client_loop(http: httpx.AsyncClient, seed: int, stop_at: float, bad_every: int, log: dict,
+                      task: str) -> None:
     rng = random.Random(seed)
     count = 0
     while time.monotonic() < stop_at:
         count += 1
         malformed = bad_every and count % bad_every == 0
-        kind, request = bad_request(rng) if malformed else ("good", good_request(rng))
+        kind, request = bad_request(rng) if malformed else ("good", good_request(rng, task))
         started = time.perf_counter()
         try:
             response = await http.request(**request)
@@ -127,17 +147,19 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[index]
 
 
-async def run_phase(base_url: str, clients: int, seconds: float, bad_every: int, api_key: str | None) -> dict:
+async def run_phase(base_url: str, clients: int, seconds: float, bad_every: int, api_key: str | None,
+                    task: str) -> dict:
     log: dict = {"good_latencies": [], "good_errors": [], "bad_statuses": {}}
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120, limits=limits) as http:
-        info_before = (await http.get("/v1/info")).json()["batching"]["text_classification"]
+        counter = f"{task}_classification"
+        info_before = (await http.get("/v1/info")).json()["batching"][counter]
         started = time.monotonic()
-        await asyncio.gather(*(client_loop(http, seed, started + seconds, bad_every, log)
+        await asyncio.gather(*(client_loop(http, seed, started + seconds, bad_every, log, task)
                                for seed in range(clients)))
         wall = time.monotonic() - started
-        info_after = (await http.get("/v1/info")).json()["batching"]["text_classification"]
+        info_after = (await http.get("/v1/info")).json()["batching"][counter]
         health = (await http.get("/health")).status_code
     latencies = log["good_latencies"]
     bad = {kind: {"count": len(statuses), "statuses": sorted({str(s) for s in statuses}),
@@ -167,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bad-every", type=int, default=3,
                         help="in the mixed phase, every n-th request is bad")
     parser.add_argument("--server-arg", action="append", default=[], help="extra `zeroshot serve` option")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--task", choices=["text", "image"], default="text",
+                        help="text: /v1/classify/text with the default LM; image: /v1/classify/image with a "
+                             "random-weight CLIP (runs where no LM can load)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="default: bench/results/server_load.json (server_load_image.json for images)")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.clients > 64 or args.seconds <= 0 or args.seconds > 300:
         parser.error("keep it bounded: 1-64 clients, at most 300 s per phase")
@@ -176,7 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     api_key = "bench-" + os.urandom(8).hex()
     env_key = os.environ.get("ZEROSHOT_API_KEY")
     os.environ["ZEROSHOT_API_KEY"] = api_key  # the server reads it; it never appears on a command line
-    process = start_server(port, args.server_arg)
+    workdir = Path(tempfile.mkdtemp(prefix="zeroshot-load-"))
+    server_args = list(args.server_arg)
+    if args.task == "image":
+        from zeroshot.models.clip import save_random_clip
+
+        make_image_root(workdir / "images")
+        save_random_clip(workdir / "clip", "tiny")
+        server_args += ["--clip-model", str(workdir / "clip"), "--device", "cpu",
+                        "--image-root", str(workdir / "images")]
+    process = start_server(port, server_args)
     if env_key is None:
         del os.environ["ZEROSHOT_API_KEY"]
     else:
@@ -184,14 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = time.monotonic()
         wait_healthy(base_url, process)
-        warm = httpx.post(f"{base_url}/v1/classify/text", json=good_request(random.Random(0))["json"],
+        warm_up = good_request(random.Random(0), args.task)
+        warm = httpx.post(base_url + warm_up["url"], json=warm_up["json"],
                           headers={"Authorization": f"Bearer {api_key}"}, timeout=300)
         warm.raise_for_status()
         startup_s = time.monotonic() - started
         info = httpx.get(f"{base_url}/v1/info", headers={"Authorization": f"Bearer {api_key}"}).json()
-        clean = asyncio.run(run_phase(base_url, args.clients, args.seconds, 0, api_key))
+        clean = asyncio.run(run_phase(base_url, args.clients, args.seconds, 0, api_key, args.task))
         print("clean:", json.dumps(clean), flush=True)
-        mixed = asyncio.run(run_phase(base_url, args.clients, args.seconds, args.bad_every, api_key))
+        mixed = asyncio.run(run_phase(base_url, args.clients, args.seconds, args.bad_every, api_key,
+                                      args.task))
         print("mixed:", json.dumps(mixed), flush=True)
         alive = process.poll() is None
     finally:
@@ -200,23 +237,28 @@ def main(argv: list[str] | None = None) -> int:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
     result = {
         "benchmark": "server_load",
         "command": "python -m bench.server_load " + " ".join(argv if argv is not None else sys.argv[1:]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "server": {"lm": info["models"]["lm"], "versions": info["versions"],
+        "server": {"lm": info["models"]["lm"], "clip": info["models"]["clip"], "versions": info["versions"],
                    "limits": info["settings"]["limits"], "batching": info["settings"]["batching"],
                    "startup_and_first_request_s": round(startup_s, 2)},
-        "workload": {"endpoint": "/v1/classify/text", "labels": LABELS, "texts_per_request": 1},
+        "workload": {"endpoint": warm_up["url"], "labels": IMAGE_LABELS if args.task == "image" else LABELS,
+                     "items_per_request": 1, "clients": args.clients, "seconds_per_phase": args.seconds,
+                     "malformed_every": args.bad_every},
         "clean": clean, "mixed": mixed, "server_alive_after": alive,
         "passed": (clean["good_errors"] == 0 and mixed["good_errors"] == 0 and mixed["malformed_all_4xx"]
                    and clean["health_after"] == mixed["health_after"] == 200 and alive),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.output}; passed: {result['passed']}")
+    default_name = "server_load.json" if args.task == "text" else "server_load_image.json"
+    output = args.output or RESULTS.with_name(default_name)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {output}; passed: {result['passed']}")
     return 0 if result["passed"] else 1
 
 

@@ -1,4 +1,4 @@
-"""The few-shot curve end to end: the CLI on a task file, its errors, and one run on real MiniLM embeddings."""
+"""The few-shot curve end to end: the CLI on a task file, its errors, one real MiniLM run."""
 
 from __future__ import annotations
 
@@ -18,8 +18,13 @@ def npz_task(tmp_path):
     labels = np.repeat(np.array(["a", "b", "c"]), 30)
     X = np.repeat(centres, 30, axis=0) + 1.5 * rng.normal(size=(90, 16))
     path = tmp_path / "task.npz"
-    np.savez(path, embeddings=X.astype(np.float32), labels=labels, class_embeddings=centres + rng.normal(size=(3, 16)),
-             class_labels=np.array(["a", "b", "c"]))
+    np.savez(
+        path,
+        embeddings=X.astype(np.float32),
+        labels=labels,
+        class_embeddings=centres + rng.normal(size=(3, 16)),
+        class_labels=np.array(["a", "b", "c"]),
+    )
     return path
 
 
@@ -33,11 +38,14 @@ def test_curve_cli_writes_json_and_png_for_a_task_file(npz_task, tmp_path, capsy
     assert "| KernelAdapter |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--shots", "1,x"], "--shots must be comma-separated whole numbers"),
-    (["--shots", "40"], "fewer than 40 shots"),
-    (["--methods", "kernel,svm"], "unknown methods"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shots", "1,x"], "--shots must be comma-separated whole numbers"),
+        (["--shots", "40"], "fewer than 40 shots"),
+        (["--methods", "kernel,svm"], "unknown methods"),
+    ],
+)
 def test_curve_cli_bad_input_is_one_line_and_exit_2(npz_task, tmp_path, capsys, args, message):
     code = main(["fewshot-curve", str(npz_task), "--seeds", "1", "--out", str(tmp_path), *args])
     err = capsys.readouterr().err

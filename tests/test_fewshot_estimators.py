@@ -35,9 +35,16 @@ def weak_prior(centres: np.ndarray, seed: int = 1) -> ZeroShotHead:
 EXPECTED_FAILURES_WITH_PRIOR = "needs class embeddings of the test data's width and classes"
 
 
-@pytest.mark.parametrize("estimator", [LinearProbe(C_grid=(1.0, 10.0)), KernelAdapter(max_steps=30),
-                                       KernelAdapter(kernel="rbf", early_stopping="loss", max_steps=30),
-                                       TipAdapter()], ids=lambda e: repr(e))
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        LinearProbe(C_grid=(1.0, 10.0)),
+        KernelAdapter(max_steps=30),
+        KernelAdapter(kernel="rbf", early_stopping="loss", max_steps=30),
+        TipAdapter(),
+    ],
+    ids=lambda e: repr(e),
+)
 def test_passes_scikit_learn_check_estimator(estimator):
     check_estimator(estimator)
 
@@ -67,7 +74,9 @@ def test_kernel_adapter_learns_beyond_a_weak_prior_and_fits_the_support_set():
     prior_score = clone(prior).fit(X, y).score(X_test, y_test)
     adapter = KernelAdapter(prior=prior, early_stopping=None, max_steps=50).fit(X, y)
     losses = adapter.loss_curve_
-    assert losses[-1] < losses[0] and np.all(np.diff(losses) <= 1e-9)  # gradient steps never increase the loss
+    assert losses[-1] < losses[0] and np.all(
+        np.diff(losses) <= 1e-9
+    )  # gradient steps never increase the loss
     assert adapter.score(X, y) == 1.0
     assert adapter.score(X_test, y_test) >= prior_score
     assert adapter.support_.shape == X.shape and adapter.dual_coef_.shape == (len(X), len(CLASSES))
@@ -102,14 +111,19 @@ def test_tip_adapter_follows_the_published_formula():
     tip = TipAdapter(prior=prior, alpha=2.0, beta=5.5).fit(X, y)
     queries = blobs(5, seed=3)[1]
     onehot = (y[:, None] == tip.classes_[None, :]).astype(float)
-    expected = clone(prior).fit(X).decision_function(queries) + 2.0 * np.exp(-5.5 * (1 - queries @ X.T)) @ onehot
+    expected = (
+        clone(prior).fit(X).decision_function(queries) + 2.0 * np.exp(-5.5 * (1 - queries @ X.T)) @ onehot
+    )
     np.testing.assert_allclose(tip.decision_function(queries), expected, atol=1e-9)
 
 
 def test_estimators_work_inside_grid_search():
     centres, X, y = blobs(6)
-    search = GridSearchCV(KernelAdapter(prior=weak_prior(centres), early_stopping=None),
-                          {"max_steps": [0, 20], "beta": [2.0, 8.0]}, cv=3).fit(X, y)
+    search = GridSearchCV(
+        KernelAdapter(prior=weak_prior(centres), early_stopping=None),
+        {"max_steps": [0, 20], "beta": [2.0, 8.0]},
+        cv=3,
+    ).fit(X, y)
     assert search.best_params_["max_steps"] in (0, 20)
 
 
@@ -119,8 +133,11 @@ def test_linear_probe_reports_how_c_was_chosen():
     assert "fallback" in LinearProbe().fit(X[::4], y[::4]).C_selection_  # one example per class
 
 
-@pytest.mark.parametrize("make", [lambda c: KernelAdapter(prior=weak_prior(c)), lambda c: TipAdapter(prior=weak_prior(c))],
-                         ids=["kernel", "tip"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda c: KernelAdapter(prior=weak_prior(c)), lambda c: TipAdapter(prior=weak_prior(c))],
+    ids=["kernel", "tip"],
+)
 def test_bad_support_sets_fail_with_one_clear_sentence(make):
     centres, X, y = blobs(3)
     keep = y != "tech"
@@ -153,8 +170,13 @@ def test_a_single_class_and_mismatched_lengths_are_refused():
 def test_saved_estimators_predict_identically_and_cannot_hold_code(tmp_path):
     centres, X, y = blobs(5)
     prior = weak_prior(centres)
-    for estimator in (clone(prior), LinearProbe(), KernelAdapter(prior=prior), TipAdapter(prior=prior),
-                      KernelAdapter(kernel="rbf")):
+    for estimator in (
+        clone(prior),
+        LinearProbe(),
+        KernelAdapter(prior=prior),
+        TipAdapter(prior=prior),
+        KernelAdapter(kernel="rbf"),
+    ):
         estimator.fit(X, y)
         path = save_estimator(estimator, tmp_path / "adapter.safetensors")
         loaded = load_estimator(path)

@@ -11,14 +11,17 @@ from zeroshot.cli import app
 
 @app.command("fewshot-curve")
 def fewshot_curve(
-    task: str = typer.Argument(..., help="bbc-news, or a task file: .jsonl {text,label}, .npz or .npy "
-                                         "(see docs/fewshot.md)"),
+    task: str = typer.Argument(
+        ..., help="bbc-news, or a task file: .jsonl {text,label}, .npz or .npy (see docs/fewshot.md)"
+    ),
     shots: str = typer.Option("0,1,2,4,8,16", help="Comma-separated shots per class."),
     seeds: int = typer.Option(10, help="Support sets drawn per shot count (seeds 0..N-1)."),
-    methods: str = typer.Option("zeroshot,linear,kernel,tip", help="Comma-separated: zeroshot, linear, "
-                                                                    "kernel, tip."),
-    encoder: str = typer.Option(None, help="Text encoder: minilm (default), a sentence-transformers "
-                                           "folder or id, or lm:MODEL[@last]."),
+    methods: str = typer.Option(
+        "zeroshot,linear,kernel,tip", help="Comma-separated: zeroshot, linear, kernel, tip."
+    ),
+    encoder: str = typer.Option(
+        None, help="Text encoder: minilm (default), a sentence-transformers folder or id, or lm:MODEL[@last]."
+    ),
     out: Path = typer.Option(Path("runs/fewshot"), help="Folder for the JSON results and the PNG plot."),
     test_fraction: float = typer.Option(0.5, help="Share of each class held out as the fixed test split."),
     split_seed: int = typer.Option(0, help="Seed of the test split."),
@@ -34,7 +37,9 @@ def fewshot_curve(
     result = run_curve(loaded, shot_counts, seeds, method_list, test_fraction, split_seed)
     stem = f"fewshot-curve-{Path(loaded.name).stem}"
     json_path, png_path = save_curve(result, out, stem)
-    typer.echo(f"{loaded.name} with {loaded.encoder}: {result['n_pool']} pool / {result['n_test']} test examples, "
-               f"seeds 0-{seeds - 1}, test split seed {split_seed}")
+    typer.echo(
+        f"{loaded.name} with {loaded.encoder}: {result['n_pool']} pool / {result['n_test']} test examples, "
+        f"seeds 0-{seeds - 1}, test split seed {split_seed}"
+    )
     typer.echo(format_table(result))
     typer.echo(f"wrote {json_path} and {png_path}")

@@ -12,5 +12,12 @@ from zeroshot.fewshot.persistence import load_estimator, save_estimator
 from zeroshot.fewshot.tip_adapter import TipAdapter
 from zeroshot.fewshot.zero_shot_head import ZeroShotHead
 
-__all__ = ["FewShotInputError", "KernelAdapter", "LinearProbe", "TipAdapter", "ZeroShotHead",
-           "load_estimator", "save_estimator"]
+__all__ = [
+    "FewShotInputError",
+    "KernelAdapter",
+    "LinearProbe",
+    "TipAdapter",
+    "ZeroShotHead",
+    "load_estimator",
+    "save_estimator",
+]

@@ -25,7 +25,9 @@ def fit_support(prior, X, y) -> tuple[np.ndarray, np.ndarray, object | None, np.
     if prior is None:
         return X, y, None, np.unique(y)
     if not hasattr(prior, "fit") or not hasattr(prior, "decision_function"):
-        raise FewShotInputError("prior must be a classifier with fit and decision_function (e.g. ZeroShotHead)")
+        raise FewShotInputError(
+            "prior must be a classifier with fit and decision_function (e.g. ZeroShotHead)"
+        )
     fitted = clone(prior).fit(X, y)
     check_no_unknown_labels(y, fitted.classes_, "the prior")
     check_every_class_has_examples(y, fitted.classes_)

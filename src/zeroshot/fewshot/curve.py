@@ -23,8 +23,12 @@ from zeroshot.fewshot.tasks import EmbeddingTask
 from zeroshot.fewshot.tip_adapter import TipAdapter
 
 METHODS = ("zeroshot", "linear", "kernel", "tip")
-METHOD_NAMES = {"zeroshot": "ZeroShotHead", "linear": "LinearProbe", "kernel": "KernelAdapter",
-                "tip": "TipAdapter"}
+METHOD_NAMES = {
+    "zeroshot": "ZeroShotHead",
+    "linear": "LinearProbe",
+    "kernel": "KernelAdapter",
+    "tip": "TipAdapter",
+}
 # Tip-Adapter's cache weight and sharpness for unit-norm sentence embeddings under the prior's logit
 # scale of 10 (tasks.SENTENCE_LOGIT_SCALE); chosen on a development split of the BBC training pool
 # (bench/fewshot_tune.py), never on the test split. The paper's CLIP values are alpha=1, beta=5.5:
@@ -48,8 +52,9 @@ def make_estimator(method: str, prior):
     raise UserError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
 
 
-def split_pool_and_test(labels: np.ndarray, test_fraction: float = 0.5,
-                        split_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_pool_and_test(
+    labels: np.ndarray, test_fraction: float = 0.5, split_seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training pool and of the held-out test set, stratified by class."""
     if not 0 < test_fraction < 1:
         raise UserError(f"test fraction must be between 0 and 1, got {test_fraction}")
@@ -70,14 +75,16 @@ def sample_support(pool: np.ndarray, labels: np.ndarray, shots: int, seed: int) 
     for label in np.unique(labels[pool]):
         members = rng.permutation(pool[labels[pool] == label])
         if len(members) < shots:
-            raise UserError(f"class {label!r} has only {len(members)} examples in the training pool, "
-                            f"fewer than {shots} shots")
+            raise UserError(
+                f"class {str(label)!r} has only {len(members)} examples in the training pool, "
+                f"fewer than {shots} shots"
+            )
         chosen.extend(members[:shots])
     return np.array(chosen, dtype=int)
 
 
 def parse_int_list(text: str, name: str) -> list[int]:
-    """"0,1,2,4" -> [0, 1, 2, 4], with a clear error for anything else."""
+    """ "0,1,2,4" -> [0, 1, 2, 4], with a clear error for anything else."""
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
@@ -87,8 +94,15 @@ def parse_int_list(text: str, name: str) -> list[int]:
     return sorted(set(values))
 
 
-def run_curve(task: EmbeddingTask, shots: Sequence[int], seeds: int, methods: Sequence[str],
-              test_fraction: float = 0.5, split_seed: int = 0, progress: bool = True) -> dict:
+def run_curve(
+    task: EmbeddingTask,
+    shots: Sequence[int],
+    seeds: int,
+    methods: Sequence[str],
+    test_fraction: float = 0.5,
+    split_seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Accuracy on the held-out split for every method, shot count and seed; a JSON-ready dict."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -96,13 +110,17 @@ def run_curve(task: EmbeddingTask, shots: Sequence[int], seeds: int, methods: Se
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
     if "zeroshot" in methods and task.prior is None:
-        raise UserError(f"{task.name} has no class embeddings, so the zeroshot method cannot run: "
-                        "drop it from --methods (adapters then start from zero)")
+        raise UserError(
+            f"{task.name} has no class embeddings, so the zeroshot method cannot run: "
+            "drop it from --methods (adapters then start from zero)"
+        )
     labels = task.labels
     if len(np.unique(labels)) < 2:
         raise UserError(f"{task.name} has a single class: a classifier needs at least two")
     pool, test = split_pool_and_test(labels, test_fraction, split_seed)
     X_test, y_test = task.embeddings[test], labels[test]
+    for k in shots:  # fail before the progress bar starts, not halfway through
+        sample_support(pool, labels, k, seed=0)
     accuracy = {m: {} for m in methods}
     seconds = {m: {} for m in methods}
     jobs = [(seed, k) for seed in range(seeds) for k in shots]
@@ -122,24 +140,37 @@ def run_curve(task: EmbeddingTask, shots: Sequence[int], seeds: int, methods: Se
             score = float(estimator.score(X_test, y_test))
             accuracy[method].setdefault(str(k), []).append(score)
             seconds[method].setdefault(str(k), []).append(time.perf_counter() - started)
-    return {"task": task.name, "encoder": task.encoder, "shots": list(shots), "seeds": list(range(seeds)),
-            "split_seed": split_seed, "test_fraction": test_fraction, "n_pool": int(len(pool)),
-            "n_test": int(len(test)), "classes": [str(c) for c in np.unique(labels)],
-            "methods": {m: METHOD_NAMES[m] for m in methods}, "accuracy": accuracy,
-            "fit_and_score_seconds": seconds, "summary": summarise(accuracy)}
+    return {
+        "task": task.name,
+        "encoder": task.encoder,
+        "shots": list(shots),
+        "seeds": list(range(seeds)),
+        "split_seed": split_seed,
+        "test_fraction": test_fraction,
+        "n_pool": int(len(pool)),
+        "n_test": int(len(test)),
+        "classes": [str(c) for c in np.unique(labels)],
+        "methods": {m: METHOD_NAMES[m] for m in methods},
+        "accuracy": accuracy,
+        "fit_and_score_seconds": seconds,
+        "summary": summarise(accuracy),
+    }
 
 
 def summarise(accuracy: dict) -> dict:
     """method -> shots -> {mean, std, n} (std over seeds, population formula)."""
-    return {method: {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)}
-                     for k, v in by_shots.items()} for method, by_shots in accuracy.items()}
+    return {
+        method: {
+            k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} for k, v in by_shots.items()
+        }
+        for method, by_shots in accuracy.items()
+    }
 
 
 def format_table(result: dict) -> str:
     """A Markdown table of mean ± std accuracy (percent), one row per method, one column per shot count."""
     shots = [str(k) for k in result["shots"]]
-    lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " |",
-             "|---|" + "---|" * len(shots)]
+    lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " |", "|---|" + "---|" * len(shots)]
     for method, by_shots in result["summary"].items():
         cells = []
         for k in shots:
@@ -174,8 +205,11 @@ def plot_curve(result: dict, path: Path) -> Path:
     ax.set_xticks(range(len(shots)), [str(k) for k in shots])
     ax.set_xlabel("labelled examples per class (shots)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{result['task']} ({result['encoder']}): mean ± std over {len(result['seeds'])} seeds, "
-                 f"{result['n_test']} test examples", fontsize=9)
+    ax.set_title(
+        f"{result['task']} ({result['encoder']}): mean ± std over {len(result['seeds'])} seeds, "
+        f"{result['n_test']} test examples",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

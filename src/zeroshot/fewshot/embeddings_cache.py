@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def cache_root() -> Path:
     """`$ZEROSHOT_CACHE/embeddings`, by default `~/.cache/zeroshot/embeddings`."""
     base = os.environ.get("ZEROSHOT_CACHE") or Path.home() / ".cache" / "zeroshot"
@@ -33,8 +32,9 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def cached_encode(encoder, texts: Sequence[str], batch_size: int = 32,
-                  progress: bool = False, cache_dir: Path | None = None) -> np.ndarray:
+def cached_encode(
+    encoder, texts: Sequence[str], batch_size: int = 32, progress: bool = False, cache_dir: Path | None = None
+) -> np.ndarray:
     """`encoder.encode(texts)`, computing only the texts not already cached on disk.
 
     `encoder` needs `name`, `encode(texts, batch_size, progress)` and ideally `fingerprint()`.

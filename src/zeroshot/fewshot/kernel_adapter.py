@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from zeroshot.fewshot._prior import fit_support, one_hot, prior_logits
 from zeroshot.fewshot._validation import FewShotInputError, check_embeddings
-from zeroshot.fewshot.kernels import binary_margin, KERNELS, cross_entropy, kernel_matrix, softmax
+from zeroshot.fewshot.kernels import KERNELS, binary_margin, cross_entropy, kernel_matrix, softmax
 
 EARLY_STOPPING = ("cv", "holdout", "loss", None)
 
@@ -56,10 +56,21 @@ class KernelAdapter(ClassifierMixin, BaseEstimator):
         Seed of the fold shuffling.
     """
 
-    def __init__(self, prior=None, kernel: str = "cosine", beta: float = 5.0, gamma: float | None = None,
-                 learning_rate: float = 0.3, max_steps: int = 100, early_stopping: str | None = "cv",
-                 cv_folds: int = 5, validation_fraction: float = 0.25, n_iter_no_change: int = 10,
-                 tol: float = 1e-4, random_state: int = 0):
+    def __init__(
+        self,
+        prior=None,
+        kernel: str = "cosine",
+        beta: float = 5.0,
+        gamma: float | None = None,
+        learning_rate: float = 0.3,
+        max_steps: int = 100,
+        early_stopping: str | None = "cv",
+        cv_folds: int = 5,
+        validation_fraction: float = 0.25,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        random_state: int = 0,
+    ):
         self.prior = prior
         self.kernel = kernel
         self.beta = beta
@@ -83,8 +94,16 @@ class KernelAdapter(ClassifierMixin, BaseEstimator):
         K = kernel_matrix(X, X, self.kernel, self.beta, self.gamma_)
         if self.early_stopping in ("cv", "holdout"):
             splits = self._splits(y)
-            curves = [self._descend(K[np.ix_(tr, tr)], f0[tr], targets[tr], self.max_steps,
-                                    held_out=(K[np.ix_(ho, tr)], f0[ho], targets[ho]))[1] for tr, ho in splits]
+            curves = [
+                self._descend(
+                    K[np.ix_(tr, tr)],
+                    f0[tr],
+                    targets[tr],
+                    self.max_steps,
+                    held_out=(K[np.ix_(ho, tr)], f0[ho], targets[ho]),
+                )[1]
+                for tr, ho in splits
+            ]
             self.validation_loss_ = np.mean(curves, axis=0)
             steps = int(np.argmin(self.validation_loss_))
         else:
@@ -97,8 +116,9 @@ class KernelAdapter(ClassifierMixin, BaseEstimator):
         if self.kernel not in KERNELS:
             raise FewShotInputError(f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
         if self.early_stopping not in EARLY_STOPPING:
-            raise FewShotInputError(f"unknown early_stopping {self.early_stopping!r}: choose cv, holdout, loss "
-                                    "or None")
+            raise FewShotInputError(
+                f"unknown early_stopping {self.early_stopping!r}: choose cv, holdout, loss or None"
+            )
         for name in ("learning_rate", "beta"):
             if not getattr(self, name) > 0:
                 raise FewShotInputError(f"{name} must be positive, got {getattr(self, name)}")
@@ -153,7 +173,7 @@ class KernelAdapter(ClassifierMixin, BaseEstimator):
         return prior_logits(self.prior_, X, len(self.classes_)) + K @ self.dual_coef_
 
     def decision_function(self, X) -> np.ndarray:
-        """`logits`, except with two classes: the margin of the second over the first (scikit-learn's shape)."""
+        """`logits`, except with two classes: the margin of the second over the first (as scikit-learn)."""
         return binary_margin(self.logits(X))
 
     def predict_proba(self, X) -> np.ndarray:

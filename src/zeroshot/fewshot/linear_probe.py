@@ -40,8 +40,15 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         Seed of the fold shuffling.
     """
 
-    def __init__(self, C: float | None = None, C_grid: tuple = DEFAULT_C_GRID, cv_folds: int = 5,
-                 fallback_C: float = 10.0, max_iter: int = 200, random_state: int = 0):
+    def __init__(
+        self,
+        C: float | None = None,
+        C_grid: tuple = DEFAULT_C_GRID,
+        cv_folds: int = 5,
+        fallback_C: float = 10.0,
+        max_iter: int = 200,
+        random_state: int = 0,
+    ):
         self.C = C
         self.C_grid = C_grid
         self.cv_folds = cv_folds
@@ -94,11 +101,15 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return self.model_.decision_function(check_embeddings(X, dim=self.n_features_in_, owner=type(self).__name__))
+        return self.model_.decision_function(
+            check_embeddings(X, dim=self.n_features_in_, owner=type(self).__name__)
+        )
 
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self)
-        return self.model_.predict_proba(check_embeddings(X, dim=self.n_features_in_, owner=type(self).__name__))
+        return self.model_.predict_proba(
+            check_embeddings(X, dim=self.n_features_in_, owner=type(self).__name__)
+        )
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self)

@@ -45,27 +45,40 @@ def save_estimator(estimator, path: str | os.PathLike) -> Path:
     prior = getattr(estimator, "prior_", None)
     if prior is not None:
         if not isinstance(prior, ZeroShotHead):
-            raise UserError(f"cannot save an adapter whose prior is a {type(prior).__name__}: "
-                            "only a ZeroShotHead prior can be saved")
+            raise UserError(
+                f"cannot save an adapter whose prior is a {type(prior).__name__}: "
+                "only a ZeroShotHead prior can be saved"
+            )
         prior_tensors, header["prior"] = _describe(prior, prefix="prior.")
         tensors.update(prior_tensors)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"format": FORMAT, "version": VERSION, "estimator": json.dumps(header)})
+    save_file(
+        tensors, str(path), metadata={"format": FORMAT, "version": VERSION, "estimator": json.dumps(header)}
+    )
     return path
 
 
 def _describe(estimator, prefix: str) -> tuple[dict[str, np.ndarray], dict]:
     kind = type(estimator).__name__
-    params = {k: v for k, v in estimator.get_params(deep=False).items() if k not in ("prior", "class_embeddings")}
+    params = {
+        k: v for k, v in estimator.get_params(deep=False).items() if k not in ("prior", "class_embeddings")
+    }
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
     if kind == "ZeroShotHead":
         params["labels"] = None  # restored from classes_
     extra = {name: float(getattr(estimator, name)) for name in ("gamma_", "C_") if hasattr(estimator, name)}
-    header = {"type": kind, "params": params, "classes": estimator.classes_.tolist(),
-              "n_features_in": int(estimator.n_features_in_), "fitted": extra}
-    tensors = {prefix + name: np.ascontiguousarray(getattr(estimator, name), dtype=np.float32)
-               for name in _ARRAYS[kind]}
+    header = {
+        "type": kind,
+        "params": params,
+        "classes": estimator.classes_.tolist(),
+        "n_features_in": int(estimator.n_features_in_),
+        "fitted": extra,
+    }
+    tensors = {
+        prefix + name: np.ascontiguousarray(getattr(estimator, name), dtype=np.float32)
+        for name in _ARRAYS[kind]
+    }
     return tensors, header
 
 
@@ -101,8 +114,9 @@ def _rebuild(header: dict, tensors: dict[str, np.ndarray], prefix: str):
     classes = np.asarray(header["classes"])
     arrays = {name: tensors[prefix + name].astype(np.float64) for name in _ARRAYS[kind]}
     if kind == "ZeroShotHead":
-        estimator = ZeroShotHead(arrays["weights_"], labels=classes.tolist(), **{
-            k: v for k, v in params.items() if k != "labels"})
+        estimator = ZeroShotHead(
+            arrays["weights_"], labels=classes.tolist(), **{k: v for k, v in params.items() if k != "labels"}
+        )
         return estimator.fit(arrays["weights_"][:1])
     if "prior" in header:
         params["prior"] = _rebuild(header["prior"], tensors, prefix="prior.")

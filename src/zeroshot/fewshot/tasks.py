@@ -45,24 +45,32 @@ class EmbeddingTask:
         return np.unique(self.labels)
 
 
-def load_embedding_task(task: str, encoder: str | None = None, templates: Sequence[str] | None = None,
-                        logit_scale: float = SENTENCE_LOGIT_SCALE, progress: bool = True,
-                        limit: int | None = None) -> EmbeddingTask:
+def load_embedding_task(
+    task: str,
+    encoder: str | None = None,
+    templates: Sequence[str] | None = None,
+    logit_scale: float = SENTENCE_LOGIT_SCALE,
+    progress: bool = True,
+    limit: int | None = None,
+) -> EmbeddingTask:
     """Load TASK (see the module docstring); `limit` keeps the first n examples (for quick runs)."""
     if task == "bbc-news":
         from zeroshot.eval.datasets import load_bbc_news
 
         articles = load_bbc_news()[:limit] if limit else load_bbc_news()
         texts, labels = [a.text for a in articles], [a.label for a in articles]
-        return _embed_texts("bbc-news", texts, labels, encoder, templates or NEWS_TEMPLATES, logit_scale, progress)
+        return _embed_texts(
+            "bbc-news", texts, labels, encoder, templates or NEWS_TEMPLATES, logit_scale, progress
+        )
     path = Path(task).expanduser()
     if not path.is_file():
         raise UserError(f"task {task!r} is neither `bbc-news` nor an existing file (.jsonl, .npz or .npy)")
     if path.suffix == ".jsonl":
         texts, labels = _read_jsonl(path)
         texts, labels = (texts[:limit], labels[:limit]) if limit else (texts, labels)
-        return _embed_texts(path.name, texts, labels, encoder, templates or GENERIC_TEMPLATES, logit_scale,
-                            progress)
+        return _embed_texts(
+            path.name, texts, labels, encoder, templates or GENERIC_TEMPLATES, logit_scale, progress
+        )
     if path.suffix in (".npz", ".npy"):
         if encoder is not None:
             raise UserError(f"{path.name} holds precomputed embeddings: drop --encoder")
@@ -127,5 +135,10 @@ def _read_arrays(path: Path, logit_scale: float, limit: int | None) -> Embedding
         embeddings, labels = embeddings[:limit], labels[:limit]
     if prior is not None:
         prior.fit(embeddings[:1])  # the width check, with a clear message, before any experiment
-    return EmbeddingTask(path.name, embeddings, labels.astype(str) if labels.dtype.kind in "OU" else labels,
-                         prior, "precomputed")
+    return EmbeddingTask(
+        path.name,
+        embeddings,
+        labels.astype(str) if labels.dtype.kind in "OU" else labels,
+        prior,
+        "precomputed",
+    )

