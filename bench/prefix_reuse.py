@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     task = bbc_news_task()
     texts = [d.query for d in task.docs[: args.articles]]
-    demos = [d.as_demonstration() for d in sample_demonstrations(task.pool, args.shots, args.seed)]
+    demos = sample_demonstrations(task.demonstration_pool(), args.shots, args.seed)
     lm = load_lm(args.model, backend=args.backend)
     n_naive = args.naive_subset or len(texts)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import faiss
 import numpy as np
 import pytest
 
 from test_search import make_images
-from zeroshot.vision import stores
 from zeroshot.vision.search import ImageIndex
 from zeroshot.vision.stores import faiss_store, sync
 from zeroshot.vision.stores.catalog import Catalog
@@ -28,26 +30,55 @@ def filled_catalog(folder, vectors: np.ndarray) -> Catalog:
     return catalog
 
 
-def test_large_collections_switch_to_ivf_and_keep_recall(tmp_path, monkeypatch):
-    monkeypatch.setattr(faiss_store, "FLAT_LIMIT", 1_000)
-    monkeypatch.setattr(stores, "TRAINING_SAMPLE", 3_000)
-    # Clustered data, like real embeddings (random points have no neighbourhoods for IVF to use).
-    centres = unit_vectors(40, 32, seed=1)
-    labels = np.random.default_rng(2).integers(0, 40, 4_000)
-    vectors = centres[labels] + 0.15 * unit_vectors(4_000, 32, seed=3)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    catalog = filled_catalog(tmp_path, vectors)
-    store = FaissStore(tmp_path, 32)
-    sync(store, catalog)
-    assert store.layout.startswith("ivf") and len(store) == 4_000
-    queries = vectors[:50] + 0.05 * unit_vectors(50, 32, seed=4)
-    _, found = store.search(queries, 10)
-    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10] + 1  # catalog ids start at 1
-    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
-    assert recall >= 0.95
+def recall_at_10(found: np.ndarray, queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> float:
+    exact = ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]
+    return float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)]))
 
-    store.remove(np.arange(1, 101))
-    assert len(store) == 3_900 and 50 not in store.ids()
+
+def test_large_collections_switch_to_pq_refine_keep_recall_and_remove(tmp_path, monkeypatch):
+    monkeypatch.setattr(faiss_store, "FLAT_LIMIT", 1_000)
+    # Random vectors, the hard case: no clusters for an index to exploit, so recall comes from the
+    # exact re-ranking of k_factor * k PQ candidates, not from the data being easy.
+    vectors = unit_vectors(2_000, 64, seed=0)
+    catalog = filled_catalog(tmp_path, vectors)
+    store = FaissStore(tmp_path, 64)
+    sync(store, catalog)
+    assert store.layout == "pq32x4fs,rflat" and len(store) == 2_000
+    queries = unit_vectors(50, 64, seed=1)
+    ids = np.arange(1, 2_001)  # catalog ids start at 1
+    _, found = store.search(queries, 10)
+    assert recall_at_10(found, queries, vectors, ids) >= 0.95
+
+    # FAISS cannot remove_ids from this index: the store rebuilds it without them, codebooks kept.
+    with catalog.transaction() as db:
+        for i in range(0, 2_000, 2):
+            catalog.delete_file(db, f"/img/{i}.jpg")
+        catalog.delete_orphans(db)
+    assert sync(store, catalog) == (0, 1_000)
+    assert store.layout == "pq32x4fs,rflat" and len(store) == 1_000
+    assert np.array_equal(store.ids(), catalog.vector_ids())
+    kept = np.arange(1, 2_000, 2)
+    _, found = store.search(queries, 10)
+    assert not set(found.ravel()) - set(ids[kept])  # no removed id comes back, ids still map right
+    assert recall_at_10(found, queries, vectors[kept], ids[kept]) >= 0.95
+    _, own = store.search(vectors[kept[:20]], 1)
+    assert np.array_equal(own[:, 0], ids[kept[:20]])  # each vector finds itself under its own id
+
+    reloaded = FaissStore(tmp_path, 64)  # the saved cache is this layout and is trusted
+    assert reloaded.layout == "pq32x4fs,rflat" and sync(reloaded, catalog) == (0, 0)
+    assert np.array_equal(reloaded.search(queries, 10)[1], found)
+
+
+def test_a_cache_of_the_former_ivf_layout_is_rebuilt(tmp_path):
+    vectors = unit_vectors(300, 16, seed=0)
+    catalog = filled_catalog(tmp_path, vectors)
+    old = faiss.index_factory(16, "IVF4,Flat", faiss.METRIC_INNER_PRODUCT)
+    old.train(vectors)
+    old.add_with_ids(vectors, np.arange(1, 301))
+    faiss.write_index(old, str(tmp_path / "vectors.faiss"))
+    (tmp_path / "vectors.json").write_text(json.dumps({"version": catalog.version, "count": 300}))
+    store = FaissStore(tmp_path, 16)
+    assert len(store) == 0 and sync(store, catalog) == (300, 0) and store.layout == "flat"
 
 
 def test_cache_is_reused_and_a_stale_one_is_repaired(tmp_path):

@@ -30,7 +30,7 @@ def test_bbc_few_shot_with_reuse_equals_naive_scoring(default_lm):
     from zeroshot.text.prompts import sample_demonstrations
 
     task = bbc_news_task(max_chars=200)
-    demos = [d.as_demonstration() for d in sample_demonstrations(task.pool, 2, seed=0)]
+    demos = sample_demonstrations(task.demonstration_pool(), 2, seed=0)
     texts = [d.query for d in task.docs[:3]]
     proba = {}
     for reuse in (True, False):

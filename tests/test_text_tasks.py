@@ -113,7 +113,7 @@ def test_bbc_task_split_is_fixed_and_disjoint():
 
 def test_evaluate_reports_mean_and_spread_per_k_and_writes_json_and_png(classification_file, tmp_path):
     task = load_task(classification_file)
-    report = evaluate(FakeLM(), task, shots=[0, 2], seeds=3, calibrate=True, progress=False)
+    report = evaluate(FakeLM(), task, shots=[0, 2], seeds=3, calibrate=True, balanced=True, progress=False)
     assert list(report.series) == ["plain", "calibrated"]
     zero, two = report.series["plain"]
     assert len(zero.per_seed) == 1 and len(two.per_seed) == 3  # K=0 has no randomness

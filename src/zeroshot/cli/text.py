@@ -55,7 +55,7 @@ def demo(
     docs = task.docs[:n_articles]
     task.check_shots([shots])
     lm = _load_lm(model, backend)
-    demos = [d.as_demonstration() for d in sample_demonstrations(task.pool, shots, seed, balanced=True)]
+    demos = sample_demonstrations(task.demonstration_pool(), shots, seed, balanced=True)
     texts = [d.query for d in docs]
     answers = {}
     for name, examples in (("zero-shot", []), (f"{shots}-shot", demos)):

@@ -110,7 +110,7 @@ def evaluate(
     bar = tqdm(total=len(runs) * len(docs), desc=f"{task.name}", unit="doc", disable=not progress)
     for k, seed in runs:
         bar.set_postfix_str(f"K={k} seed={seed}")
-        demos = [d.as_demonstration() for d in sample_demonstrations(task.pool, k, seed, balanced)]
+        demos = sample_demonstrations(task.demonstration_pool(), k, seed, balanced)
         correct = {name: 0 for name in series_names}
         if task.kind == "free_form":
             correct["plain"], short = _run_free_form(lm, task, demos, docs, bar)

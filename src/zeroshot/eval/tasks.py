@@ -76,6 +76,10 @@ class Task:
     docs: list[Doc]
     labels: list[str] = field(default_factory=list)  # classification only
 
+    def demonstration_pool(self) -> list[Demonstration]:
+        """The pool as demonstrations (query, correct answer)."""
+        return [doc.as_demonstration() for doc in self.pool]
+
     def check_shots(self, shots: list[int]) -> None:
         """`UserError` if any K is negative or larger than the demonstration pool."""
         for k in shots:

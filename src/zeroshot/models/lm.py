@@ -59,7 +59,7 @@ class GenerationConfig:
         if self.num_beams < 1:
             raise UserError(f"beams must be at least 1, got {self.num_beams}")
         if self.num_beams > 1 and not self.greedy:
-            raise UserError("beam search is deterministic here: use --beams with temperature 0, not with sampling")
+            raise UserError("beam search is deterministic here: use --beams with temperature 0")
         if any(not s for s in self.stop):
             raise UserError("stop sequences must not be empty strings")
 
@@ -72,6 +72,7 @@ class LanguageModel(abc.ABC):
     context_length: int
     load_seconds: float = 0.0  # wall-clock time `load_lm` took
     last_seed: int | None = None  # the seed the last sampled generation used (drawn when none was given)
+    last_num_tokens: int = 0  # tokens the last `generate` call decoded (before stop-sequence trimming)
 
     @abc.abstractmethod
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
@@ -243,8 +244,9 @@ def check_scoring_request(context: Sequence[int], continuations: Sequence[Sequen
         raise UserError("cannot score continuations of an empty context: give at least one context token")
     longest = max((len(c) for c in continuations), default=0)
     if len(context) + longest > context_length:
-        raise UserError(f"the prompt ({len(context)} tokens) plus its longest continuation ({longest} tokens) "
-                        f"exceeds the model's context length of {context_length} tokens: shorten the prompt "
+        raise UserError(f"the prompt ({len(context)} tokens) plus its longest continuation "
+                        f"({longest} tokens) exceeds the model's context length of {context_length} tokens: "
+                        "shorten the prompt "
                         "or use fewer demonstrations")
 
 
@@ -276,7 +278,8 @@ class StopTrimmer:
             self.stopped = True
             out, self.pending = self.pending[:cut], ""
             return out
-        hold = max((k for s in self.stop for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
+        hold = max((k for s in self.stop for k in range(1, len(s)) if self.pending.endswith(s[:k])),
+                   default=0)
         out = self.pending[: len(self.pending) - hold]
         self.pending = self.pending[len(out):]
         return out

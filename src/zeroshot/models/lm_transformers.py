@@ -173,10 +173,11 @@ class TransformersLM(LanguageModel):
             ids = self.tokenizer(prompt)["input_ids"]
         if not ids:
             if self.tokenizer.bos_token_id is None:
-                raise UserError("the prompt is empty and this model has no begin-of-sequence token to start from")
+                raise UserError("the prompt is empty and this model has no begin-of-sequence token")
             ids = [self.tokenizer.bos_token_id]
         if len(ids) + config.max_new_tokens > self.context_length:
-            raise UserError(f"the prompt ({len(ids)} tokens) plus {config.max_new_tokens} new tokens exceeds the "
+            raise UserError(f"the prompt ({len(ids)} tokens) plus {config.max_new_tokens} new tokens "
+                            "exceeds the "
                             f"model's context length of {self.context_length} tokens")
         return torch.tensor([ids])
 
@@ -215,6 +216,7 @@ class TransformersLM(LanguageModel):
         with self._seeded(config):
             out = self.model.generate(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(
                 self.device), generation_config=hf_config, tokenizer=self.tokenizer)
+        self.last_num_tokens = int(out.shape[1] - ids.shape[1])
         text = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
         return trim_at_stop(text, config.stop)
 
@@ -242,8 +244,8 @@ class TransformersLM(LanguageModel):
             try:
                 with torch.inference_mode(), self._seeded(config):
                     self.model.generate(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(
-                        self.device), generation_config=hf_config, tokenizer=self.tokenizer, streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_Cancelled()]))
+                        self.device), generation_config=hf_config, tokenizer=self.tokenizer,
+                        streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled()]))
             except BaseException as exc:  # re-raised in the consumer's thread; never leave it waiting
                 failure.append(exc)
                 streamer.end()
@@ -251,6 +253,7 @@ class TransformersLM(LanguageModel):
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         trimmer = StopTrimmer(config.stop)
+        drained = False
         try:
             for piece in streamer:
                 text = trimmer.push(piece)
@@ -258,13 +261,16 @@ class TransformersLM(LanguageModel):
                     yield text
                 if trimmer.stopped:
                     break
+            else:
+                drained = True
             tail = trimmer.flush()
             if tail:
                 yield tail
         finally:
-            cancelled.set()  # the consumer stopped early: let the generating thread finish now
-            for _ in streamer:
-                pass
+            if not drained:  # stopped early: let the generating thread finish now, and empty its queue
+                cancelled.set()
+                for _ in streamer:
+                    pass
             worker.join()
         if failure:
             raise failure[0]
@@ -290,7 +296,8 @@ class TransformersLM(LanguageModel):
             for row, e in enumerate(encoded):
                 ids[row, :len(e)] = torch.tensor(e)
                 mask[row, :len(e)] = 1
-            hidden = encoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
+            hidden = encoder(input_ids=ids.to(self.device),
+                             attention_mask=mask.to(self.device)).last_hidden_state
             hidden, mask = hidden.float().cpu(), mask.float()
             if pooling == "mean":
                 pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
@@ -355,7 +362,8 @@ def _first_line(exc: BaseException) -> str:
 
 RANDOM_LM_ARCHS = ("llama", "gpt2")
 
-_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+           "{{ message['content'] }}<|im_end|>\n"
            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
@@ -368,7 +376,8 @@ def save_random_lm(folder: str | os.PathLike, arch: str = "llama", seed: int = 0
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     if arch not in RANDOM_LM_ARCHS:
-        raise UserError(f"unknown random LM architecture {arch!r}: choose one of {', '.join(RANDOM_LM_ARCHS)}")
+        raise UserError(f"unknown random LM architecture {arch!r}: "
+                        f"choose one of {', '.join(RANDOM_LM_ARCHS)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer()
@@ -376,9 +385,9 @@ def save_random_lm(folder: str | os.PathLike, arch: str = "llama", seed: int = 0
                    eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
     if arch == "llama":
-        config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                             num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2,
-                             tie_word_embeddings=False, **special)
+        config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                             initializer_range=0.2, tie_word_embeddings=False, **special)
         model = LlamaForCausalLM(config)
     else:
         config = GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=512, initializer_range=0.2, **special)

@@ -61,7 +61,8 @@ class ImageIndex:
 
     `model` embeds images and text queries; when None it is loaded on first need from the name the
     index recorded. `store` is "faiss" (embedded, default) or "milvus"; `store_options` go to the store
-    (FAISS: `nprobe`; Milvus: `uri`, `collection`, `token`, `index_type`). Safe to share between threads.
+    (FAISS: `k_factor`, `threads`; Milvus: `uri`, `collection`, `token`, `index_type`). Safe to share
+    between threads.
     """
 
     def __init__(self, db: str | os.PathLike, model: ImageTextModel | None = None, *, store: str = "faiss",

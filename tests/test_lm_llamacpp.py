@@ -1,0 +1,68 @@
+"""The llama.cpp backend on the real default GGUF (loads in about a second); skipped without llama_cpp."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zeroshot.errors import UserError
+from zeroshot.models.lm import GenerationConfig, load_lm
+
+pytest.importorskip("llama_cpp")
+
+# Q4_1 matrix kernels differ slightly between batch shapes and KV-cache layouts, so scores of the same
+# tokens evaluated in different chunks can differ by a few hundredths of a nat (see docs/lm.md).
+LLAMA_CPP_ATOL = 0.25
+
+
+@pytest.fixture(scope="module")
+def smol():
+    lm = load_lm(None, backend="auto")
+    assert lm.backend == "llama.cpp"
+    return lm
+
+
+def test_prefix_reuse_matches_scoring_from_scratch(smol):
+    prefix = smol.tokenize("Classify each article as business, sport, politics, tech or entertainment.\n"
+                           "Article: Shares rose after record profits.\nTopic: business\n")
+    queries = ["Article: The striker scored twice.\nTopic:", "Article: The minister resigned.\nTopic:"]
+    labels = [" business", " sport and other games", " tech", " entertainment news"]
+    conts = [smol.tokenize(x) for x in labels]
+    worst = 0.0
+    for query in queries + queries[:1]:
+        context = prefix + smol.tokenize(query)
+        reused = smol.continuation_logprobs(context, conts, reuse_cache=True)
+        naive = smol.continuation_logprobs(context, conts, reuse_cache=False)
+        for r, n, c in zip(reused, naive, conts, strict=True):
+            assert r.shape == (len(c),)
+            worst = max(worst, float(np.abs(r - n).max()))
+        # The ranking of labels, which is what classification uses, is the same either way.
+        assert np.argmax([r.sum() for r in reused]) == np.argmax([n.sum() for n in naive])
+    assert worst < LLAMA_CPP_ATOL
+    sport = smol.continuation_logprobs(prefix + smol.tokenize(queries[0]), conts)
+    assert np.argmax([s.sum() for s in sport]) == 1 or sport[1][0] > sport[2][0]
+
+
+def test_too_long_context_is_refused(smol):
+    with pytest.raises(UserError, match="context length"):
+        smol.continuation_logprobs([1] * smol.context_length, [[2]])
+
+
+def test_generation_options(smol):
+    greedy = GenerationConfig(max_new_tokens=12)
+    text = smol.generate("The capital of France is", greedy)
+    assert "Paris" in text
+    assert "".join(smol.stream("The capital of France is", greedy)) == text
+    sampled = GenerationConfig(max_new_tokens=12, temperature=0.9, top_k=40, top_p=0.9, seed=3)
+    assert smol.generate("Once upon a time", sampled) == smol.generate("Once upon a time", sampled)
+    smol.generate("Once", GenerationConfig(max_new_tokens=20, ignore_eos=True))
+    assert smol.last_num_tokens == 20
+    stopped = smol.generate("The capital of France is", GenerationConfig(max_new_tokens=12, stop=["."]))
+    assert stopped == text[: text.index(".")]
+    with pytest.raises(UserError, match="no beam search"):
+        smol.generate("x", GenerationConfig(num_beams=2))
+
+
+def test_embeddings(smol):
+    rows = smol.embed(["football match", "stock market"], pooling="mean")
+    assert rows.shape[0] == 2 and np.isfinite(rows).all()
