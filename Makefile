@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup setup-llama setup-browser setup-bench-data clean
+.PHONY: demo test lint bench-setup setup setup-llama setup-browser setup-bench-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,8 +43,8 @@ test: setup-llama setup-browser
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-bench: setup-llama setup-bench-data
-	$(BIN)/python -m bench.run_all
+# Benchmarks are run one by one (see README, "Benchmarks"): this only installs what they need.
+bench-setup: setup-llama setup-bench-data
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -5,9 +5,10 @@
 - More: FAISS `PQ{d/2}x4fs,RFlat` — 4-bit fast-scan product quantization with one sub-quantizer per
   2 dimensions (d/2 bytes a vector, scanned with SIMD), whose best `k_factor * k` candidates are then
   re-ranked exactly against the full vectors kept beside the codes. On 1,000,000 random 512-d unit
-  vectors this gives recall@10 >= 0.97 at a p50 under 20 ms on 2 cores (`python -m bench.search_1m`),
-  where IVF could not (random points have no clusters to partition). The PQ pass still touches every
-  vector, but as 4 bits per 2 dims: 128 bytes for d = 512, so 1M vectors are 128 MB of codes.
+  vectors this gives recall@10 0.993 at a p50 of 16-22 ms on 2 cores, depending on their load
+  (`python -m bench.search_1m`), where IVF gave 0.18 at 27 ms (random points have no clusters to
+  partition). The PQ pass still touches every vector, but as 4 bits per 2 dims: 128 bytes for
+  d = 512, so 1M vectors are 128 MB of codes.
   The 16-centroid codebooks are trained on a seeded sample (`stores.TRAINING_SAMPLE`); the layout is
   rebuilt when the collection outgrows that training (4x) or shrinks back under half the flat limit.
   An odd dimension cannot be split into 2-d sub-quantizers, so such collections stay exact.
