@@ -24,12 +24,18 @@ from sklearn.utils.validation import check_is_fitted
 
 from zeroshot.fewshot._prior import fit_support, one_hot, prior_logits
 from zeroshot.fewshot._validation import FewShotInputError, check_embeddings
-from zeroshot.fewshot.kernels import KERNELS, binary_margin, cross_entropy, kernel_matrix, softmax
+from zeroshot.fewshot.kernels import (
+    KERNELS,
+    LogitClassifierMixin,
+    cross_entropy,
+    kernel_matrix,
+    softmax,
+)
 
 EARLY_STOPPING = ("cv", "holdout", "loss", None)
 
 
-class KernelAdapter(ClassifierMixin, BaseEstimator):
+class KernelAdapter(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     """A kernel expansion over the support set added to a zero-shot prior, fit by functional gradient descent.
 
     Parameters
@@ -171,14 +177,3 @@ class KernelAdapter(ClassifierMixin, BaseEstimator):
         X = check_embeddings(X, dim=self.n_features_in_, owner=type(self).__name__)
         K = kernel_matrix(X, self.support_, self.kernel, self.beta, self.gamma_)
         return prior_logits(self.prior_, X, len(self.classes_)) + K @ self.dual_coef_
-
-    def decision_function(self, X) -> np.ndarray:
-        """`logits`, except with two classes: the margin of the second over the first (as scikit-learn)."""
-        return binary_margin(self.logits(X))
-
-    def predict_proba(self, X) -> np.ndarray:
-        return softmax(self.logits(X))
-
-    def predict(self, X) -> np.ndarray:
-        logits = self.logits(X)
-        return self.classes_[np.argmax(logits, axis=1)]

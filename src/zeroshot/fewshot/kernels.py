@@ -54,3 +54,18 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str, beta: float, gamma:
     if kernel == "exponential":
         return np.exp(beta * (cosine - 1.0))
     raise ValueError(f"unknown kernel {kernel!r}: choose one of {', '.join(KERNELS)}")
+
+
+class LogitClassifierMixin:
+    """`decision_function`, `predict_proba` and `predict` for estimators that define `logits(X)`."""
+
+    def decision_function(self, X) -> np.ndarray:
+        """`logits`, except with two classes: the margin of the second over the first (as scikit-learn)."""
+        return binary_margin(self.logits(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        return softmax(self.logits(X))
+
+    def predict(self, X) -> np.ndarray:
+        logits = self.logits(X)  # first, so an unfitted estimator raises NotFittedError
+        return self.classes_[np.argmax(logits, axis=1)]

@@ -15,10 +15,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from zeroshot.fewshot._prior import fit_support, one_hot, prior_logits
 from zeroshot.fewshot._validation import FewShotInputError, check_embeddings
-from zeroshot.fewshot.kernels import binary_margin, kernel_matrix, l2_normalise, softmax
+from zeroshot.fewshot.kernels import LogitClassifierMixin, kernel_matrix, l2_normalise
 
 
-class TipAdapter(ClassifierMixin, BaseEstimator):
+class TipAdapter(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     """Zero-shot prior plus an affinity-weighted vote of the cached support examples; `fit` only stores them.
 
     Parameters
@@ -52,14 +52,3 @@ class TipAdapter(ClassifierMixin, BaseEstimator):
         X = check_embeddings(X, dim=self.n_features_in_, owner=type(self).__name__)
         affinity = kernel_matrix(X, self.support_, "exponential", self.beta, 0.0)
         return prior_logits(self.prior_, X, len(self.classes_)) + self.alpha * affinity @ self.cache_values_
-
-    def decision_function(self, X) -> np.ndarray:
-        """`logits`, except with two classes: the margin of the second over the first (as scikit-learn)."""
-        return binary_margin(self.logits(X))
-
-    def predict_proba(self, X) -> np.ndarray:
-        return softmax(self.logits(X))
-
-    def predict(self, X) -> np.ndarray:
-        logits = self.logits(X)
-        return self.classes_[np.argmax(logits, axis=1)]

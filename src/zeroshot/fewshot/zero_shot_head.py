@@ -17,7 +17,7 @@ from zeroshot.fewshot._validation import (
     check_embeddings,
     check_no_unknown_labels,
 )
-from zeroshot.fewshot.kernels import binary_margin, l2_normalise, softmax
+from zeroshot.fewshot.kernels import LogitClassifierMixin, l2_normalise
 
 # Prompt ensembles for text classification: the class embedding is the normalised mean over templates.
 NEWS_TEMPLATES = (
@@ -27,7 +27,7 @@ NEWS_TEMPLATES = (
 )
 
 
-class ZeroShotHead(ClassifierMixin, BaseEstimator):
+class ZeroShotHead(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
     """Classify embeddings by their cosine to one embedding per class, scaled into logits.
 
     Parameters
@@ -114,14 +114,3 @@ class ZeroShotHead(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_embeddings(X, dim=self.n_features_in_, owner=type(self).__name__)
         return self.logit_scale * (l2_normalise(X) @ self.weights_.T)
-
-    def decision_function(self, X) -> np.ndarray:
-        """`logits`, except with two classes: the margin of the second over the first (as scikit-learn)."""
-        return binary_margin(self.logits(X))
-
-    def predict_proba(self, X) -> np.ndarray:
-        return softmax(self.logits(X))
-
-    def predict(self, X) -> np.ndarray:
-        logits = self.logits(X)
-        return self.classes_[np.argmax(logits, axis=1)]
