@@ -19,23 +19,31 @@ def read_labels(labels: str | None, labels_file: str | os.PathLike | None) -> li
     if labels is not None:
         names = [name.strip() for name in labels.split(",") if name.strip()]
     else:
-        path = Path(labels_file).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read labels from {path}: {exc.strerror or exc}") from exc
-        if path.suffix.lower() == ".json":
-            try:
-                names = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-                raise UserError(f"{path}: expected a JSON list of class names")
-        else:
-            names = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        names = read_string_list(Path(labels_file).expanduser(), "class names")
     if not names:
         raise UserError("no class names given")
     return names
+
+
+def read_string_list(path: Path, what: str, json_key: str | None = None) -> list[str]:
+    """Strings from a file: one per line (`#` starts a comment line), or a JSON list (`.json`), or, with
+    `json_key`, a JSON object holding that list under the key. Anything else is a `UserError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {what} from {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    if path.suffix.lower() != ".json":
+        lines = (line.strip() for line in text.splitlines())
+        return [line for line in lines if line and not line.startswith("#")]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if json_key and isinstance(data, dict):
+        data = data.get(json_key)
+    if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+        raise UserError(f"{path}: expected a JSON list of {what}")
+    return data
 
 
 def check_output_path(path: str | os.PathLike) -> Path:

@@ -62,20 +62,9 @@ def get_templates(name_or_list: str | os.PathLike | Sequence[str] | None = None)
 
 
 def _read_file(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read templates from {path}: {exc}") from exc
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-        data = data.get("templates") if isinstance(data, dict) else data
-        if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
-            raise UserError(f"{path}: expected a JSON list of template strings (or {{\"templates\": [...]}})")
-        return data
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    from zeroshot.vision.results import read_string_list
+
+    return read_string_list(path, "templates", json_key="templates")
 
 
 def _check(templates: list[str], where: str) -> list[str]:
