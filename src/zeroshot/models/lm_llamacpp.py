@@ -5,6 +5,12 @@ on the default model. Scoring reuses llama.cpp's own key/value cache: the tokens
 (`input_ids[:n_tokens]`) stay in the cache, so a context that shares a prefix with them only evaluates
 its new tokens, and each continuation is evaluated on top of the context by resetting `n_tokens` to
 the context's end (llama.cpp drops cache entries past `n_tokens` before the next evaluation).
+
+llama.cpp's CPU kernels give the same numbers for a token whatever batch of two or more tokens it is
+evaluated in, but a batch of one token takes other kernels whose results differ by up to about a nat
+on the default Q4_1 model (neither is closer to the float32 model). Scoring therefore never evaluates
+a one-token batch (it re-evaluates the token before instead) and never trusts cache entries written
+by generation, which decodes one token at a time; that makes reused and from-scratch scores identical.
 llama.cpp has no beam search: asking for it is a `UserError`.
 """
 
@@ -50,6 +56,7 @@ class LlamaCppLM(LanguageModel):
                               logits_all=True, verbose=False)
         self.context_length = self._llm.n_ctx()
         self._lock = threading.RLock()
+        self._scored_tokens = 0  # cache entries written by scoring, hence safe to reuse for scoring
         self._embedders: dict[str, object] = {}
         self._end_tokens = _end_of_generation_tokens(self._llm)
 
@@ -69,37 +76,49 @@ class LlamaCppLM(LanguageModel):
         conts = [[int(t) for t in c] for c in continuations]
         check_scoring_request(context, conts, self.context_length)
         with self._lock:
-            if not reuse_cache:
+            if not reuse_cache or len(context) < 2:  # a one-token context would be a one-token batch
                 return [self._score_from_scratch(context, c) for c in conts]
             self._evaluate_context(context)
-            return [self._score_after_context(len(context), c) for c in conts]
+            return [self._score_after_context(context, c) for c in conts]
 
     def _evaluate_context(self, context: list[int]) -> None:
         llm = self._llm
-        shared = common_prefix_length(llm.input_ids[: llm.n_tokens].tolist(), context)
+        cached = min(llm.n_tokens, self._scored_tokens)
+        shared = common_prefix_length(llm.input_ids[:cached].tolist(), context)
         if shared >= len(context):
             llm.n_tokens = len(context)  # its logits row is still in `scores`
             return
-        llm.n_tokens = min(shared, len(context) - 1)
-        llm.eval(context[llm.n_tokens:])
+        self._evaluate(context, start=min(shared, len(context) - 1))
 
-    def _score_after_context(self, n_context: int, cont: list[int]) -> np.ndarray:
+    def _score_after_context(self, context: list[int], cont: list[int]) -> np.ndarray:
         if not cont:
             return np.zeros(0)
-        llm = self._llm
-        llm.n_tokens = n_context
+        n_context = len(context)
+        self._llm.n_tokens = n_context
         if len(cont) > 1:
-            llm.eval(cont[:-1])
-        rows = log_softmax(llm.scores[n_context - 1: n_context - 1 + len(cont)])
-        return rows[np.arange(len(cont)), cont]
+            self._evaluate(context + cont[:-1], start=n_context)
+        return self._continuation_rows(n_context, cont)
 
     def _score_from_scratch(self, context: list[int], cont: list[int]) -> np.ndarray:
         if not cont:
             return np.zeros(0)
-        self._llm.n_tokens = 0
-        self._llm.eval(context + cont[:-1])
-        rows = log_softmax(self._llm.scores[len(context) - 1: len(context) - 1 + len(cont)])
+        self._evaluate(context + cont[:-1], start=0)
+        return self._continuation_rows(len(context), cont)
+
+    def _continuation_rows(self, n_context: int, cont: list[int]) -> np.ndarray:
+        rows = log_softmax(self._llm.scores[n_context - 1: n_context - 1 + len(cont)])
         return rows[np.arange(len(cont)), cont]
+
+    def _evaluate(self, tokens: list[int], start: int) -> None:
+        """Evaluate `tokens[start:]` on top of the cached `tokens[:start]`, in batches of two or more."""
+        llm = self._llm
+        if len(tokens) - start == 1 and start > 0:
+            start -= 1
+        step = min(llm.n_batch, llm.context_params.n_ubatch)
+        llm.n_tokens = start
+        for chunk in _batches(len(tokens) - start, step):
+            llm.eval(tokens[llm.n_tokens: llm.n_tokens + chunk])
+        self._scored_tokens = len(tokens)
 
     # -- generation ---------------------------------------------------------------------------------
 
@@ -145,6 +164,7 @@ class LlamaCppLM(LanguageModel):
     def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:
         config = config or GenerationConfig()
         with self._lock:
+            self._scored_tokens = 0
             result, chat = self._run(prompt, config, stream=False)
         self.last_num_tokens = int(result["usage"]["completion_tokens"])
         return result["choices"][0]["message"]["content"] if chat else result["choices"][0]["text"]
@@ -152,6 +172,7 @@ class LlamaCppLM(LanguageModel):
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[str]:
         config = config or GenerationConfig()
         with self._lock:
+            self._scored_tokens = 0
             chunks, chat = self._run(prompt, config, stream=True)
             for chunk in chunks:
                 choice = chunk["choices"][0]
@@ -180,6 +201,14 @@ class LlamaCppLM(LanguageModel):
                 return np.zeros((0, embedder.n_embd()), dtype=np.float32)
             rows = [embedder.embed(t or " ", normalize=False, truncate=True) for t in texts]
         return np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
+
+
+def _batches(n: int, step: int) -> list[int]:
+    """Sizes of batches of at most `step` covering `n` tokens, none of one token when n > 1."""
+    sizes = [step] * (n // step) + ([n % step] if n % step else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [sizes[-2] - 1, 2]
+    return sizes
 
 
 def _end_of_generation_tokens(llm) -> list[int]:
