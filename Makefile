@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-setup setup setup-llama setup-browser setup-bench-data clean
+.PHONY: demo test lint bench-setup setup setup-llama setup-browser setup-bench-data setup-lm-eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,8 +43,14 @@ test: setup-llama setup-browser
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
+# lm-evaluation-harness for bench/lm_eval_compare.py, in a venv of its own (it pins datasets, evaluate...).
+LM_EVAL_VENV := .cache/lm-eval-venv
+setup-lm-eval:
+	test -x $(LM_EVAL_VENV)/bin/lm_eval || ($(PY) -m venv $(LM_EVAL_VENV) \
+	  && $(LM_EVAL_VENV)/bin/pip install -q "torch==2.13.0" "lm-eval[hf]>=0.4.5")
+
 # Benchmarks are run one by one (see README, "Benchmarks"): this only installs what they need.
-bench-setup: setup-llama setup-bench-data
+bench-setup: setup-llama setup-bench-data setup-lm-eval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
