@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-setup setup setup-llama setup-browser setup-bench-data setup-lm-eval clean
+.PHONY: demo test lint bench-setup setup setup-llama setup-llama-native setup-browser setup-bench-data setup-lm-eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,10 +17,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# llama.cpp compiles for about 8 minutes on 2 cores; without it the transformers backend runs.
+# llama.cpp, built portable (x86-64-v3: AVX2/FMA/F16C, no AVX-512/AMX; SSE4.2 on older CPUs), kept only if
+# a child process can load the default model, score and generate with it; about 6 minutes to compile on
+# 2 cores the first time (the wheel is then kept in .cache/llama-wheels/, keyed by its build flags).
+# Without it the transformers backend runs. scripts/setup_llama.py says why each step is there.
 setup-llama: $(STAMP)
-	$(BIN)/python -c "import llama_cpp" 2>/dev/null || $(BIN)/pip install -q -e ".[llama]" \
-	  || echo "llama-cpp-python did not build: the llama.cpp backend and its tests are skipped"
+	$(BIN)/python scripts/setup_llama.py
+
+# Opt-in: llama.cpp tuned to this CPU (-march=native). See docs/lm.md for when it is worth it; a native
+# build that fails its self-check is replaced by the portable one, and `make setup-llama` replaces it
+# on any other CPU.
+setup-llama-native: $(STAMP)
+	$(BIN)/python scripts/setup_llama.py --native
 
 # Debian's Chromium for the web-page test (Playwright's own browser download cannot work offline).
 setup-browser:
@@ -41,7 +49,7 @@ test: setup-llama setup-browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 
 # lm-evaluation-harness for bench/lm_eval_compare.py, in a venv of its own (it pins datasets, evaluate...).
 LM_EVAL_VENV := .cache/lm-eval-venv

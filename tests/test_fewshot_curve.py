@@ -85,3 +85,23 @@ def test_real_minilm_embeddings_of_bbc_articles_adapt_beyond_chance(tmp_path, mo
     summary = result["summary"]
     assert summary["zeroshot"]["0"]["mean"] > 0.6  # 5 topics: chance is 0.2
     assert summary["kernel"]["4"]["mean"] > 0.6 and summary["tip"]["4"]["mean"] > 0.6
+
+
+def test_limit_keeps_every_class_in_proportion(npz_task, tmp_path, capsys):
+    """`--limit` on a file sorted by label used to keep only its first classes (issue 11)."""
+    from zeroshot.fewshot.tasks import load_embedding_task, stratified_subset
+
+    task = load_embedding_task(str(npz_task), limit=30)
+    values, counts = np.unique(task.labels, return_counts=True)
+    assert values.tolist() == ["a", "b", "c"] and counts.tolist() == [10, 10, 10]
+    # Uneven classes keep their shares, every class keeps at least one, and the draw is seeded.
+    labels = ["x"] * 80 + ["y"] * 15 + ["z"] * 5
+    kept = stratified_subset(labels, 20)
+    assert len(kept) == 20 and kept == sorted(kept) and kept == stratified_subset(labels, 20)
+    assert [sum(labels[i] == c for i in kept) for c in "xyz"] == [16, 3, 1]
+    assert [labels[i] for i in stratified_subset(labels, 3)] == ["x", "y", "z"]
+    assert stratified_subset(labels, None) == list(range(100))
+    for bad in ("2", "0", "-3"):
+        code = main(["fewshot-curve", str(npz_task), "--limit", bad, "--out", str(tmp_path / "o")])
+        assert code == 2
+    assert "--limit" in capsys.readouterr().err

