@@ -100,16 +100,17 @@ def seen_and_unseen(model, embeddings, labels, info) -> dict:
             "unseen": {"images": int((~is_seen).sum()), "held_out": held_out, "by_templates": unseen_rows}}
 
 
-def few_shot(model, embeddings, labels, seeds: int) -> dict:
+def few_shot(model, embeddings, labels, seeds: int, npz: Path) -> dict:
+    """`zeroshot fewshot-curve NPZ`, with its defaults (prior logit scale 10, Tip-Adapter alpha 3, beta 1)."""
     from zeroshot.fewshot.curve import format_table, run_curve, save_curve
-    from zeroshot.fewshot.tasks import EmbeddingTask
-    from zeroshot.fewshot.zero_shot_head import ZeroShotHead
+    from zeroshot.fewshot.tasks import load_embedding_task
     from zeroshot.vision.classify import text_classifier
 
     classes = sorted(set(labels.tolist()))
     weights = text_classifier(model, classes, ONE_TEMPLATE, cache_dir=False)
-    prior = ZeroShotHead(weights, classes, logit_scale=model.logit_scale)
-    task = EmbeddingTask("Fashion-MNIST test (10 classes)", embeddings, labels, prior, "train-clip LiT")
+    np.savez(npz, embeddings=embeddings, labels=labels, class_embeddings=weights,
+             class_labels=np.asarray(classes))
+    task = load_embedding_task(str(npz))  # exactly what the command line does with this file
     result = run_curve(task, shots=[0, 1, 2, 4, 8, 16], seeds=seeds,
                        methods=["zeroshot", "linear", "kernel", "tip"])
     save_curve(result, RESULTS, "fashion-mnist-fewshot-curve")
@@ -126,11 +127,12 @@ def search(model, paths: list[Path], labels: np.ndarray, classes: list[str], db:
     with ImageIndex(db, model, progress=True) as index:
         report = index.add([str(p) for p in paths])
         index_seconds = time.perf_counter() - started
-        label_of = {str(p): label for p, label in zip(paths, labels, strict=True)}
+        label_of = {str(p.resolve()): label for p, label in zip(paths, labels, strict=True)}
         rows = {}
         for name in classes:
             hits = index.search(f"a photo of a {name}", k=len(paths))
-            ranked = [label_of[path] for hit in hits for path in (hit.path, *hit.also)]
+            ranked = [label_of[str(Path(path).resolve())]
+                      for hit in hits for path in (hit.path, *hit.duplicates)]
             relevant = np.asarray([label == name for label in ranked])
             total = int((labels == name).sum())
             precision_at = np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
@@ -259,7 +261,8 @@ def main() -> None:
     if "zeroshot" not in skip:
         report.update(seen_and_unseen(model, embeddings, labels, info))
     if "fewshot" not in skip:
-        report["few_shot"] = few_shot(model, embeddings, labels, args.seeds)
+        report["few_shot"] = few_shot(model, embeddings, labels, args.seeds,
+                                      args.data / "fashion-mnist-test-embeddings.npz")
     if "search" not in skip:
         report["search"] = search(model, paths, labels, info["classes"],
                                   args.data / f"index-{model.fingerprint}")

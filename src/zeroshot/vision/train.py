@@ -418,7 +418,9 @@ class _Trainer:
         n_dev = max(1, int(round(len(pixels) * config.dev_fraction)))
         if len(pixels) - n_dev < 2:
             raise UserError(f"only {len(pixels)} readable images: too few to train and keep a dev split")
-        self.dev, self.train = np.sort(order[:n_dev]), order[n_dev:]
+        # The dev split keeps its shuffled order: dev batches mix captions as training batches do (sorted,
+        # a batch would hold one class, and its loss would measure the batch's make-up, not the model).
+        self.dev, self.train = order[:n_dev], order[n_dev:]
         self.steps_per_epoch = max(1, len(self.train) // min(config.batch_size, len(self.train)))
         self.total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
@@ -435,7 +437,7 @@ class _Trainer:
                                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
         self.text_cache: dict[str, torch.Tensor] = {}  # LiT: a frozen caption's features never change
         self.state = {"step": 0, "best_dev_loss": None, "best_step": 0, "bad_evals": 0, "history": [],
-                      "seconds": 0.0, "stopped_early": False}
+                      "seconds": 0.0, "stopped_early": False, "running": []}
         self.best: dict[str, torch.Tensor] | None = None
 
     # -- captions
@@ -536,7 +538,7 @@ class _Trainer:
             self._load_checkpoint()
         started = time.perf_counter() - self.state["seconds"]
         self.set_train_mode()
-        running: list[float] = []
+        running: list[float] = self.state.setdefault("running", [])  # losses since the last evaluation
         bar = tqdm(total=self.total_steps, initial=self.state["step"], unit="step",
                    desc=f"train-clip ({self.config.mode})", disable=not self.progress, dynamic_ncols=True)
         try:
@@ -557,7 +559,7 @@ class _Trainer:
                 bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
                 if self.state["step"] % self.eval_every == 0 or self.state["step"] == self.total_steps:
                     self._evaluate(running, bar)
-                    running = []
+                    running.clear()
                     self.state["seconds"] = time.perf_counter() - started
                     self._save_checkpoint()
                 elif self.state["step"] % self.config.checkpoint_every == 0:
