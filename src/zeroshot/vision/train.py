@@ -535,7 +535,9 @@ class _Trainer:
         from tqdm.auto import tqdm
 
         if resume:
-            self._load_checkpoint()
+            self._load_checkpoint()  # restores torch's random state too
+        else:
+            torch.manual_seed(self.config.seed)  # dropout (full mode) draws from torch's global generator
         started = time.perf_counter() - self.state["seconds"]
         self.set_train_mode()
         running: list[float] = self.state.setdefault("running", [])  # losses since the last evaluation
