@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -104,6 +105,8 @@ class TrainConfig:
             raise UserError(f"dev fraction must be between 0 and 1, got {self.dev_fraction}")
         if self.lr <= 0 or self.image_std <= 0:
             raise UserError("learning rate and image std must be positive")
+        if not self.templates or any(template.count("{}") != 1 for template in self.templates):
+            raise UserError("each caption template must contain {} exactly once, where the class name goes")
 
 
 @dataclass
@@ -254,7 +257,7 @@ def decode_images(pairs: Pairs, spec, progress: bool = True, workers: int = 2
         raise UserError(f"none of the {len(pairs)} images in {pairs.source} could be read "
                         f"(first: {failures[0] if failures else 'none found'})")
     if progress and failures:
-        print(f"skipped {len(failures)} unreadable image(s), the first: {failures[0]}")
+        print(f"skipped {len(failures)} unreadable image(s), the first: {failures[0]}", file=sys.stderr)
     return np.stack(arrays), kept
 
 
@@ -572,7 +575,8 @@ class _Trainer:
             self._save_checkpoint()
             bar.close()
             print(f"interrupted at step {self.state['step']}: the checkpoint is in "
-                  f"{self.out / CHECKPOINT_DIR}; run the same command with --resume to continue")
+                  f"{self.out / CHECKPOINT_DIR}; run the same command with --resume to continue",
+                  file=sys.stderr)
             raise
         bar.close()
         self.state["seconds"] = time.perf_counter() - started
