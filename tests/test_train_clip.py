@@ -268,3 +268,33 @@ def test_resume_without_a_checkpoint_and_an_existing_model(lit_run, class_folder
     out, _ = lit_run
     code, err = _cli(["train-clip", str(class_folders), "--out", str(out)], capsys)
     _assert_one_line_error(code, err, "already holds a model")
+
+
+def test_a_plain_hugging_face_dual_encoder_loads_with_its_own_pooling(small_text_tower, tmp_path):
+    """Without `text_pooling` in its config, a VisionTextDualEncoder folder embeds as transformers does."""
+    from transformers import (
+        AutoModel,
+        AutoTokenizer,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        VisionTextDualEncoderModel,
+    )
+
+    from zeroshot.models.clip import load_clip
+    from zeroshot.vision.train import make_image_processor
+
+    torch.manual_seed(0)
+    vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                              num_attention_heads=2, image_size=28, patch_size=7))
+    text = AutoModel.from_pretrained(small_text_tower)
+    plain = VisionTextDualEncoderModel(vision_model=vision, text_model=text)
+    plain.save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(small_text_tower)
+    tokenizer.save_pretrained(tmp_path)
+    make_image_processor(TrainConfig()).save_pretrained(tmp_path)
+    tokens = tokenizer(["a bag", "a coat"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        pooled = plain.eval().get_text_features(**tokens).pooler_output
+    expected = torch.nn.functional.normalize(pooled, dim=-1)
+    ours = load_clip(tmp_path, device="cpu").encode_texts(["a bag", "a coat"])
+    np.testing.assert_allclose(ours, expected.numpy(), atol=1e-6)
