@@ -232,6 +232,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="scene seed (detect_recall.py's default)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report", type=Path, default=RESULTS / "fashion_mnist_clip.json",
+                        help="the JSON to write (with --skip, merged into an existing one)")
     parser.add_argument("--skip", default="",
                         help="comma-separated parts to skip: zeroshot,fewshot,search,detect")
     args = parser.parse_args()
@@ -270,7 +272,7 @@ def main() -> None:
         report["detection"] = detection(model, info, args.scenes, args.seed)
     report["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    previous = RESULTS / "fashion_mnist_clip.json"
+    previous = args.report
     merged = json.loads(previous.read_text()) if previous.is_file() and skip else {}
     merged.update(report)
     previous.write_text(json.dumps(merged, indent=1))

@@ -36,6 +36,8 @@ def train_clip_command(
     epochs: int = typer.Option(5, "--epochs", help="Passes over the training split."),
     batch_size: int = typer.Option(128, "--batch-size", "-b", help="Pairs per step."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+    text_lr: float = typer.Option(None, "--text-lr", help="Full mode: the text tower's peak rate "
+                                                          "(default: --lr / 100)."),
     dev_fraction: float = typer.Option(0.1, "--dev-fraction", help="Share of the pairs held out (dev)."),
     eval_every: int = typer.Option(0, "--eval-every", help="Steps between dev evaluations (0: each epoch)."),
     patience: int = typer.Option(3, "--patience", help="Stop after this many evaluations without a better "
@@ -68,7 +70,8 @@ def train_clip_command(
                          templates=tuple(get_templates(templates)) if templates else DEFAULT_TEMPLATES,
                          image_size=image_size, patch_size=patch_size, image_width=image_width,
                          image_layers=image_layers, image_heads=image_heads, projection=projection,
-                         epochs=epochs, batch_size=batch_size, lr=lr, dev_fraction=dev_fraction,
+                         epochs=epochs, batch_size=batch_size, lr=lr, text_lr=text_lr,
+                         dev_fraction=dev_fraction,
                          eval_every=eval_every, patience=patience, checkpoint_every=checkpoint_every,
                          max_steps=max_steps, seed=seed)
     result = train_clip(data, out, config, resume=resume, overwrite=overwrite, progress=not quiet)

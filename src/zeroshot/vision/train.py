@@ -74,6 +74,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
+    text_lr: float | None = None  # full mode: the pretrained text tower's peak rate (default lr / 100)
     weight_decay: float = 0.05
     warmup_steps: int = 50
     dev_fraction: float = 0.1
@@ -103,8 +104,8 @@ class TrainConfig:
             raise UserError(f"image width {self.image_width} is not divisible by {self.image_heads} heads")
         if not 0 < self.dev_fraction < 1:
             raise UserError(f"dev fraction must be between 0 and 1, got {self.dev_fraction}")
-        if self.lr <= 0 or self.image_std <= 0:
-            raise UserError("learning rate and image std must be positive")
+        if self.lr <= 0 or self.image_std <= 0 or (self.text_lr is not None and self.text_lr <= 0):
+            raise UserError("learning rates and image std must be positive")
         if not self.templates or any(template.count("{}") != 1 for template in self.templates):
             raise UserError("each caption template must contain {} exactly once, where the class name goes")
 
@@ -434,10 +435,18 @@ class _Trainer:
         params = dict(self.model.named_parameters())
         for name, param in params.items():
             param.requires_grad_(name in self.trainable)
-        decay = [params[n] for n in self.trainable if params[n].ndim >= 2]
-        no_decay = [params[n] for n in self.trainable if params[n].ndim < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+        # A pretrained text tower fine-tuned at the new image tower's rate would forget what it knows:
+        # in full mode it gets its own, smaller rate.
+        text_lr = config.text_lr if config.text_lr is not None else config.lr / 100
+        groups = []
+        for is_text in (False, True):
+            for decays in (True, False):
+                members = [params[n] for n in self.trainable
+                           if n.startswith("text_model.") == is_text and (params[n].ndim >= 2) == decays]
+                if members:
+                    groups.append({"params": members, "base_lr": text_lr if is_text else config.lr,
+                                   "weight_decay": config.weight_decay if decays else 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr)
         self.text_cache: dict[str, torch.Tensor] = {}  # LiT: a frozen caption's features never change
         self.state = {"step": 0, "best_dev_loss": None, "best_step": 0, "bad_evals": 0, "history": [],
                       "seconds": 0.0, "stopped_early": False, "running": []}
@@ -518,11 +527,12 @@ class _Trainer:
 
     # -- schedule
     def lr_at(self, step: int) -> float:
+        """The schedule's factor at `step` (times each group's peak rate): linear warm-up, cosine decay."""
         warmup = min(self.config.warmup_steps, max(1, self.total_steps // 10))
         if step < warmup:
-            return self.config.lr * (step + 1) / warmup
+            return (step + 1) / warmup
         progress = (step - warmup) / max(1, self.total_steps - warmup)
-        return self.config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     def batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The images and template draws of `step`: a function of (seed, step) alone, so resuming is exact."""
@@ -550,7 +560,7 @@ class _Trainer:
             while self.state["step"] < self.total_steps and not self.state["stopped_early"]:
                 step = self.state["step"]
                 for group in self.optimizer.param_groups:
-                    group["lr"] = self.lr_at(step)
+                    group["lr"] = group["base_lr"] * self.lr_at(step)
                 indices, draws = self.batch_at(step)
                 loss = self.batch_loss(indices, draws, grad=True)
                 self.optimizer.zero_grad(set_to_none=True)
