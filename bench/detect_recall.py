@@ -83,9 +83,12 @@ def load_backgrounds() -> tuple[list[Image.Image], list[str]]:
     return pictures, names
 
 
-def make_scene(rng: np.random.Generator, objects: list[np.ndarray], backgrounds: list[Image.Image]
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """One 640x480 scene and its ground-truth boxes (x0, y0, x1, y1)."""
+def make_scene(rng: np.random.Generator, objects: list[np.ndarray], backgrounds: list[Image.Image],
+               picked: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One 640x480 scene and its ground-truth boxes (x0, y0, x1, y1).
+
+    `picked`, when given, receives the index in `objects` of each pasted item, box by box (for labels).
+    """
     background = backgrounds[rng.integers(len(backgrounds))]
     scale = max(SIZE[0] / background.width, SIZE[1] / background.height) * rng.uniform(1.0, 1.6)
     resized = background.resize((max(SIZE[0], round(background.width * scale)),
@@ -95,7 +98,8 @@ def make_scene(rng: np.random.Generator, objects: list[np.ndarray], backgrounds:
     scene = np.asarray(resized.crop((left, top, left + SIZE[0], top + SIZE[1])), np.float32).copy()
     boxes: list[list[float]] = []
     for _ in range(rng.integers(2, 5)):
-        item = objects[rng.integers(len(objects))]
+        choice = int(rng.integers(len(objects)))
+        item = objects[choice]
         for _attempt in range(20):
             longer = rng.uniform(24, 240)
             factor = longer / max(item.shape)
@@ -113,6 +117,8 @@ def make_scene(rng: np.random.Generator, objects: list[np.ndarray], backgrounds:
         patch = scene[y0:y0 + h, x0:x0 + w]
         scene[y0:y0 + h, x0:x0 + w] = alpha * colour + (1 - alpha) * patch
         boxes.append(box)
+        if picked is not None:
+            picked.append(choice)
     return np.clip(scene, 0, 255).astype(np.uint8), np.asarray(boxes, np.float32)
 
 

@@ -1,6 +1,8 @@
 """CLIP-family image-text models through Hugging Face `transformers`, behind `ImageTextModel`.
 
-`load_clip` takes a hub id or a local folder in the Hugging Face format; `save_random_clip` writes a
+`load_clip` takes a hub id or a local folder in the Hugging Face format: CLIP, SigLIP, or a
+`vision-text-dual-encoder` (what `zeroshot train-clip` writes, see `zeroshot.models.dual_encoder`);
+`save_random_clip` writes a
 random-weight model in that same format (no CLIP weights can be downloaded on our machines, and speed
 does not depend on the weights' values).
 """
@@ -238,10 +240,23 @@ def _load_parts(name: str, torch_dtype: torch.dtype, local_files_only: bool):
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
     with _quiet_transformers():
-        net = AutoModel.from_pretrained(name, dtype=torch_dtype, local_files_only=local_files_only)
+        model_class = AutoModel
+        if _model_type(name) == "vision-text-dual-encoder":
+            # Any image tower + a sentence-encoder text tower (what `zeroshot train-clip` writes): this
+            # class honours the config's `text_pooling`, which transformers' own class ignores.
+            from zeroshot.models.dual_encoder import PooledDualEncoder as model_class
+        net = model_class.from_pretrained(name, dtype=torch_dtype, local_files_only=local_files_only)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
         image_processor = AutoImageProcessor.from_pretrained(name, local_files_only=local_files_only)
     return net, tokenizer, image_processor
+
+
+def _model_type(name: str) -> str | None:
+    """The `model_type` in a local folder's config.json (None for a hub id or an unreadable file)."""
+    try:
+        return json.loads((Path(name) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
