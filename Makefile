@@ -37,10 +37,12 @@ setup-browser:
 
 # Real object images (Fashion-MNIST) and sample photos for bench/detect_recall.py; the bench falls
 # back to scikit-image crops without them, the tests never need them.
-setup-bench-data:
+setup-bench-data: $(STAMP)
 	test -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \
 	  || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist opencv-doc) \
 	  || echo "dataset-fashion-mnist not installed: bench/detect_recall.py uses scikit-image crops"
+	# Class folders and captions for `zeroshot train-clip` and bench/fashion_mnist_clip.py (docs/train.md).
+	test ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || $(BIN)/python -m bench.fashion_mnist_setup
 
 demo: setup-llama
 	$(BIN)/zeroshot demo
