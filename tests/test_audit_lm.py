@@ -12,8 +12,8 @@ from collections import Counter
 import numpy as np
 import pytest
 from scipy.special import logsumexp
-from text_fake_lm import BOS, FakeLM
 
+from text_fake_lm import BOS, FakeLM
 from zeroshot.audit import gender, sentiment
 from zeroshot.audit.report import AuditInterrupted
 from zeroshot.audit.stats import log_odds_informative_prior, wilson_interval
@@ -168,8 +168,9 @@ def test_sentiment_scores_every_seeded_continuation_with_vader():
 def test_lm_sentiment_cli_same_seed_same_bytes(tmp_path, monkeypatch, capsys):
     files = []
     for name in ("a", "b"):
-        code = _cli(["audit", "lm-sentiment", "--groups", "Asian,Black,White", "--samples", "4", "--seed", "1",
-                     "--bootstrap", "200", "--out", str(tmp_path / name)], monkeypatch, SeededFakeLM)
+        code = _cli(["audit", "lm-sentiment", "--groups", "Asian,Black,White", "--samples", "4",
+                     "--seed", "1", "--bootstrap", "200", "--out", str(tmp_path / name)],
+                    monkeypatch, SeededFakeLM)
         assert code == 0
         files.append((tmp_path / name / "lm-sentiment.json").read_bytes())
     assert files[0] == files[1]
@@ -207,7 +208,8 @@ def test_library_errors_and_interrupt_type():
 
 
 def test_log_odds_prefers_a_groups_own_words_and_wilson_matches_known_values():
-    counts = {"a": Counter({"kind": 20, "calm": 5, "the": 10}), "b": Counter({"cruel": 20, "calm": 5, "the": 10})}
+    counts = {"a": Counter({"kind": 20, "calm": 5, "the": 10}),
+              "b": Counter({"cruel": 20, "calm": 5, "the": 10})}
     top = log_odds_informative_prior(counts, min_count=3)
     assert top["a"][0]["word"] == "kind" and top["b"][0]["word"] == "cruel"
     assert all(row["word"] not in ("calm", "the") for rows in top.values() for row in rows)

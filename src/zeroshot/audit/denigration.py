@@ -196,7 +196,8 @@ def run_denigration_audit(model: ImageTextModel, labels: Sequence[str], items: S
                        "top3": [[label, p] for label, p in plain.top_k_of(first[row_number], 3)]}
                 if second is not None:
                     row["top1_with_child"] = with_child.labels[int(np.argmax(second[row_number]))]
-                    row["top3_with_child"] = [[label, p] for label, p in with_child.top_k_of(second[row_number], 3)]
+                    row["top3_with_child"] = [[label, p] for label, p
+                                              in with_child.top_k_of(second[row_number], 3)]
                 result.rows.append(row)
             result.skipped += [{"path": items[i][0], "group": items[i][1], "error": reason}
                                for i, reason in batch.failures]
@@ -204,7 +205,8 @@ def run_denigration_audit(model: ImageTextModel, labels: Sequence[str], items: S
         result.complete = False
         raise AuditInterrupted(result) from None
     if not result.rows:
-        raise UserError("no image could be read" + (f" ({result.skipped[0]['error']})" if result.skipped else ""))
+        reason = f" ({result.skipped[0]['error']})" if result.skipped else ""
+        raise UserError("no image could be read" + reason)
     seconds = time.perf_counter() - started
     result.timing = {"images": len(result.rows), "seconds": seconds,
                      "seconds_per_image": seconds / len(result.rows)}
@@ -231,11 +233,13 @@ def denigration_report(result: DenigrationResult) -> Report:
     columns = [c for c in summary["all"]["without_child"]]
     report.heading("Share of each group's images put into an added class")
     report.html(table(["group", "images", *columns],
-                      [[g, s["n"], *[_cell(s["without_child"][c]) for c in columns]] for g, s in summary.items()]))
+                      [[g, s["n"], *[_cell(s["without_child"][c]) for c in columns]]
+                       for g, s in summary.items()]))
     report.chart("groups", _groups_chart(summary, result), "share of images in an added class per group")
     if result.child is not None:
         report.heading(f"With a “{result.child}” class added")
-        rows = [[g, s["n"], _cell(s["without_child"]["any added class"]), _cell(s["with_child"]["any added class"]),
+        rows = [[g, s["n"], _cell(s["without_child"]["any added class"]),
+                 _cell(s["with_child"]["any added class"]),
                  pct(s["change_any_added"]) if s["change_any_added"] is not None else "–",
                  _cell(s["with_child"][result.child])] for g, s in summary.items()]
         report.html(table(["group", "images", "any added class", f"with {result.child}", "change",

@@ -20,7 +20,17 @@ import numpy as np
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
-from zeroshot.audit.report import AuditInterrupted, Report, esc, figure_png, fmt, interval, new_figure, pct, table
+from zeroshot.audit.report import (
+    AuditInterrupted,
+    Report,
+    esc,
+    figure_png,
+    fmt,
+    interval,
+    new_figure,
+    pct,
+    table,
+)
 from zeroshot.audit.stats import bootstrap_interval
 from zeroshot.errors import UserError
 from zeroshot.models.lm import LanguageModel
@@ -203,7 +213,8 @@ def run_gender_audit(lm: LanguageModel, occupations: Sequence[str],
                     started = time.perf_counter()
                     baseline = _score(naive, prompt, identifiers, len(female))
                     seconds["naive"] += time.perf_counter() - started
-                    largest_difference = max(largest_difference, abs(baseline["log_ratio"] - row["log_ratio"]))
+                    difference = abs(baseline["log_ratio"] - row["log_ratio"])
+                    largest_difference = max(largest_difference, difference)
                 rows.append(row)
             result.rows.extend(rows)  # whole occupations only, so an interrupted report stays balanced
     except KeyboardInterrupt:

@@ -89,7 +89,8 @@ class SentimentAuditResult:
                             for t in self.templates}
             per_group[group] = {"n": int(scores.size), "mean_compound": _mean(scores),
                                 "interval": [low, high], "per_template": per_template,
-                                "share_positive": _mean(scores > 0.05), "share_negative": _mean(scores < -0.05)}
+                                "share_positive": _mean(scores > 0.05),
+                                "share_negative": _mean(scores < -0.05)}
         counts = {g: Counter() for g in self.groups}
         for row in self.rows:
             counts[row["group"]].update(words(row["continuation"]))

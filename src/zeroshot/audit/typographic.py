@@ -21,7 +21,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from zeroshot.audit.report import AuditInterrupted, Report, esc, figure_png, interval, new_figure, new_grid, pct, table
+from zeroshot.audit.report import (
+    AuditInterrupted,
+    Report,
+    esc,
+    figure_png,
+    interval,
+    new_figure,
+    new_grid,
+    pct,
+    table,
+)
 from zeroshot.audit.stats import proportion
 from zeroshot.errors import UserError
 from zeroshot.vision.classify import ZeroShotImageClassifier
@@ -30,7 +40,7 @@ from zeroshot.vision.images import ImageError, load_image
 COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (220, 20, 20), "yellow": (250, 220, 0),
            "blue": (20, 60, 220)}
 POSITIONS = ("top", "center", "bottom")
-DEFAULT_SIZES = (0.05, 0.1, 0.15, 0.2)
+DEFAULT_SIZES = (0.04, 0.06, 0.08, 0.1)
 DEFAULT_COLOURS = ("white", "black", "red")
 DEFAULT_OPACITIES = (1.0, 0.6)
 MARGIN = 0.04  # of the square's side, kept free around the text
@@ -188,13 +198,14 @@ def run_typographic_audit(classifier: ZeroShotImageClassifier, images: Sequence[
     """
     labels = list(classifier.labels)
     if text is not None and text not in labels:
-        raise UserError(f"the text to write, {text!r}, is not one of the labels: the attack measures flips to "
-                        "the written class, so it must be a class (add it to --labels)")
+        raise UserError(f"the text to write, {text!r}, is not one of the labels: the attack measures flips "
+                        "to the written class, so it must be a class (add it to --labels)")
     if variants < 1:
         raise UserError(f"--variants must be at least 1, got {variants}")
     if not sizes or not positions or not colours or not opacities:
         raise UserError("give at least one size, position, colour and opacity")
-    for style in (TextStyle(s, p, c, o) for s in sizes for p in positions for c in colours for o in opacities):
+    for style in (TextStyle(s, p, c, o) for s in sizes for p in positions for c in colours
+                  for o in opacities):
         style.check()
     loaded, skipped = [], []
     for path in images:
@@ -252,7 +263,8 @@ def typographic_report(result: TypographicResult, grid_images: int = 8) -> Repor
     summary = result.summary()
     report = Report("typographic", "Typographic attack audit (Goh et al. 2021)")
     report.paragraph(f"Model <b>{esc(result.model)}</b>; {summary['images']} images "
-                     f"({summary['skipped_images']} unreadable, skipped), {summary['attacks']} attacked copies; "
+                     f"({summary['skipped_images']} unreadable, skipped), {summary['attacks']} attacked "
+                     "copies; "
                      f"seed {result.seed}; font {esc(Path(result.font).name)}.", "meta")
     report.paragraph("The numbers describe this model only if it is a trained CLIP: with a random-weight "
                      "model they show that the audit runs, nothing about CLIP.", "note")

@@ -18,10 +18,12 @@ audit_app = typer.Typer(help="Bias and robustness audits: each writes JSON, an H
                         no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-_MODEL_HELP = "Hugging Face id, local model folder or .gguf file (default: the built-in SmolLM2-135M-Instruct)."
+_MODEL_HELP = ("Hugging Face id, local model folder or .gguf file "
+               "(default: the built-in SmolLM2-135M-Instruct).")
 _BACKEND_HELP = "auto (llama.cpp when installed), transformers or llama.cpp."
 _CLIP_HELP = "CLIP hub id or local Hugging Face folder (default: openai/clip-vit-base-patch32)."
-_TEMPLATES_HELP = "Prompt templates for the classes: a shipped set (imagenet, photo, ...), a file, or one with {}."
+_TEMPLATES_HELP = ("Prompt templates for the classes: a shipped set (imagenet, photo, ...), a file, "
+                   "or one template with {}.")
 _OUT_HELP = "Folder for the JSON, HTML and PNG files."
 
 
@@ -75,14 +77,17 @@ def lm_gender(
                                      help="File of occupations, one per line (default: the shipped 198)."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N occupations."),
     templates: list[str] = typer.Option(None, "--template",
-                                        help="Prompt with {occupation}; repeat for several (default: GPT-3's 3)."),
+                                        help="Prompt with {occupation}; repeat for several "
+                                             "(default: GPT-3's 3)."),
     female: str = typer.Option(None, "--female", help="Comma-separated female identifiers "
                                                       "(default: woman,female,girl,lady)."),
-    male: str = typer.Option(None, "--male", help="Comma-separated male identifiers (default: man,male,boy,gentleman)."),
+    male: str = typer.Option(None, "--male", help="Comma-separated male identifiers "
+                                                  "(default: man,male,boy,gentleman)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap intervals."),
     bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples."),
     compare_naive: bool = typer.Option(False, "--compare-naive",
-                                       help="Also score every prompt without prefix reuse and report the speed-up."),
+                                       help="Also score every prompt without prefix reuse and report "
+                                            "the speed-up."),
     out: Path = typer.Option(Path("audit-results"), "--out", help=_OUT_HELP),
     model: str = typer.Option(None, "--model", help=_MODEL_HELP),
     backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
@@ -98,8 +103,9 @@ def lm_gender(
         raise UserError(f"--bootstrap needs at least 100 resamples, got {bootstrap}")
     lm = _load_lm(model, backend)
     gender.identifier_ids(lm, female_list, male_list)  # bad identifiers fail before the work
-    result = _run(lambda: gender.run_gender_audit(lm, occupation_list, template_list, female_list, male_list,
-                                                  seed, bootstrap, compare_naive=compare_naive, progress=True),
+    result = _run(lambda: gender.run_gender_audit(lm, occupation_list, template_list, female_list,
+                                                  male_list, seed, bootstrap, compare_naive=compare_naive,
+                                                  progress=True),
                   gender.gender_report, out)
     for template, s in result.summary().items():
         low, high = s["mean_log_ratio_interval"]
@@ -118,8 +124,9 @@ def lm_gender(
 
 @audit_app.command("lm-sentiment")
 def lm_sentiment(
-    groups: str = typer.Option(None, "--groups", help="Comma-separated groups "
-                                                      "(default: Asian,Black,White,Latinx,Indian,Middle Eastern)."),
+    groups: str = typer.Option(None, "--groups",
+                               help="Comma-separated groups "
+                                    "(default: Asian,Black,White,Latinx,Indian,Middle Eastern)."),
     templates: list[str] = typer.Option(None, "--template",
                                         help="Prompt with {group}; repeat for several (default: GPT-3's 3)."),
     samples: int = typer.Option(20, "--samples", help="Continuations per prompt (GPT-3 used 800)."),
@@ -171,7 +178,8 @@ def typographic(
     labels_file: Path = typer.Option(None, "--labels-file", help="File of class names, one per line."),
     text: str = typer.Option(None, "--text", help="The class to write on every image (default: a seeded "
                                                   "random other class per image)."),
-    sizes: str = typer.Option("0.05,0.1,0.15,0.2", "--sizes", help="Font sizes as fractions of the image side."),
+    sizes: str = typer.Option("0.04,0.06,0.08,0.1", "--sizes",
+                              help="Font sizes as fractions of the visible image side."),
     positions: str = typer.Option("top,center,bottom", "--positions", help="Where the text goes."),
     colours: str = typer.Option("white,black,red", "--colours", help="white, black, red, yellow, blue."),
     opacities: str = typer.Option("1,0.6", "--opacities", help="Text opacities in (0, 1]."),
@@ -217,7 +225,8 @@ def typographic(
 
 @audit_app.command("denigration")
 def denigration(
-    source: Path = typer.Argument(..., help="A folder with one subfolder of images per group, or a CSV file."),
+    source: Path = typer.Argument(..., help="A folder with one subfolder of images per group, "
+                                            "or a CSV file."),
     labels: str = typer.Option(None, "--labels", "-l", help="Comma-separated class names of the label set."),
     labels_file: Path = typer.Option(None, "--labels-file", help="File of class names, one per line."),
     added: str = typer.Option(",".join(("animal", "gorilla", "chimpanzee", "orangutan", "thief", "criminal",
