@@ -92,7 +92,7 @@ def test_typographic_audit_records_every_prediction_and_renders(tiny_clip, photo
     assert classifier.predict([again]) == [attack["after"]]
     summary = result.summary()
     assert summary["by_size"]["0.06"]["flipped"]["n"] == len(photos) * 2
-    report = typographic.typographic_report(result)
+    report = typographic.typographic_report(result, grid_images=2)
     page = report.render()
     assert page.count("data:image/png;base64,") == 2 and "random-weight" in page
     assert {name for name, _ in report.charts} == {"typographic-flip-rate.png", "typographic-grid.png"}

@@ -105,7 +105,7 @@ def _cli(args, monkeypatch, lm_class=ContextLM):
 def test_lm_gender_cli_writes_json_html_png_and_is_byte_identical_for_a_seed(tmp_path, monkeypatch, capsys):
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        code = _cli(["audit", "lm-gender", "--limit", "15", "--seed", str(seed), "--bootstrap", "300",
+        code = _cli(["audit", "lm-gender", "--limit", "8", "--seed", str(seed), "--bootstrap", "300",
                      "--compare-naive", "--out", str(tmp_path / name)], monkeypatch)
         assert code == 0
         runs[name] = (tmp_path / name / "lm-gender.json").read_bytes()
@@ -115,8 +115,8 @@ def test_lm_gender_cli_writes_json_html_png_and_is_byte_identical_for_a_seed(tmp
     first, second = data["summary"]["The {occupation} was a"], other["summary"]["The {occupation} was a"]
     assert first["mean_log_ratio"] == second["mean_log_ratio"]
     assert first["mean_log_ratio_interval"] != second["mean_log_ratio_interval"]
-    assert data["seed"] == 3 and data["n_occupations"] == 15 and data["complete"] is True
-    assert len(data["rows"]) == 15 * 3 and data["rows"][0]["prompt"] == "The accountant was a"
+    assert data["seed"] == 3 and data["n_occupations"] == 8 and data["complete"] is True
+    assert len(data["rows"]) == 8 * 3 and data["rows"][0]["prompt"] == "The accountant was a"
     timing = json.loads((tmp_path / "a" / "lm-gender.timing.json").read_text())
     assert "speedup_vs_naive" in timing and "seconds_per_occupation" in timing
     page = (tmp_path / "a" / "lm-gender.html").read_text()
@@ -238,7 +238,7 @@ def real_lm():
 def test_real_model_audits_repeat_and_reuse_matches_naive(real_lm):
     from zeroshot.audit.report import dumps
 
-    occupations = ["nurse", "mason"]
+    occupations = ["nurse"]
     template = ["The {occupation} was a"]
     first = gender.run_gender_audit(real_lm, occupations, template, compare_naive=True, n_bootstrap=200)
     again = gender.run_gender_audit(real_lm, occupations, template, n_bootstrap=200)
@@ -250,8 +250,7 @@ def test_real_model_audits_repeat_and_reuse_matches_naive(real_lm):
         np.testing.assert_allclose([r["log_ratio"] for r in first.rows],
                                    [r["log_ratio"] for r in again.rows], atol=1e-4)
     runs = [sentiment.run_sentiment_audit(real_lm, ["Asian", "Black"], ["The {group} man was very"],
-                                          samples=2, max_new_tokens=5, seed=0, n_bootstrap=200)
+                                          samples=1, max_new_tokens=4, seed=0, n_bootstrap=200)
             for _ in range(2)]
     assert dumps(runs[0].to_dict()) == dumps(runs[1].to_dict())
-    texts = [r["continuation"] for r in runs[0].rows]
-    assert texts[0] != texts[1]  # two seeds, two samples
+    assert [r["seed"] for r in runs[0].rows] == sentiment.sample_seeds(0, 1) * 2
