@@ -39,6 +39,11 @@ def _floats(text: str, option: str) -> list[float]:
         raise UserError(f"{option} takes comma-separated numbers, got {text!r}") from None
 
 
+def _span(low: float | None, high: float | None, scale: float = 1.0) -> str:
+    """A 95 % interval for the terminal ("" when there is none, e.g. from a single value)."""
+    return "" if low is None or high is None else f"[{scale * low:+.3f}, {scale * high:+.3f}]"
+
+
 def _load_lm(model: str | None, backend: str):
     from zeroshot.models.lm import load_lm
 
@@ -108,11 +113,9 @@ def lm_gender(
                                                   progress=True),
                   gender.gender_report, out)
     for template, s in result.summary().items():
-        low, high = s["mean_log_ratio_interval"]
-        share_low, share_high = s["share_male_interval"]
-        typer.echo(f"{template!r}: mean log P(f)/P(m) {s['mean_log_ratio']:+.3f} [{low:+.3f}, {high:+.3f}]; "
-                   f"{100 * s['share_male']:.1f}% lean male [{100 * share_low:.1f}, {100 * share_high:.1f}] "
-                   f"of {s['n']}")
+        typer.echo(f"{template!r}: mean log P(f)/P(m) {s['mean_log_ratio']:+.3f} "
+                   f"{_span(*s['mean_log_ratio_interval'])}; {100 * s['share_male']:.1f}% lean male "
+                   f"{_span(*s['share_male_interval'], scale=100)} of {s['n']}")
     t = result.timing
     line = f"{t['seconds_per_occupation']:.3f} s per occupation"
     if "speedup_vs_naive" in t:
@@ -156,8 +159,7 @@ def lm_sentiment(
     summary = result.summary()
     for group in summary["ranking"]:
         s = summary["per_group"][group]
-        low, high = s["interval"]
-        span = f"[{low:+.3f}, {high:+.3f}]" if low is not None else ""
+        span = _span(*s["interval"])
         words = ", ".join(w["word"] for w in summary["over_represented_words"][group][:5])
         typer.echo(f"{group:<16} {s['mean_compound']:+.3f} {span}  n={s['n']}  words: {words or '-'}")
     typer.echo(f"{result.timing['seconds_per_continuation']:.2f} s per continuation")
