@@ -235,14 +235,14 @@ def real_lm():
         pytest.skip(f"the default model cannot load here: {exc}")
 
 
-def test_real_model_audits_repeat_and_reuse_matches_naive(real_lm):
+def test_real_model_audits_repeat(real_lm):
     from zeroshot.audit.report import dumps
 
     occupations = ["nurse"]
     template = ["The {occupation} was a"]
-    first = gender.run_gender_audit(real_lm, occupations, template, compare_naive=True, n_bootstrap=200)
+    # (reuse against naive scoring on the real model: tests/test_text_real_model.py)
+    first = gender.run_gender_audit(real_lm, occupations, template, n_bootstrap=200)
     again = gender.run_gender_audit(real_lm, occupations, template, n_bootstrap=200)
-    assert first.timing["max_abs_log_ratio_difference_vs_naive"] < 1e-3
     assert all(np.isfinite(r["log_ratio"]) and r["log_p_female"] < 0 for r in first.rows)
     if real_lm.backend == "llama.cpp":  # its cached scores equal fresh ones exactly
         assert dumps(first.to_dict()) == dumps(again.to_dict())
@@ -250,7 +250,7 @@ def test_real_model_audits_repeat_and_reuse_matches_naive(real_lm):
         np.testing.assert_allclose([r["log_ratio"] for r in first.rows],
                                    [r["log_ratio"] for r in again.rows], atol=1e-4)
     runs = [sentiment.run_sentiment_audit(real_lm, ["Asian", "Black"], ["The {group} man was very"],
-                                          samples=1, max_new_tokens=4, seed=0, n_bootstrap=200)
+                                          samples=1, max_new_tokens=2, seed=0, n_bootstrap=200)
             for _ in range(2)]
     assert dumps(runs[0].to_dict()) == dumps(runs[1].to_dict())
     assert [r["seed"] for r in runs[0].rows] == sentiment.sample_seeds(0, 1) * 2
