@@ -12,7 +12,7 @@ from zeroshot.cli import app
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes it to the network."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     model: str | None = typer.Option(None, help="LM: hub id, folder or .gguf file (default SmolLM2-135M)."),
     backend: str = typer.Option("auto", help="LM backend: auto, llama.cpp or transformers."),
     clip_model: str | None = typer.Option(None, help="CLIP hub id or local folder."),
