@@ -28,10 +28,9 @@ def fewshot_curve(
     limit: int = typer.Option(None, min=1, help="Use only the first N examples of the task (quick runs)."),
 ) -> None:
     """Plot test accuracy against labelled examples per class, mean and spread over seeds."""
+    from zeroshot.errors import UserError
     from zeroshot.fewshot.curve import format_table, parse_int_list, run_curve, save_curve
     from zeroshot.fewshot.tasks import load_embedding_task
-
-    from zeroshot.errors import UserError
 
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; give a folder for the JSON results and the PNG plot")
