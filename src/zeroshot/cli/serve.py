@@ -21,6 +21,9 @@ def serve(
     image_root: list[Path] = typer.Option([], help="Folder whose images may be read by path (repeatable)."),
     api_key: str | None = typer.Option(None, envvar="ZEROSHOT_API_KEY",
                                        help="Require `Authorization: Bearer KEY` on /v1."),
+    allowed_origins: list[str] = typer.Option(
+        [], "--allowed-origins", help="Without an API key, also serve web pages from this origin "
+                                      "(http://host:port, or * for any); repeatable."),
     max_upload_mb: float = typer.Option(10.0, help="Largest request body, in MiB (413 above)."),
     max_pixels: int = typer.Option(40_000_000, help="Largest image, in pixels (413 above)."),
     max_prompt_chars: int = typer.Option(8_000, help="Longest prompt or text, in characters (413 above)."),
@@ -35,6 +38,7 @@ def serve(
 
     settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
                               device=device, db=db, image_roots=list(image_root), api_key=api_key,
+                              allowed_origins=list(allowed_origins),
                               max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                               max_prompt_chars=max_prompt_chars, max_tokens=max_tokens, preload=preload)
     if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
