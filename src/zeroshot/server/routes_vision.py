@@ -95,9 +95,9 @@ def check_label_work(settings, labels: list[str], templates: list[str] | None) -
         raise UserError(f"{len(templates)} templates in one request; this server accepts at most "
                         f"{settings.max_templates_per_request}", 413)
     if len(labels) * count > settings.max_label_prompts:
-        raise UserError(f"{len(labels)} labels x {count} templates = {len(labels) * count:,} prompts to encode;"
-                        " "
-                        f"this server encodes at most {settings.max_label_prompts:,} per request (give fewer "
+        prompts = len(labels) * count
+        raise UserError(f"{len(labels)} labels x {count} templates = {prompts:,} prompts to encode; this "
+                        f"server encodes at most {settings.max_label_prompts:,} per request (give fewer "
                         "labels or templates)", 413)
 
 
