@@ -104,7 +104,7 @@ def load_estimator(path: str | os.PathLike):
         raise UserError(f"{path} has format version {metadata.get('version')}; this zeroshot reads {VERSION}")
     extra = set(tensors) - _expected_tensors(header)
     if extra:
-        raise UserError(f"{path}: unexpected arrays {', '.join(sorted(extra))}; not a file this zeroshot wrote")
+        raise UserError(f"{path}: unexpected arrays {', '.join(sorted(extra))}; not a file zeroshot wrote")
     try:
         _validate(header, tensors, prefix="")
         return _rebuild(header, tensors, prefix="")
