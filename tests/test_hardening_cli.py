@@ -101,5 +101,6 @@ def test_fifo_image_is_refused_not_waited_on(tmp_path, tiny_clip_dir, capsys):
     # A FIFO blocked these commands forever; each now names it and exits 2 at once.
     assert main(["similarity", str(fifo), str(fifo), "-m", str(tiny_clip_dir)]) == 2
     assert "not a regular file" in capsys.readouterr().err
-    assert main(["classify-images", str(fifo), "-l", "a,b", "-m", str(tiny_clip_dir), "-q", "--no-cache"]) == 2
+    argv = ["classify-images", str(fifo), "-l", "a,b", "-m", str(tiny_clip_dir), "-q", "--no-cache"]
+    assert main(argv) == 2
     assert "not a regular file" in " ".join(capsys.readouterr().err.split())  # rich wraps lines

@@ -84,7 +84,7 @@ def read_image_bytes(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> b
     # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; it changes nothing for
     # regular files. The type is checked on the opened descriptor, so nothing can be swapped in between.
     fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise ImageError(f"{name}: is a folder, not an image")
@@ -93,7 +93,10 @@ def read_image_bytes(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> b
         if info.st_size > limit:
             raise ImageError(f"{name}: {info.st_size:,} bytes is more than an image of at most "
                              f"{max_pixels:,} pixels can need ({limit:,} bytes)")
-        data = handle.read(limit + 1)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
     if len(data) > limit:  # it grew while we read it
         raise ImageError(f"{name}: more than {limit:,} bytes, not read")
     return data
