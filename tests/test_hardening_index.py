@@ -158,7 +158,7 @@ def test_every_index_file_damaged_in_turn_never_gives_garbage(tmp_path, tiny_cli
             assert hits == clean, (name, damage)
 
 
-def test_an_empty_catalog_left_by_an_old_failed_creation_is_finished_not_refused(tmp_path, pictures, tiny_clip):
+def test_an_empty_catalog_left_by_a_failed_creation_is_finished(tmp_path, pictures, tiny_clip):
     db = tmp_path / "db"
     db.mkdir()
     empty = sqlite3.connect(db / "catalog.sqlite")
