@@ -122,7 +122,7 @@ _MAX_INT = 1 << 31
 
 
 def _expected_tensors(header: object) -> set[str]:
-    if not isinstance(header, dict) or header.get("type") not in _ARRAYS:
+    if not isinstance(header, dict) or not isinstance(header.get("type"), str) or header["type"] not in _ARRAYS:
         return set()
     names = set(_ARRAYS[header["type"]])
     prior = header.get("prior")
@@ -139,7 +139,7 @@ def _validate(header: dict, tensors: dict[str, np.ndarray], prefix: str) -> None
     nonsense (NaN probabilities, classes beyond the arrays) later instead of failing here.
     """
     kind = header.get("type")
-    if kind not in _TYPES:
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise UserError(f"unknown estimator type {kind!r}")
     allowed = _HEADER_KEYS | ({"prior"} if kind in ("KernelAdapter", "TipAdapter") and not prefix else set())
     if not set(header) <= allowed or not _HEADER_KEYS <= set(header):
