@@ -30,7 +30,6 @@ SEEN: dict[str, Counter] = defaultdict(Counter)
 @pytest.fixture(scope="module")
 def api_app(tiny_clip, tmp_path_factory):
     from text_fake_lm import FakeLM
-
     from zeroshot.vision.search import ImageIndex
 
     root = tmp_path_factory.mktemp("schemathesis-images")
