@@ -96,11 +96,16 @@ def test_serve_refuses_bad_allowed_origins(capsys):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_fifo_image_is_refused_not_waited_on(tmp_path, tiny_clip_dir, capsys):
+    import signal
+
     fifo = tmp_path / "x.png"
     os.mkfifo(fifo)
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("blocked on a FIFO")))
+    signal.alarm(60)  # a hang (the old behaviour) becomes a failure
     # A FIFO blocked these commands forever; each now names it and exits 2 at once.
     assert main(["similarity", str(fifo), str(fifo), "-m", str(tiny_clip_dir)]) == 2
     assert "not a regular file" in capsys.readouterr().err
     argv = ["classify-images", str(fifo), "-l", "a,b", "-m", str(tiny_clip_dir), "-q", "--no-cache"]
     assert main(argv) == 2
     assert "not a regular file" in " ".join(capsys.readouterr().err.split())  # rich wraps lines
+    signal.alarm(0)

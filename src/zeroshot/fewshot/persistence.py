@@ -122,7 +122,8 @@ _MAX_INT = 1 << 31
 
 
 def _expected_tensors(header: object) -> set[str]:
-    if not isinstance(header, dict) or not isinstance(header.get("type"), str) or header["type"] not in _ARRAYS:
+    kind = header.get("type") if isinstance(header, dict) else None
+    if not isinstance(kind, str) or kind not in _ARRAYS:
         return set()
     names = set(_ARRAYS[header["type"]])
     prior = header.get("prior")
