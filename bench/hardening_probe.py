@@ -479,8 +479,8 @@ def main() -> None:
     )
     load = server["load"]
     print(
-        f"load: {load['clients']} clients x {load['seconds']:.0f} s, {load['requests']} requests, good answered "
-        f"{load['good_answered']}/{load['good']}, 5xx {load['5xx']}"
+        f"load: {load['clients']} clients x {load['seconds']:.0f} s, {load['requests']} requests, "
+        f"good answered {load['good_answered']}/{load['good']}, 5xx {load['5xx']}"
     )
     print(
         f"kills: {kills['catalog_intact_after_kill']}/{kills['kills']} left an intact catalog; re-run "
