@@ -71,7 +71,7 @@ def test_settings_refuse_nonsense(tmp_path):
 def call(app, method: str, path: str, **kwargs) -> httpx.Response:
     async def go():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             return await client.request(method, path, **kwargs)
 
     return asyncio.run(go())

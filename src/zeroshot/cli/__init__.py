@@ -8,9 +8,11 @@ one line on stderr and exit code 2.
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 
 import typer
+import typer.main
 
 from zeroshot.errors import UserError
 
@@ -40,29 +42,79 @@ for _name in _COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (2 for a user error)."""
+    """Run the command line; return the exit code (2 for a user error or a usage mistake)."""
     try:
-        # Without standalone mode typer *returns* the code of `typer.Exit(n)` and of Ctrl-C (130).
-        code = app(args=argv, standalone_mode=False)
+        # Without standalone mode click *returns* the code of `typer.Exit(n)` and of Ctrl-C (130).
+        code = _command().main(args=argv, prog_name="zeroshot", standalone_mode=False)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # click's own usage errors carry their exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            return 130
-        raise
+    except Exception as exc:
+        handled = _click_exception(exc)
+        if handled is None:
+            raise
+        return handled
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def _click_exception(exc: Exception) -> int | None:
+    """The exit code for click's own exceptions, after one line on stderr; None for anything else.
+
+    Typer raises the exceptions of the click it bundles (`typer._click`) or of the installed `click`,
+    depending on its version; the two share no base class, so they are recognised by name and module.
+    """
+    module = type(exc).__module__ or ""
+    if not (module.startswith("click") or module.startswith("typer")):
+        return None
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    if "NoArgsIsHelpError" in kinds:  # a bare `zeroshot` or `zeroshot COMMAND`: show what there is
+        ctx = getattr(exc, "ctx", None)
+        print(ctx.get_help() if ctx is not None else exc, file=sys.stderr)
+        return 2
+    if "Exit" in kinds:
+        return int(getattr(exc, "exit_code", 0))
+    if "Abort" in kinds:
+        print("aborted", file=sys.stderr)
+        return 130
+    if "ClickException" in kinds:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if "UsageError" in kinds and ctx is not None else ""
+        print(f"error: {_one_line(message)}{hint}", file=sys.stderr)
+        return 2 if "UsageError" in kinds else int(getattr(exc, "exit_code", 1))
+    return None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _command():
+    """The click command of `app`, with every number given on the command line required to be finite.
+
+    Click's float type accepts "nan" and "inf"; no option of zeroshot means either, and NaN compares
+    false with every bound, so it would slip through every range check after it.
+    """
+    command = typer.main.get_command(app)
+    for sub in [command, *getattr(command, "commands", {}).values()]:
+        for param in sub.params:
+            param.callback = _finite(param.callback)
+    return command
+
+
+def _finite(callback):
+    def check(ctx, param, value):
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise UserError(f"{param.opts[0] if param.opts else param.name} must be a finite number, "
+                                f"not {item}")
+        return callback(ctx, param, value) if callback is not None else value
+
+    return check
 
 
 if __name__ == "__main__":

@@ -26,13 +26,16 @@ def fewshot_curve(
     test_fraction: float = typer.Option(0.5, help="Share of each class held out as the fixed test split."),
     split_seed: int = typer.Option(0, help="Seed of the test split."),
     limit: int = typer.Option(
-        None, help="Use a stratified subset of N examples, every class kept in proportion (quick runs)."
+        None, min=1, help="Use a stratified subset of N examples, every class kept in proportion (quick runs)."
     ),
 ) -> None:
     """Plot test accuracy against labelled examples per class, mean and spread over seeds."""
+    from zeroshot.errors import UserError
     from zeroshot.fewshot.curve import format_table, parse_int_list, run_curve, save_curve
     from zeroshot.fewshot.tasks import load_embedding_task
 
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file; give a folder for the JSON results and the PNG plot")
     shot_counts = parse_int_list(shots, "--shots")
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     loaded = load_embedding_task(task, encoder=encoder, limit=limit)

@@ -29,12 +29,15 @@ def generate_command(
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they are decoded."),
 ) -> None:
     """Continue PROMPT with a language model."""
+    from zeroshot.errors import UserError
     from zeroshot.models.lm import GenerationConfig, load_lm
 
     config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                               repetition_penalty=repetition_penalty, num_beams=beams, stop=list(stop or []),
                               seed=seed, chat=chat)
     config.validate()
+    if not prompt.strip():
+        raise UserError("the prompt is empty: give some text to continue")
     lm = load_lm(model, backend=backend)
     print(f"model: {Path(lm.name).name}  backend: {lm.backend}  loaded in {lm.load_seconds:.1f}s",
           file=sys.stderr)
@@ -66,6 +69,9 @@ def bench_lm_command(
         raise UserError(f"--lengths must be comma-separated integers, got {lengths!r}") from exc
     names = [b.strip() for b in backends.split(",") if b.strip()]
     rows, skipped = run_bench_lm(model, names, token_counts)
+    if not rows:  # nothing was measured: a result file would only record the failure as data
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+        raise UserError(f"no backend could run, nothing written ({reasons})")
     print(format_table(rows))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)

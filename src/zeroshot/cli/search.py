@@ -55,6 +55,8 @@ def index(
             print(f"... and {len(report.failed) - 50} more failures", file=sys.stderr)
     print(f"{report.summary()}; {total} images in {db}")
     attempted = len(report.added) + len(report.updated) + len(report.skipped) + len(report.failed)
+    if attempted == 0 and not report.removed:  # as `classify-images` says for the same folder
+        raise UserError("no image files found in " + ", ".join(paths))
     if report.failed and len(report.failed) == attempted:
         raise UserError(f"none of the {attempted} files could be indexed")
 

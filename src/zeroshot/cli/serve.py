@@ -12,7 +12,7 @@ from zeroshot.cli import app
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes it to the network."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     model: str | None = typer.Option(None, help="LM: hub id, folder or .gguf file (default SmolLM2-135M)."),
     backend: str = typer.Option("auto", help="LM backend: auto, llama.cpp or transformers."),
     clip_model: str | None = typer.Option(None, help="CLIP hub id or local folder."),
@@ -21,6 +21,9 @@ def serve(
     image_root: list[Path] = typer.Option([], help="Folder whose images may be read by path (repeatable)."),
     api_key: str | None = typer.Option(None, envvar="ZEROSHOT_API_KEY",
                                        help="Require `Authorization: Bearer KEY` on /v1."),
+    allowed_origins: list[str] = typer.Option(
+        [], "--allowed-origins", help="Without an API key, also serve web pages from this origin "
+                                      "(http://host:port, or * for any); repeatable."),
     max_upload_mb: float = typer.Option(10.0, help="Largest request body, in MiB (413 above)."),
     max_pixels: int = typer.Option(40_000_000, help="Largest image, in pixels (413 above)."),
     max_prompt_chars: int = typer.Option(8_000, help="Longest prompt or text, in characters (413 above)."),
@@ -35,6 +38,7 @@ def serve(
 
     settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
                               device=device, db=db, image_roots=list(image_root), api_key=api_key,
+                              allowed_origins=list(allowed_origins),
                               max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                               max_prompt_chars=max_prompt_chars, max_tokens=max_tokens, preload=preload)
     if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:

@@ -97,7 +97,9 @@ def classify_text(
         False, help="Subtract each label's score given the content-free input 'N/A'."
     ),
     normalization: str = typer.Option("sum", help=NORMALIZATION_HELP),
-    max_chars: int = typer.Option(None, "--max-chars", help="Shorten each text to this many characters."),
+    max_chars: int = typer.Option(
+        None, "--max-chars", min=1, help="Shorten each text to this many characters."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the probability table as JSON."),
     model: str = typer.Option(None, "--model", help=MODEL_HELP),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
@@ -175,12 +177,14 @@ def eval_text(
     shots: str = typer.Option("0,1,2,4,8", help="Comma-separated numbers of demonstrations K."),
     seeds: int = typer.Option(5, help="Seeds per K (K=0 runs once: it has no randomness)."),
     first_seed: int = typer.Option(0, "--first-seed", help="Seeds used are first-seed, first-seed+1, ..."),
-    limit: int = typer.Option(None, help="Evaluate only the first N documents of the evaluation split."),
+    limit: int = typer.Option(
+        None, min=1, help="Evaluate only the first N documents of the evaluation split."
+    ),
     calibrate: bool = typer.Option(False, help="Also report calibrated accuracy (content-free input 'N/A')."),
     normalization: str = typer.Option("sum", help=NORMALIZATION_HELP),
     balanced: bool = typer.Option(False, help="Draw demonstrations class-balanced."),
     max_chars: int = typer.Option(
-        None, "--max-chars", help="Shorten each text field to N characters (bbc-news default: 400)."
+        None, "--max-chars", min=1, help="Shorten each text field to N characters (bbc-news default: 400)."
     ),
     out: Path = typer.Option(Path("results"), "--out", help="Folder for the JSON results and the PNG plot."),
     model: str = typer.Option(None, "--model", help=MODEL_HELP),

@@ -8,6 +8,7 @@ the tensors are its learned arrays (a 16-shot, 5-class MiniLM KernelAdapter is a
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -101,7 +102,125 @@ def load_estimator(path: str | os.PathLike):
         raise UserError(f"{path} is not a zeroshot few-shot estimator file")
     if metadata.get("version") != VERSION:
         raise UserError(f"{path} has format version {metadata.get('version')}; this zeroshot reads {VERSION}")
-    return _rebuild(header, tensors, prefix="")
+    extra = set(tensors) - _expected_tensors(header)
+    if extra:
+        raise UserError(f"{path}: unexpected arrays {', '.join(sorted(extra))}; not a file zeroshot wrote")
+    try:
+        _validate(header, tensors, prefix="")
+        return _rebuild(header, tensors, prefix="")
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:  # a net under `_validate`
+        raise UserError(f"{path}: the estimator described in it cannot be rebuilt ({exc!r})") from None
+
+
+# The header's keys, and the types of their values (ints and floats are checked for range below).
+_HEADER_KEYS = {"type", "params", "classes", "n_features_in", "fitted"}
+_FITTED = {"ZeroShotHead": set(), "LinearProbe": {"C_"}, "KernelAdapter": {"gamma_"}, "TipAdapter": set()}
+_MAX_FEATURES = 1 << 20
+_MAX_INT = 1 << 31
+
+
+def _expected_tensors(header: object) -> set[str]:
+    kind = header.get("type") if isinstance(header, dict) else None
+    if not isinstance(kind, str) or kind not in _ARRAYS:
+        return set()
+    names = set(_ARRAYS[header["type"]])
+    prior = header.get("prior")
+    if isinstance(prior, dict) and prior.get("type") == "ZeroShotHead":
+        names |= {"prior." + name for name in _ARRAYS["ZeroShotHead"]}
+    return names
+
+
+def _validate(header: dict, tensors: dict[str, np.ndarray], prefix: str) -> None:
+    """Check a header and its arrays against what `save_estimator` writes for that type, all of it.
+
+    A file is only data: nothing in it may set an attribute the estimator does not declare, carry a
+    parameter the estimator does not take, or hold arrays whose shapes or values would make it predict
+    nonsense (NaN probabilities, classes beyond the arrays) later instead of failing here.
+    """
+    kind = header.get("type")
+    if not isinstance(kind, str) or kind not in _TYPES:
+        raise UserError(f"unknown estimator type {kind!r}")
+    allowed = _HEADER_KEYS | ({"prior"} if kind in ("KernelAdapter", "TipAdapter") and not prefix else set())
+    if not set(header) <= allowed or not _HEADER_KEYS <= set(header):
+        raise UserError(f"the header of the {kind} has keys {sorted(header)}; expected {sorted(allowed)}")
+    params = header["params"]
+    declared = set(_TYPES[kind]._get_param_names()) - {"prior", "class_embeddings"}
+    if not isinstance(params, dict) or not set(params) <= declared:
+        unknown = sorted(set(params) - declared) if isinstance(params, dict) else params
+        raise UserError(f"parameters {unknown!r} are not parameters of {kind}")
+    for name, value in params.items():
+        _check_value(value, f"parameter {name}")
+    fitted = header["fitted"]
+    if not isinstance(fitted, dict) or not set(fitted) <= _FITTED[kind]:
+        raise UserError(f"fitted values {sorted(fitted) if isinstance(fitted, dict) else fitted!r} are not "
+                        f"those of a {kind} ({sorted(_FITTED[kind]) or 'none'})")
+    for name, value in fitted.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value)
+                                                                                 and value > 0):
+            raise UserError(f"fitted value {name} must be a positive finite number, not {value!r}")
+    classes = header["classes"]
+    if (not isinstance(classes, list) or len(classes) < 2 or len(set(map(repr, classes))) != len(classes)
+            or not (all(isinstance(c, str) for c in classes)
+                    or all(isinstance(c, int) and not isinstance(c, bool) for c in classes))):
+        raise UserError("classes must be a list of at least two distinct names (or integers)")
+    features = header["n_features_in"]
+    if isinstance(features, bool) or not isinstance(features, int) or not 1 <= features <= _MAX_FEATURES:
+        raise UserError(f"n_features_in must be an integer from 1 to {_MAX_FEATURES}, not {features!r}")
+    n_classes = len(classes)
+    arrays = {}
+    for name in _ARRAYS[kind]:
+        if prefix + name not in tensors:
+            raise UserError(f"the array {prefix + name} is missing")
+        array = tensors[prefix + name]
+        if array.dtype.kind != "f" or not np.isfinite(array).all():
+            raise UserError(f"the array {prefix + name} must hold finite floating-point numbers")
+        arrays[name] = array
+    for name, shape in _shapes(kind, arrays, n_classes, features).items():
+        if arrays[name].shape != shape:
+            raise UserError(f"the array {prefix + name} has shape {arrays[name].shape}; {n_classes} classes "
+                            f"and {features} features need {shape}")
+    if "prior" in header:
+        prior = header["prior"]
+        if not isinstance(prior, dict) or prior.get("type") != "ZeroShotHead":
+            raise UserError("the prior must be a ZeroShotHead")
+        _validate(prior, tensors, prefix="prior.")
+        if prior["classes"] != classes or prior["n_features_in"] != features:
+            raise UserError("the prior's classes and features must be the estimator's")
+
+
+def _shapes(kind: str, arrays: dict[str, np.ndarray], n_classes: int, features: int) -> dict:
+    if kind == "ZeroShotHead":
+        return {"weights_": (n_classes, features)}
+    if kind == "LinearProbe":
+        rows = 1 if n_classes == 2 else n_classes  # scikit-learn keeps one row for two classes
+        return {"coef_": (rows, features), "intercept_": (rows,)}
+    support = arrays["support_"].shape[0] if arrays["support_"].ndim == 2 else -1
+    if support < 1:
+        return {"support_": ("n >= 1", features)}
+    second = "dual_coef_" if kind == "KernelAdapter" else "cache_values_"
+    return {"support_": (support, features), second: (support, n_classes)}
+
+
+def _check_value(value: object, what: str) -> None:
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if abs(value) >= _MAX_INT:
+            raise UserError(f"{what} is out of range ({value})")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UserError(f"{what} must be finite, not {value}")
+        return
+    if isinstance(value, list) and len(value) <= 1000:
+        for item in value:
+            if isinstance(item, list):
+                raise UserError(f"{what} must not be nested")
+            _check_value(item, what)
+        return
+    raise UserError(f"{what} has a value of an unexpected kind ({type(value).__name__})")
 
 
 def _rebuild(header: dict, tensors: dict[str, np.ndarray], prefix: str):

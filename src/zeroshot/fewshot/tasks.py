@@ -134,18 +134,23 @@ def _embed_texts(name, texts, labels, encoder_spec, templates, logit_scale, prog
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[str]]:
     texts, labels = [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path.name} line {number} is not JSON: {exc.msg}") from exc
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "label" not in row:
-                raise UserError(f'{path.name} line {number} needs {{"text": "...", "label": "..."}}')
-            texts.append(row["text"])
-            labels.append(str(row["label"]))
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path.name} line {number} is not JSON: {exc.msg}") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "label" not in row:
+            raise UserError(f'{path.name} line {number} needs {{"text": "...", "label": "..."}}')
+        texts.append(row["text"])
+        labels.append(str(row["label"]))
     if not texts:
         raise UserError(f"{path.name} has no examples")
     return texts, labels

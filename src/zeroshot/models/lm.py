@@ -51,13 +51,13 @@ class GenerationConfig:
         """Raise `UserError` for options no backend can honour."""
         if self.max_new_tokens < 1:
             raise UserError(f"max tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
+        if not self.temperature >= 0:  # written so that NaN fails too
             raise UserError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
         if self.top_k < 0:
             raise UserError(f"top-k must be >= 0 (0 disables it), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise UserError(f"top-p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
+        if not self.repetition_penalty > 0:
             raise UserError(f"repetition penalty must be > 0 (1 disables it), got {self.repetition_penalty}")
         if self.num_beams < 1:
             raise UserError(f"beams must be at least 1, got {self.num_beams}")

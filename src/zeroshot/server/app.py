@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zeroshot.errors import UserError
 from zeroshot.server import openai_compat, routes_text, routes_vision
+from zeroshot.server.guard import LastResort, RequestGuard
 from zeroshot.server.resources import Resources
 from zeroshot.server.security import BodySizeLimit, check_api_key
 from zeroshot.server.settings import ServerSettings
@@ -69,6 +70,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     for module in (routes_text, openai_compat, routes_vision):
         app.include_router(module.router, dependencies=protected)
     _add_error_handlers(app)
+    # Added innermost first: the size limit sees the body before the guard buffers it, and the last
+    # resort sits just outside the routes.
+    app.add_middleware(LastResort)
+    app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
 
     @app.get("/health", tags=["service"])
@@ -134,8 +139,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(f"invalid request: {summary}", 422, param or None, details=problems),
                             status_code=422)
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal server error (details are in the server log)", 500),
-                            status_code=500)
+    # Nets under the guard (`guard.RequestGuard` refuses these in JSON bodies): text that cannot be
+    # encoded (a form field, a file name), and structures too deep to walk. Anything else that escapes
+    # a route is a bug, answered by `guard.LastResort` with a 500 that closes the connection.
+    @app.exception_handler(UnicodeError)
+    async def unicode_error(request: Request, exc: UnicodeError) -> JSONResponse:
+        return JSONResponse(error_body("the request holds text that is not valid Unicode", 400),
+                            status_code=400)
+
+    @app.exception_handler(RecursionError)
+    async def recursion_error(request: Request, exc: RecursionError) -> JSONResponse:
+        return JSONResponse(error_body("the request is nested too deeply", 400), status_code=400)

@@ -91,43 +91,61 @@ def _is_list(annotation: Any) -> bool:
     return any(_is_list(argument) for argument in get_args(annotation))
 
 
-def _check_pixels(source: bytes | Path, max_pixels: int, name: str) -> None:
+def _pixels(data: bytes, max_pixels: int, name: str) -> int:
+    """The image's pixel count from its header (0 if it is no image: `load_image` will say why)."""
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
     except Image.DecompressionBombError as exc:
         raise UserError(f"{name}: too many pixels (this server accepts at most {max_pixels:,})", 413) from exc
     except Exception:  # not an image at all: `load_image` says why
-        return
+        return 0
     if width * height > max_pixels:
         raise UserError(f"{name}: {width}x{height} is {width * height:,} pixels; this server accepts at most "
                         f"{max_pixels:,} (--max-pixels)", 413)
+    return width * height
 
 
-def _decode(source: bytes | Path, max_pixels: int, name: str) -> Image.Image:
+def _decode(data: bytes, max_pixels: int, name: str) -> Image.Image:
     from zeroshot.vision.images import ImageError, load_image
 
-    _check_pixels(source, max_pixels, name)
     try:
-        image = load_image(source, max_pixels=max_pixels)
+        image = load_image(data, max_pixels=max_pixels)
     except ImageError as exc:
-        message = str(exc).replace("image:", f"{name}:", 1) if isinstance(source, bytes) else str(exc)
-        raise UserError(message, 422) from exc
+        raise UserError(str(exc).replace("image:", f"{name}:", 1), 422) from exc
     return image
+
+
+def _read(real: Path, max_pixels: int, name: str) -> bytes:
+    from zeroshot.vision.images import ImageError, read_image_bytes
+
+    try:
+        return read_image_bytes(real, max_pixels)
+    except ImageError as exc:  # say it with the client's name for the file, not the server's path
+        raise UserError(f"{name}: {str(exc).removeprefix(str(real) + ': ')}", 422) from exc
+    except OSError as exc:
+        raise UserError(f"{name}: cannot be read ({exc.strerror or 'error'})", 422) from exc
 
 
 async def load_images(settings: ServerSettings, uploads: list[tuple[str, bytes]], paths: list[str],
                       ) -> list[tuple[str, Image.Image]]:
-    """Decode uploads and paths (confined to the image roots) into (name, RGB image) pairs, in a thread."""
+    """Decode uploads and paths (confined to the image roots) into (name, RGB image) pairs, in a thread.
+
+    Every image's size is read from its header before any is decoded, so neither one image over
+    `max_pixels` nor a request whose images add up to more than `max_request_pixels` costs any memory.
+    """
     count = len(uploads) + len(paths)
     if count > settings.max_images_per_request:
         raise UserError(f"{count} images in one request; this server accepts at most "
                         f"{settings.max_images_per_request}", 413)
-    sources: list[tuple[str, bytes | Path]] = list(uploads)
-    for path in paths:
-        sources.append((os.fspath(path), resolve_under_roots(path, settings.image_roots)))
+    located = [(os.fspath(path), resolve_under_roots(path, settings.image_roots)) for path in paths]
 
     def decode_all() -> list[tuple[str, Image.Image]]:
-        return [(name, _decode(source, settings.max_pixels, name)) for name, source in sources]
+        sources = list(uploads) + [(name, _read(real, settings.max_pixels, name)) for name, real in located]
+        total = sum(_pixels(data, settings.max_pixels, name) for name, data in sources)
+        if total > settings.max_request_pixels:
+            raise UserError(f"the images of this request add up to {total:,} pixels; this server decodes at "
+                            f"most {settings.max_request_pixels:,} per request", 413)
+        return [(name, _decode(data, settings.max_pixels, name)) for name, data in sources]
 
     return await run_in_threadpool(decode_all)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig
 from zeroshot.server.generation import Completion, complete, stream_completion
-from zeroshot.server.resources import Resources
+from zeroshot.server.resources import Resources, public_name
 from zeroshot.server.streaming import primed, sse_event, sse_response
 
 router = APIRouter(tags=["openai"])
@@ -62,7 +62,7 @@ class UnsupportedOption(UserError):
         self.param = param
 
 
-def _check_supported(body: CompletionRequest) -> list[str]:
+def _check_supported(body: CompletionRequest, limit: int) -> list[str]:
     """The prompts of `body`, after refusing every option this server cannot honour."""
     if body.n not in (None, 1):
         raise UnsupportedOption("only n=1 is supported", "n")
@@ -87,6 +87,9 @@ def _check_supported(body: CompletionRequest) -> list[str]:
     if not prompts or not all(isinstance(prompt, str) for prompt in prompts):
         raise UnsupportedOption("prompt must be a string or a non-empty list of strings (token ids are not "
                                 "supported)", "prompt")
+    if len(prompts) > limit:
+        raise UserError(f"{len(prompts)} prompts in one request; this server accepts at most {limit} "
+                        "(each is a whole generation)", 413)
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stops) > 4:
         raise UnsupportedOption("at most 4 stop sequences", "stop")
@@ -95,7 +98,9 @@ def _check_supported(body: CompletionRequest) -> list[str]:
 
 def model_id(resources: Resources) -> str:
     """The id clients name the served LM by: the `--model` given, else the loaded model's file stem."""
-    return resources.settings.model or Path(resources.lm().name).stem
+    if resources.settings.model:
+        return public_name(resources.settings.model)
+    return Path(resources.lm().name).stem
 
 
 def _check_model(requested: str, resources: Resources) -> None:
@@ -123,7 +128,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def completions(body: CompletionRequest, request: Request):
     """OpenAI-compatible text completion (streaming or not)."""
     resources = _resources(request)
-    prompts = _check_supported(body)
+    prompts = _check_supported(body, resources.settings.max_prompts_per_request)
     await resources.on_lm(lambda lm: None)
     _check_model(body.model, resources)
     config = GenerationConfig(

@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from zeroshot.errors import UserError
@@ -176,7 +177,8 @@ class Resources:
                                    "image classification")
         model = self.clip()
         classifier = self._image_classifiers.get_or_build(key, lambda: classifier_class(
-            model, list(labels), templates=list(templates) if templates else None, num_workers=1))
+            model, list(labels), templates=list(templates) if templates else None, num_workers=1,
+            cache_dir=False))  # kept in this LRU only: label sets sent by clients leave no files
         return list(classifier.predict_proba(images))
 
     def detector(self, detector_class: type, model: Any, queries: tuple[str, ...], examples: list,
@@ -194,6 +196,11 @@ class Resources:
         await self.image_batcher.close()
         self.lm_executor.shutdown(wait=False, cancel_futures=True)
         self.clip_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def public_name(name: str) -> str:
+    """How a model is named to clients: a local path only by its last part, never the server's folders."""
+    return Path(name).name if ("/" in name and Path(name).exists()) or Path(name).is_absolute() else name
 
 
 def _quietly(load: Callable[[], Any]) -> None:

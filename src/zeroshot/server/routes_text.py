@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig
 from zeroshot.server.generation import Completion, complete, stream_completion
-from zeroshot.server.resources import Resources
+from zeroshot.server.resources import Resources, public_name
 from zeroshot.server.streaming import primed, sse_event, sse_response
 
 router = APIRouter(tags=["text"])
@@ -141,7 +141,7 @@ async def generate(body: GenerateRequest, request: Request):
     started = time.perf_counter()
     completion = await complete(resources, body.prompt, config)
     lm = resources.lm()
-    return GenerateResponse(model=lm.name, backend=lm.backend, text=completion.text,
+    return GenerateResponse(model=public_name(lm.name), backend=lm.backend, text=completion.text,
                             finish_reason=completion.finish_reason, usage=completion.usage(),
                             seconds=round(time.perf_counter() - started, 4))
 
@@ -152,7 +152,8 @@ async def _generate_events(items: AsyncIterator[str | Completion],
         async for item in items:
             if isinstance(item, Completion):
                 lm = resources.lm()
-                yield sse_event({"finish_reason": item.finish_reason, "usage": item.usage(), "model": lm.name,
+                yield sse_event({"finish_reason": item.finish_reason, "usage": item.usage(),
+                                 "model": public_name(lm.name),
                                  "backend": lm.backend}, event="done")
             else:
                 yield sse_event({"text": item})
@@ -167,6 +168,9 @@ async def classify_text(body: ClassifyTextRequest, request: Request) -> Classify
     """Zero/few-shot text classification; concurrent requests with the same task share one LM call."""
     resources = _resources(request)
     settings = resources.settings
+    if len(body.labels) > settings.max_labels_per_request:
+        raise UserError(f"{len(body.labels)} labels in one request; this server accepts at most "
+                        f"{settings.max_labels_per_request}", 413)
     if len(body.texts) > settings.max_texts_per_request:
         raise UserError(f"{len(body.texts)} texts in one request; this server accepts at most "
                         f"{settings.max_texts_per_request}", 413)
@@ -186,4 +190,4 @@ async def classify_text(body: ClassifyTextRequest, request: Request) -> Classify
     for row in rows:
         scores = {label: round(float(p), 6) for label, p in zip(body.labels, row, strict=True)}
         results.append(TextResult(label=max(scores, key=scores.get), scores=scores))
-    return ClassifyTextResponse(model=resources.lm().name, labels=body.labels, results=results)
+    return ClassifyTextResponse(model=public_name(resources.lm().name), labels=body.labels, results=results)

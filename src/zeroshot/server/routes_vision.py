@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from zeroshot.errors import UserError
 from zeroshot.server.image_inputs import load_images, parse_body
-from zeroshot.server.resources import Resources, require
+from zeroshot.server.resources import Resources, public_name, require
 from zeroshot.server.security import resolve_under_roots
 
 router = APIRouter(tags=["vision"])
@@ -68,6 +68,7 @@ async def classify_image(request: Request) -> dict[str, Any]:
     """Zero-shot image classification; concurrent requests with the same labels share one CLIP call."""
     resources = _resources(request)
     body, uploads = await parse_body(request, ClassifyImageRequest, ("files",))
+    check_label_work(resources.settings, body.labels, body.templates)
     images = await load_images(resources.settings, uploads["files"], body.paths)
     if not images:
         raise UserError("no image: upload `files` (multipart) or name `paths` (JSON)", 422)
@@ -79,7 +80,25 @@ async def classify_image(request: Request) -> dict[str, Any]:
         ranked = sorted(scores.items(), key=lambda pair: -pair[1])[: body.top_k]
         results.append({"image": name, "label": ranked[0][0], "scores": scores,
                         "top_k": [{"label": label, "score": score} for label, score in ranked]})
-    return {"model": resources.clip().name, "labels": body.labels, "results": results}
+    return {"model": public_name(resources.clip().name), "labels": body.labels, "results": results}
+
+
+def check_label_work(settings, labels: list[str], templates: list[str] | None) -> None:
+    """Refuse label sets that would cost more text encodings than one request may (413)."""
+    from zeroshot.vision.templates import get_templates
+
+    count = len(templates) if templates else len(get_templates(None))
+    if len(labels) > settings.max_labels_per_request:
+        raise UserError(f"{len(labels)} labels in one request; this server accepts at most "
+                        f"{settings.max_labels_per_request}", 413)
+    if templates and len(templates) > settings.max_templates_per_request:
+        raise UserError(f"{len(templates)} templates in one request; this server accepts at most "
+                        f"{settings.max_templates_per_request}", 413)
+    if len(labels) * count > settings.max_label_prompts:
+        prompts = len(labels) * count
+        raise UserError(f"{len(labels)} labels x {count} templates = {prompts:,} prompts to encode; this "
+                        f"server encodes at most {settings.max_label_prompts:,} per request (give fewer "
+                        "labels or templates)", 413)
 
 
 # --- search ---------------------------------------------------------------------------------------

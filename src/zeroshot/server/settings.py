@@ -6,6 +6,7 @@ laptop: loopback only, bounded uploads, bounded generation.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,20 @@ class ServerSettings:
     db: Path | None = None  # image-search index folder
     image_roots: list[Path] = field(default_factory=list)  # folders whose images may be read by path
     api_key: str | None = None  # when set, every /v1 request needs `Authorization: Bearer <key>`
+    # Without a key, only loopback Host names and same-origin requests are served; these origins
+    # (e.g. "http://localhost:3000", or "*" for any) are allowed too. See `server.guard`.
+    allowed_origins: list[str] = field(default_factory=list)
     max_upload_mb: float = 10.0
     max_pixels: int = 40_000_000
     max_prompt_chars: int = 8_000
     max_tokens: int = 512
     max_texts_per_request: int = 64
     max_images_per_request: int = 16
+    max_request_pixels: int = 80_000_000  # decoded pixels of all images of one request together
+    max_labels_per_request: int = 1_000
+    max_templates_per_request: int = 100
+    max_label_prompts: int = 8_000  # labels x templates: the text encodings one request may cost
+    max_prompts_per_request: int = 16  # prompts of one /v1/completions request (each is a generation)
     batch_window_ms: float = 5.0  # how long a micro-batcher waits for more requests to join a batch
     max_batch_items: int = 64
     preload: bool = False  # load the LM and CLIP at start-up instead of on first use
@@ -49,11 +58,19 @@ class ServerSettings:
                     "max_prompt_chars": self.max_prompt_chars, "max_tokens": self.max_tokens,
                     "max_texts_per_request": self.max_texts_per_request,
                     "max_images_per_request": self.max_images_per_request,
-                    "max_batch_items": self.max_batch_items}
+                    "max_batch_items": self.max_batch_items, "max_request_pixels": self.max_request_pixels,
+                    "max_labels_per_request": self.max_labels_per_request,
+                    "max_templates_per_request": self.max_templates_per_request,
+                    "max_label_prompts": self.max_label_prompts,
+                    "max_prompts_per_request": self.max_prompts_per_request}
         for name, value in positive.items():
-            if value <= 0:
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise UserError(f"--{name.replace('_', '-')} must be positive, not {value}")
-        if self.batch_window_ms < 0:
+        self.allowed_origins = [o.strip().rstrip("/") for o in self.allowed_origins if o.strip()]
+        for origin in self.allowed_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise UserError(f"--allowed-origins {origin!r}: give origins as http(s)://host[:port], or *")
+        if not (math.isfinite(self.batch_window_ms) and self.batch_window_ms >= 0):
             raise UserError(f"the batch window must be zero or positive, not {self.batch_window_ms} ms")
 
     @property
@@ -70,9 +87,14 @@ class ServerSettings:
         return {"host": self.host, "port": self.port, "model": self.model, "backend": self.backend,
                 "clip_model": self.clip_model, "db": str(self.db) if self.db else None,
                 "image_roots": [str(root) for root in self.image_roots],
-                "auth_required": self.api_key is not None,
+                "auth_required": self.api_key is not None, "allowed_origins": self.allowed_origins,
                 "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
                            "max_prompt_chars": self.max_prompt_chars, "max_tokens": self.max_tokens,
                            "max_texts_per_request": self.max_texts_per_request,
-                           "max_images_per_request": self.max_images_per_request},
+                           "max_images_per_request": self.max_images_per_request,
+                           "max_request_pixels": self.max_request_pixels,
+                           "max_labels_per_request": self.max_labels_per_request,
+                           "max_templates_per_request": self.max_templates_per_request,
+                           "max_label_prompts": self.max_label_prompts,
+                           "max_prompts_per_request": self.max_prompts_per_request},
                 "batching": {"window_ms": self.batch_window_ms, "max_batch_items": self.max_batch_items}}

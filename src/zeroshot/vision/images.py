@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -41,8 +42,8 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int 
         if isinstance(source, Image.Image):
             image = source
         else:
-            stream = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
-            with stream:
+            data = source if isinstance(source, bytes) else read_image_bytes(source, max_pixels)
+            with io.BytesIO(data) as stream:
                 image = Image.open(stream)
                 _check_size(image, max_pixels, name)  # before decoding: a bomb is refused unallocated
                 image.load()
@@ -64,6 +65,41 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, max_pixels: int 
         raise ImageError(f"{name}: corrupt, truncated or unsupported image ({exc})") from exc
     except MemoryError as exc:
         raise ImageError(f"{name}: not enough memory to decode it") from exc
+
+
+def max_file_bytes(max_pixels: int = MAX_PIXELS) -> int:
+    """The largest image file worth reading for `max_pixels`: 8 bytes a pixel (16-bit RGBA, uncompressed)
+    plus 16 MiB for headers and metadata. Anything bigger cannot be an image we would accept."""
+    return max_pixels * 8 + (16 << 20)
+
+
+def read_image_bytes(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> bytes:
+    """The bytes of the image file at `path`: regular files only, at most `max_file_bytes(max_pixels)`.
+
+    Every reader of image files goes through here, so a FIFO (which would block forever), a device such
+    as /dev/zero (which never ends), a socket or a folder is refused with a reason, even behind a symlink.
+    """
+    name = os.fspath(path)
+    limit = max_file_bytes(max_pixels)
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; it changes nothing for
+    # regular files. The type is checked on the opened descriptor, so nothing can be swapped in between.
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(f"{name}: is a folder, not an image")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"{name}: not a regular file (a device, FIFO or socket), not read")
+        if info.st_size > limit:
+            raise ImageError(f"{name}: {info.st_size:,} bytes is more than an image of at most "
+                             f"{max_pixels:,} pixels can need ({limit:,} bytes)")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew while we read it
+        raise ImageError(f"{name}: more than {limit:,} bytes, not read")
+    return data
 
 
 def _check_size(image: Image.Image, max_pixels: int, name: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.models.clip import ImageTextModel
+from zeroshot.vision.images import ImageError, read_image_bytes
 from zeroshot.vision.stores import VectorStore
 from zeroshot.vision.stores.catalog import Catalog
 
@@ -73,16 +74,23 @@ class _Run:
     def files_to_embed(self, files: list[str]) -> Iterator[bytes]:
         """Read and classify `files`; yield the bytes of each new content (lazily, ahead of the model)."""
         for path in files:
+            if not _storable(path):
+                # The catalog keys files by their name as UTF-8 text; one that is not cannot be keyed.
+                self.fail(_File(path, 0, 0), f"{_printable(path)}: the file name is not valid UTF-8; "
+                                             "rename it to index it")
+                continue
             record = self.catalog.file(path)
             try:
-                stat = os.stat(path)
-                item = _File(path, stat.st_size, stat.st_mtime_ns, known=record is not None)
+                info = os.stat(path)
+                item = _File(path, info.st_size, info.st_mtime_ns, known=record is not None)
                 if record and (record.size, record.mtime_ns) == (item.size, item.mtime_ns):
                     self.report.skipped.append(path)
                     self.bar.update(1)
                     continue
-                with open(path, "rb") as handle:
-                    item.data = handle.read()
+                item.data = read_image_bytes(path)
+            except ImageError as exc:
+                self.fail(_File(path, 0, 0, known=record is not None), str(exc))
+                continue
             except OSError as exc:
                 self.fail(_File(path, 0, 0, known=record is not None), _os_reason(exc))
                 continue
@@ -188,6 +196,18 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
             return image.size
     except Exception:  # noqa: BLE001 - the embedder reports undecodable files with a reason
         return None, None
+
+
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of the name, kept by Python as lone surrogates
+        return False
+    return True
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _os_reason(exc: OSError) -> str:

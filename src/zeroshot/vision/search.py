@@ -13,6 +13,8 @@ fingerprint of its weights, embedding size) and refuses any other, so vectors of
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sqlite3
 import threading
@@ -23,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroshot.errors import UserError
+from zeroshot.errors import UserError, storage_error
 from zeroshot.models.clip import ImageTextModel
 from zeroshot.vision.images import ImageError, expand_paths
 from zeroshot.vision.indexing import AddReport, absolute, forget_files, index_files
 from zeroshot.vision.stores import VectorStore, open_store, sync
-from zeroshot.vision.stores.catalog import Catalog
+from zeroshot.vision.stores.catalog import TEMP_PREFIX, Catalog, database_error
 
 __all__ = ["AddReport", "ImageIndex", "SearchHit", "image_similarity"]
 
@@ -75,28 +77,43 @@ class ImageIndex:
         self.num_workers = num_workers
         self.progress = progress
         self._lock = threading.RLock()
-        self._prepare_folder(create)
-        self.catalog = Catalog(self.folder / CATALOG_NAME, create=create)
+        made_folder = self._prepare_folder(create)
+        try:
+            self.catalog = Catalog(self.folder / CATALOG_NAME, create=create)
+        except BaseException:
+            if made_folder:  # leave nothing half-created behind (a full disk, Ctrl-C)
+                with contextlib.suppress(OSError):
+                    self.folder.rmdir()
+            raise
         self._model = model
         self._store: VectorStore | None = None
         if model is not None:
             self._check_model(model)
 
-    def _prepare_folder(self, create: bool) -> None:
+    def _prepare_folder(self, create: bool) -> bool:
+        """Check (and with `create`, make) the index folder; whether this call made it."""
         if self.folder.exists() and not self.folder.is_dir():
             raise UserError(f"{self.folder}: is a file; --db takes a folder (new, or made by "
                             "`zeroshot index`)")
         if (self.folder / CATALOG_NAME).exists():
-            return
+            return False
         if not self.folder.exists():
             if not create:
                 raise UserError(f"{self.folder}: no image index here (run `zeroshot index ... --db` first)")
-            self.folder.mkdir(parents=True)
-        elif any(self.folder.iterdir()):
+            try:
+                self.folder.mkdir(parents=True)
+            except FileExistsError:
+                return False  # another process is creating it at this moment
+            except OSError as exc:
+                raise storage_error(exc, self.folder, "creating the index folder") or exc from exc
+            return True
+        # Another process may be creating the catalog right now (its temporary file, its lock).
+        if any(not (p.name.startswith(TEMP_PREFIX) or p.name == "write.lock") for p in self.folder.iterdir()):
             raise UserError(f"{self.folder}: a folder with other files in it, not an image index; "
                             "give a new or empty folder to --db")
         elif not create:
             raise UserError(f"{self.folder}: no image index here (run `zeroshot index ... --db` first)")
+        return False
 
     # --- model ----------------------------------------------------------------------------------------
 
@@ -147,7 +164,8 @@ class ImageIndex:
         if dim is None:
             return None
         if self._store is None:
-            self._store = open_store(self.store_kind, self.folder, int(dim), **self.store_options)
+            self._store = open_store(self.store_kind, self.folder, int(dim), catalog=self.catalog,
+                                     **self.store_options)
         sync(self._store, self.catalog, durable=durable, progress=self.progress)
         return self._store
 
@@ -158,9 +176,13 @@ class ImageIndex:
             assert store is not None
             try:
                 yield store
-            finally:
-                # Even after an error or Ctrl-C the catalog holds every finished batch; record that.
-                sync(store, self.catalog, durable=True)
+            except BaseException:
+                # Even after an error or Ctrl-C the catalog holds every finished batch; record that, but
+                # report the first error (a full disk fails this save too).
+                with contextlib.suppress(Exception):
+                    sync(store, self.catalog, durable=True)
+                raise
+            sync(store, self.catalog, durable=True)
 
     # --- public API ----------------------------------------------------------------------------------------
 
@@ -205,6 +227,8 @@ class ImageIndex:
         """`search` with a ready query embedding (L2-normalised, the index's dimension)."""
         if k < 1:
             raise UserError(f"k must be at least 1, not {k}")
+        if min_score is not None and not math.isfinite(min_score):
+            raise UserError(f"the minimum score must be a finite number, not {min_score}")
         with self._lock, self._database_errors():
             store = self._synced_store(durable=False)
             if store is None or len(store) == 0:
@@ -262,8 +286,12 @@ class ImageIndex:
         try:
             yield
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.catalog.path}: the index database is damaged ({exc}); nothing was "
-                            "changed; re-create it with `zeroshot index` into a new --db folder") from exc
+            raise database_error(exc, self.catalog.path, "using the index") from exc
+        except OSError as exc:
+            error = storage_error(exc, self.folder, "writing the index")
+            if error is None:
+                raise
+            raise error from exc
 
     def _resolve(self, paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[str]]:
         """(files to index, indexed files to forget): folders are walked and pruned of deleted files."""
@@ -314,7 +342,11 @@ class _WriteLock:
             import fcntl
         except ImportError:  # Windows: SQLite's own locking still keeps the catalog consistent
             return self
-        self._handle = open(self.path, "a")  # noqa: SIM115
+        try:
+            self._handle = open(self.path, "a")  # noqa: SIM115
+        except OSError as exc:
+            raise (storage_error(exc, self.path.parent, "taking the write lock")
+                   or UserError(f"{self.path.parent}: cannot write here ({exc.strerror})")) from exc
         try:
             fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -58,12 +58,15 @@ class VectorStore(Protocol):
     def __len__(self) -> int: ...
 
 
-def open_store(kind: str, folder: Path, dim: int, **options) -> VectorStore:
-    """The store `kind` ("faiss" or "milvus") for the index in `folder`."""
+def open_store(kind: str, folder: Path, dim: int, catalog: Catalog | None = None, **options) -> VectorStore:
+    """The store `kind` ("faiss" or "milvus") for the index in `folder`.
+
+    With `catalog`, the FAISS store's cache files are checked against the checksums recorded there.
+    """
     if kind == "faiss":
         from zeroshot.vision.stores.faiss_store import FaissStore
 
-        return FaissStore(folder, dim, **options)
+        return FaissStore(folder, dim, checksums=catalog, **options)
     if kind == "milvus":
         from zeroshot.vision.stores.milvus_store import MilvusStore
 

@@ -11,6 +11,9 @@ anything is written to it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sqlite3
 import threading
 import time
@@ -18,10 +21,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
-from zeroshot.errors import UserError
+from zeroshot.errors import UserError, disk_full
 
 FORMAT = "zeroshot-image-index"
 SCHEMA_VERSION = 1
@@ -44,6 +48,8 @@ CREATE TABLE files (
 );
 CREATE INDEX files_by_vector ON files(vector_id);
 """
+_FIRST_ROWS = (f"INSERT INTO info VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}'), "
+               "('version', '0')")
 
 
 @dataclass(frozen=True)
@@ -60,47 +66,56 @@ class FileRecord:
 
 
 class Catalog:
-    """Metadata and embeddings of an image index, in one SQLite file (see the module docstring)."""
+    """Metadata and embeddings of an image index, in one SQLite file (see the module docstring).
+
+    A catalog in a folder this process cannot write is opened read-only (`read_only`): queries work,
+    writes raise a `UserError` that says so.
+    """
 
     def __init__(self, path: str | Path, create: bool = True) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()  # one connection shared by the threads of a server
-        exists = self.path.exists()
-        if not exists and not create:
-            raise UserError(f"{self.path.parent}: no image index here (run `zeroshot index` first)")
-        if exists and not self.path.is_file():
+        if self.path.exists() and not self.path.is_file():
             raise UserError(f"{self.path}: expected a file, found a folder")
-        if exists:
-            _check_header(self.path)
+        if not self.path.exists():
+            if not create:
+                raise UserError(f"{self.path.parent}: no image index here (run `zeroshot index` first)")
+            _create(self.path)
+        _check_header(self.path)
+        self.read_only = not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            if exists:
-                self._check_format()
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
-            if not exists:
-                with self.transaction():
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
-                    first = [("format", FORMAT), ("schema", str(SCHEMA_VERSION)), ("version", "0")]
-                    self._db.executemany("INSERT INTO info VALUES (?, ?)", first)
+            if self.read_only:
+                # No -wal/-shm files can be made here, which SQLite's WAL mode needs even to read;
+                # `immutable` reads the file as it stands (no writer can change it in such a folder).
+                uri = f"file:{quote(str(self.path.absolute()))}?mode=ro&immutable=1"
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                           check_same_thread=False)
+            self._check_format()
+            if not self.read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path}: not a readable zeroshot image index ({exc})") from exc
+            with contextlib.suppress(Exception):
+                self._db.close()
+            raise database_error(exc, self.path, "opening the index") from exc
 
     def _check_format(self) -> None:
         try:
             rows = dict(self._db.execute("SELECT key, value FROM info").fetchall())
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise UserError(f"{self.path}: not a zeroshot image index, or corrupt ({exc}); "
-                            "nothing was changed") from exc
+        except sqlite3.OperationalError as exc:
+            tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables or self.read_only:
+                raise UserError(f"{self.path}: not a zeroshot image index, or corrupt ({exc}); "
+                                "nothing was changed") from exc
+            # An empty database: a creation that an older zeroshot left unfinished (full disk). Finish it.
+            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + ";" + _FIRST_ROWS + ";COMMIT;")
+            rows = dict(self._db.execute("SELECT key, value FROM info").fetchall())
         if rows.get("format") != FORMAT:
-            self._db.close()
             raise UserError(f"{self.path}: an SQLite database, but not a zeroshot image index; "
                             "nothing was changed")
         if int(rows.get("schema", "0")) > SCHEMA_VERSION:
-            self._db.close()
             raise UserError(f"{self.path}: written by a newer zeroshot (schema {rows['schema']}); "
                             "upgrade zeroshot")
 
@@ -111,15 +126,46 @@ class Catalog:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: everything inside commits together, and `version` goes up by one."""
+        with self._write() as db:
+            yield db
+            db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if self.read_only:
+                raise UserError(f"{self.path.parent}: the index folder is read-only here; it can be "
+                                "searched but not changed")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise database_error(exc, self.path, "starting a write") from exc
             try:
                 yield self._db
-                self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # After some errors (a full disk, an I/O error) SQLite has rolled back already; a second
+                # ROLLBACK would fail and hide the error that matters.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
+
+    # --- checksums of derived files -------------------------------------------------------------
+
+    def checksum(self, name: str) -> str | None:
+        """The checksum recorded for the derived file `name` (a vector-store cache), if any."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM info WHERE key = ?", (f"checksum:{name}",)).fetchone()
+        return row[0] if row else None
+
+    def record_checksums(self, checksums: dict[str, str]) -> None:
+        """Record derived files' checksums; not a change of the contents, so `version` stays."""
+        if self.read_only:
+            return
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                           [(f"checksum:{name}", digest) for name, digest in checksums.items()])
 
     # --- info -------------------------------------------------------------------------------------
 
@@ -258,3 +304,71 @@ def _check_header(path: Path) -> None:
     if magic and magic != b"SQLite format 3\x00":
         raise UserError(f"{path}: not a zeroshot image index (not an SQLite file, or corrupt); "
                         "nothing was changed")
+
+
+def _create(path: Path) -> None:
+    """Make a new, complete catalog at `path`, or leave the one another process made first.
+
+    Built under a temporary name and linked into place (a link never replaces an existing file), so no
+    one ever sees a half-made catalog, two simultaneous creators agree on one, and a failure (a full
+    disk) leaves nothing behind.
+    """
+    tmp = path.with_name(f"{TEMP_PREFIX}{os.getpid()}.{threading.get_ident()}")
+    try:
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + ";" + _FIRST_ROWS + ";COMMIT;")
+        finally:
+            db.close()
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use that one
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            if not path.exists():  # a file system without hard links: a rename is the best left
+                os.replace(tmp, path)
+    except sqlite3.DatabaseError as exc:
+        raise database_error(exc, path, "creating the index") from exc
+    except OSError as exc:
+        from zeroshot.errors import storage_error
+
+        raise (storage_error(exc, path, "creating the index") or exc) from exc
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+# Temporary catalogs being created; a folder holding only these (and a lock) still counts as empty.
+TEMP_PREFIX = ".catalog-new."
+
+# SQLite's primary result codes (the low byte of `sqlite_errorcode`).
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR = 5, 6, 8, 10
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 11, 13, 14, 26
+
+
+def database_error(exc: sqlite3.Error, path: Path, doing: str) -> UserError:
+    """One line saying what really went wrong with the catalog at `path` while `doing` something.
+
+    A full disk must not read as corruption: SQLite reports it as SQLITE_FULL, or, in WAL mode, as an
+    I/O error, which is told apart by the free space left.
+    """
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    where = path.parent
+    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and disk_full(where)):
+        return UserError(f"{where}: no space left on device while {doing}; nothing of the unfinished "
+                         "batch was kept; free some space and run it again (finished batches are kept)", 507)
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return UserError(f"{where}: another process is writing this index; try again when it finishes", 409)
+    if code == _SQLITE_READONLY:
+        return UserError(f"{where}: the index is read-only here; it can be searched but not changed", 403)
+    if code == _SQLITE_IOERR:
+        return UserError(f"{path}: disk I/O error while {doing} ({exc}); nothing was changed", 503)
+    if code == _SQLITE_CANTOPEN:
+        return UserError(f"{path}: cannot open the index ({exc})", 403)
+    return UserError(f"{path}: not a readable zeroshot image index, or damaged ({exc}); nothing was "
+                     "changed; re-create it with `zeroshot index` into a new --db folder")

@@ -21,21 +21,25 @@ per write session since the catalog removes orphans in one batch.
 The index file is a cache of the catalog (`vectors.faiss` + `vectors.json` with the catalog version it
 matches), written to a temporary file and renamed into place, so a crash leaves the old cache or the
 new one, never half of one; an unreadable cache, or one of a layout this version does not build (the
-former IVF layout), is simply rebuilt.
+former IVF layout), is simply rebuilt. FAISS reads damaged bytes without complaint (a scribbled page
+gave scores of 1e37), so the SHA-256 of each cache file is recorded in the catalog when it is saved
+and checked when it is opened: a cache without a matching checksum is rebuilt, never trusted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import faiss
 import numpy as np
 
-from zeroshot.errors import UserError
+from zeroshot.errors import UserError, storage_error
 
 FLAT_LIMIT = 50_000
 REGROW_FACTOR = 4
@@ -58,7 +62,7 @@ class FaissStore:
     """
 
     def __init__(self, folder: Path, dim: int, k_factor: int | None = None, cache: bool = True,
-                 threads: int | None = 1) -> None:
+                 threads: int | None = 1, checksums: Checksums | None = None) -> None:
         if k_factor is not None and (not isinstance(k_factor, int) or k_factor < 1):
             raise UserError(f"k_factor must be a positive integer, not {k_factor!r}")
         self.folder = Path(folder)
@@ -66,6 +70,7 @@ class FaissStore:
         self.k_factor = k_factor
         self.cache = cache
         self.threads = threads
+        self.checksums = checksums
         self._index_path = self.folder / "vectors.faiss"
         self._state_path = self.folder / "vectors.json"
         self._version: int | None = None
@@ -152,11 +157,16 @@ class FaissStore:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         # The index first, then the state naming its version: a crash between the two leaves a state
-        # that under-claims, which only costs a re-check by id.
-        _write_atomically(self._index_path, lambda tmp: faiss.write_index(self._index, str(tmp)))
+        # that under-claims, which only costs a re-check by id. The checksums go last: a crash before
+        # them leaves files that fail the check, which only costs a rebuild.
+        digests = {self._index_path.name: _write_atomically(
+            self._index_path, lambda tmp: faiss.write_index(self._index, str(tmp)))}
         state = {"version": version, "count": len(self), "dim": self.dim, "layout": self.layout,
                  "trained_on": self._trained_on}
-        _write_atomically(self._state_path, lambda tmp: tmp.write_text(json.dumps(state)))
+        digests[self._state_path.name] = _write_atomically(
+            self._state_path, lambda tmp: tmp.write_text(json.dumps(state)))
+        if self.checksums is not None:
+            self.checksums.record_checksums(digests)
 
     def close(self) -> None:
         self._index = _flat(self.dim)
@@ -166,6 +176,10 @@ class FaissStore:
 
     def _load(self) -> faiss.IndexIDMap2 | None:
         try:
+            if self.checksums is not None and not all(
+                    _sha256(path) == self.checksums.checksum(path.name)
+                    for path in (self._index_path, self._state_path)):
+                return None  # changed since it was saved (or saved before checksums were recorded)
             state = json.loads(self._state_path.read_text())
             index = faiss.read_index(str(self._index_path))
         except (OSError, ValueError, RuntimeError):
@@ -209,12 +223,33 @@ def _omp_threads(count: int | None) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+class Checksums(Protocol):
+    """Where the checksums of the cache files are kept (the index's catalog)."""
+
+    def checksum(self, name: str) -> str | None: ...
+
+    def record_checksums(self, checksums: dict[str, str]) -> None: ...
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> str:
+    """Write `path` through a temporary file renamed into place; return the SHA-256 of what was written."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        digest = _sha256(tmp)
         os.replace(tmp, path)
+        return digest
+    except (OSError, RuntimeError) as exc:  # FAISS reports a failed fwrite as a RuntimeError
+        error = storage_error(exc, path, "saving the search cache")
+        if error is None:
+            raise
+        raise error from exc
     finally:
         tmp.unlink(missing_ok=True)
