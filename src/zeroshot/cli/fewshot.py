@@ -26,7 +26,7 @@ def fewshot_curve(
     test_fraction: float = typer.Option(0.5, help="Share of each class held out as the fixed test split."),
     split_seed: int = typer.Option(0, help="Seed of the test split."),
     limit: int = typer.Option(
-        None, min=1, help="Use a stratified subset of N examples, every class kept in proportion (quick runs)."
+        None, min=1, help="Use a stratified subset of N examples, every class in proportion (quick runs)."
     ),
 ) -> None:
     """Plot test accuracy against labelled examples per class, mean and spread over seeds."""
