@@ -220,6 +220,14 @@ def test_captions_naming_missing_images(class_folders, tmp_path, capsys):
     _assert_one_line_error(code, err, "do not exist", "nowhere/shoe.png", "line 2")
 
 
+def test_captions_file_that_is_not_utf8(tmp_path, capsys):
+    for name in ("pairs.jsonl", "pairs.csv"):
+        captions = tmp_path / name
+        captions.write_bytes(b"\xff\xfe image,caption\n")
+        code, err = _cli(["train-clip", str(captions), "--out", str(tmp_path / "m")], capsys)
+        _assert_one_line_error(code, err, "not UTF-8")
+
+
 def test_csv_captions_are_read(class_folders, tmp_path):
     captions = tmp_path / "pairs.csv"
     rows = ["image,caption"] + [f"{path},a picture of {path.parent.name}"

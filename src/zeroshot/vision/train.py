@@ -148,12 +148,13 @@ def read_pairs(data: str | os.PathLike) -> Pairs:
     """A captions file (.jsonl / .csv) or a folder of class folders -> `Pairs`. Raises `UserError`."""
     path = Path(data).expanduser()
     if path.is_file():
-        if path.suffix.lower() == ".jsonl":
-            rows = _read_jsonl(path)
-        elif path.suffix.lower() == ".csv":
-            rows = _read_csv(path)
-        else:
+        readers = {".jsonl": _read_jsonl, ".csv": _read_csv}
+        if path.suffix.lower() not in readers:
             raise UserError(f"{path.name}: a captions file must be .jsonl or .csv")
+        try:
+            rows = readers[path.suffix.lower()](path)
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
         return _check_captions(path, rows)
     if path.is_dir():
         return _read_class_folders(path)
