@@ -40,29 +40,22 @@ WHEELS = REPO / ".cache" / "llama-wheels"
 REQUIREMENT = "llama-cpp-python>=0.3"
 RECORD = Path(sys.prefix) / "llama-build.json"
 X86_64_V3 = ("avx2", "fma", "f16c", "bmi2")
+NATIVE = ["-DGGML_NATIVE=ON"]
+
+# The repository's own check code (stdlib at import time), also when the package is not installed yet.
+sys.path.insert(0, str(REPO / "src"))
+from zeroshot.models.llamacpp_check import cpu_signature, run_check  # noqa: E402
 
 
 def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("flags"):
-                return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_signature() -> str:
-    sys.path.insert(0, str(REPO / "src"))
-    from zeroshot.models.llamacpp_check import cpu_signature as signature
-
-    return signature()
+    """This CPU's instruction-set flags, from the same reading of /proc/cpuinfo as the runtime check."""
+    return set(cpu_signature().split("|", 2)[2].split())
 
 
 def cmake_args(native: bool) -> list[str]:
     """The CMake flags of the build: native, x86-64-v3, SSE4.2, or generic."""
     if native:
-        return ["-DGGML_NATIVE=ON"]
+        return list(NATIVE)
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return ["-DGGML_NATIVE=OFF"]
     off_512 = ["-DGGML_AVX512=OFF", "-DGGML_AVX512_VBMI=OFF", "-DGGML_AVX512_VNNI=OFF",
@@ -78,7 +71,7 @@ def cmake_args(native: bool) -> list[str]:
 
 
 def describe(args: list[str]) -> str:
-    if "-DGGML_NATIVE=ON" in args:
+    if args == NATIVE:
         return "native (tuned to this CPU)"
     if "-DGGML_AVX2=ON" in args:
         return "portable x86-64-v3 (AVX2/FMA/F16C)"
@@ -89,7 +82,7 @@ def describe(args: list[str]) -> str:
 
 def build_key(args: list[str]) -> str:
     text = " ".join(args)
-    if "-DGGML_NATIVE=ON" in args:
+    if args == NATIVE:
         text += "|" + cpu_signature()  # a native wheel is only good for the CPU that built it
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -138,8 +131,6 @@ def wheel_for(args: list[str]) -> Path | None:
 
 def smoke_test() -> tuple[bool, str]:
     """Load the default GGUF, score two continuations, generate four tokens, in a child process."""
-    sys.path.insert(0, str(REPO / "src"))
-    from zeroshot.models.llamacpp_check import run_check
     from zeroshot.models.lm import default_model_path
 
     return run_check(str(default_model_path()))
@@ -174,12 +165,12 @@ def main() -> int:
     portable = cmake_args(native=False)
     record = installed_record()
     if record:
-        same_cpu = record.get("cpu") == cpu_signature()[:300]
-        wanted = cmake_args(options.native)
-        # Keep what is installed if it is exactly what was asked for, or a native build that was
-        # made and checked on this very CPU (so `make test` does not undo `make setup-llama-native`).
-        keep = record.get("cmake_args") == wanted and (same_cpu or not options.native)
-        keep = keep or (not options.native and record.get("cmake_args") == ["-DGGML_NATIVE=ON"] and same_cpu)
+        # A native build is kept on the CPU that built it (so `make test` does not undo
+        # `make setup-llama-native`); a portable one only when portable is what was asked for.
+        if record.get("cmake_args") == NATIVE:
+            keep = record.get("cpu") == cpu_signature()[:300]
+        else:
+            keep = record.get("cmake_args") == portable and not options.native
         if keep:
             ok, reason = smoke_test()
             if ok:
