@@ -45,25 +45,9 @@ TASK_NAME = "zeroshot_bbc_news_k4"
 
 def export_hf_folder(out: Path) -> Path:
     """De-quantise the default GGUF into a float32 Hugging Face folder (once)."""
-    if (out / "config.json").exists():
-        return out
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from zeroshot.models.dequantise import gguf_to_hf_folder
 
-    from zeroshot.models.lm import default_model_path
-
-    gguf = Path(default_model_path())
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # A model loaded from GGUF refuses save_pretrained; a plain copy of its de-quantised weights does not.
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return gguf_to_hf_folder(out=out)
 
 
 def write_task(folder: Path, contexts: list[str], choices: list[str], gold: list[int]) -> None:
