@@ -10,6 +10,7 @@ import typer
 
 from zeroshot.cli import app
 from zeroshot.errors import UserError
+from zeroshot.validation import check_labels
 
 MODEL_HELP = (
     "Hugging Face id, local model folder or .gguf file (default: the built-in SmolLM2-135M-Instruct)."
@@ -26,12 +27,6 @@ def _load_lm(model: str | None, backend: str):
         f"model: {Path(lm.name).name}  backend: {lm.backend}  (loaded in {lm.load_seconds:.1f} s)", err=True
     )
     return lm
-
-
-def _split_labels(labels: str) -> list[str]:
-    from zeroshot.text.classify import check_labels
-
-    return check_labels(part.strip() for part in labels.split(",")) if labels.strip() else check_labels([])
 
 
 @app.command("demo")
@@ -108,7 +103,7 @@ def classify_text(
     from zeroshot.text.classify import ZeroShotTextClassifier
     from zeroshot.text.scoring import check_normalization
 
-    label_list = _split_labels(labels)
+    label_list = check_labels(labels)
     check_normalization(normalization)
     pool_texts: list[str] = []
     pool_labels: list[str] = []

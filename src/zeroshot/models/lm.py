@@ -275,13 +275,6 @@ def check_scoring_request(context: Sequence[int], continuations: Sequence[Sequen
                         "or use fewer demonstrations")
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Log-probabilities over the last axis, computed in float64 for stable comparisons."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 class StopTrimmer:
     """Streams text while holding back any tail that could be the start of a stop sequence.
 

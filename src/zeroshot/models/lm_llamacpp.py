@@ -27,9 +27,9 @@ from zeroshot.models.lm import (
     LanguageModel,
     check_scoring_request,
     common_prefix_length,
-    log_softmax,
     resolve_seed,
 )
+from zeroshot.numerics import log_softmax
 
 MAX_DEFAULT_CONTEXT = 8192  # the logits buffer holds n_ctx x vocabulary floats (virtual until written)
 
