@@ -11,8 +11,9 @@ import pytest
 from text_fake_lm import FakeLM
 from zeroshot.cli import main
 from zeroshot.errors import UserError
-from zeroshot.eval.runs import evaluate, format_table, parse_shots, save_report
+from zeroshot.eval.runs import evaluate, format_table, save_report
 from zeroshot.eval.tasks import load_task
+from zeroshot.validation import split_ints
 
 
 def write_jsonl(path, rows, raw_lines=()):
@@ -96,7 +97,7 @@ def test_k_larger_than_the_pool(classification_file):
     with pytest.raises(UserError, match="K=7 demonstrations requested but task 'sentiment' has only 6"):
         load_task(classification_file).check_shots([0, 7])
     with pytest.raises(UserError, match="comma-separated whole numbers"):
-        parse_shots("0,two")
+        split_ints("0,two", "--shots")
 
 
 def test_bbc_task_split_is_fixed_and_disjoint():

@@ -29,6 +29,7 @@ from zeroshot.models.lm import (
     resolve_seed,
     trim_at_stop,
 )
+from zeroshot.models.registry import register_backend
 from zeroshot.numerics import batched
 
 SCORING_BATCH = 8  # continuations scored per forward pass on top of the shared context cache
@@ -38,10 +39,10 @@ _DTYPES = {"auto": None, "fp32": torch.float32, "float32": torch.float32, "bf16"
            "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 
+@register_backend("transformers")
 class TransformersLM(LanguageModel):
     """A frozen causal LM run by PyTorch. Build it with `load_lm` (or `TransformersLM.load`)."""
 
-    backend = "transformers"
 
     def __init__(self, model, tokenizer, name: str) -> None:
         self.model = model.eval()

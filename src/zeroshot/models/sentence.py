@@ -138,7 +138,7 @@ def load_text_encoder(spec: str | None = None) -> SentenceEncoder | LMEncoder:
     """An encoder from a short spec: None or "minilm" (the bundled MiniLM), a sentence-transformers id or
     folder, or "lm:MODEL" / "lm:MODEL@last" for a causal LM's mean / last-token hidden states."""
     if spec and spec.startswith("lm:"):
-        from zeroshot.models.lm import load_lm
+        from zeroshot.models.loader import load_lm
 
         model, _, pooling = spec[3:].partition("@")
         return LMEncoder(load_lm(model or None), pooling=pooling or "mean")
