@@ -65,7 +65,8 @@ def test_no_flag_shows_a_value_in_help():
 @pytest.mark.parametrize(("argv", "expected"), [
     (["eval-text", "bbc-news", "--out", "r"], ["eval-text", "bbc-news", "--output-dir", "r"]),
     (["classify-text", "x", "--json"], ["classify-text", "x", "--format", "json"]),
-    (["detect", "a.png", "-m", "clip", "-o=d"], ["detect", "a.png", "--clip-model", "clip", "--output-dir=d"]),
+    (["detect", "a.png", "-m", "clip", "-o=d"],
+     ["detect", "a.png", "--clip-model", "clip", "--output-dir=d"]),
     (["audit", "lm-gender", "--out", "r"], ["audit", "lm-gender", "--output-dir", "r"]),
     (["generate", "--", "--beams"], ["generate", "--", "--beams"]),  # after --, an argument
     (["generate", "hi", "--beams", "2"], ["generate", "hi", "--num-beams", "2"]),

@@ -49,21 +49,13 @@ def detect(
 
     from zeroshot.errors import UserError
     from zeroshot.models.clip import DEFAULT_CLIP, load_clip
-    from zeroshot.vision.coco import CocoBuilder
-    from zeroshot.vision.detect import ZeroShotDetector, draw_detections, result_record
-    from zeroshot.vision.images import expand_paths, load_image
+    from zeroshot.vision.detect import ZeroShotDetector
+    from zeroshot.vision.detect_dataset import COCO_NAME, JSONL_NAME, write_detection_dataset
     from zeroshot.vision.proposals import RegionProposer
 
     if not queries and not examples:
         raise UserError("nothing to detect: give at least one --query or --example")
     proposer = RegionProposer(method=method, max_proposals=proposals, search_mode=search_mode)
-    files = expand_paths(paths)
-    if not files:
-        raise UserError("no image files found in " + ", ".join(paths))
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {output_dir}: {exc}") from exc
     model = load_clip(clip_model or DEFAULT_CLIP, device=device)
     detector = ZeroShotDetector(model, queries or (), [str(e) for e in examples or ()],
                                 example_label=example_label, example_mode=example_mode,
@@ -71,39 +63,15 @@ def detect(
                                 proposer=proposer, nms_iou=nms_iou, context_padding=context_padding,
                                 batch_size=batch_size, cache_dir=False if no_cache else None)
     err = Console(stderr=True)
-    coco = CocoBuilder(detector.labels)
-    done, failed, found = 0, 0, 0
-    picture_names = _picture_names(files)
-    with open(output_dir / "detections.jsonl", "w", encoding="utf-8") as jsonl:
-        for index, result, error in detector.iter_runs([str(f) for f in files], progress=not quiet):
-            record = result_record(str(files[index]), result, error)
-            if result is None:
-                failed += 1
-                err.print(Text.assemble(("skipped ", "yellow"), error or ""), highlight=False)
-            else:
-                done += 1
-                found += len(result.detections)
-                coco.add_image(str(files[index]), result.width, result.height, result.detections)
-                picture = draw_detections(load_image(files[index]), result.detections, detector.labels)
-                picture.save(output_dir / picture_names[index])
-                record["annotated"] = picture_names[index]
-            line = json.dumps(record)
-            jsonl.write(line + "\n")
-            if not quiet:
-                print(line, flush=True)
-    coco.write(output_dir / "annotations.coco.json")
-    err.print(f"{done} images, {found} detections, {failed} skipped; results in {output_dir}/ "
-              f"(detections.jsonl, annotations.coco.json, PNGs)", highlight=False)
-    if done == 0:
-        raise UserError(f"no image could be processed ({failed} unreadable; reasons above)")
 
+    def show(record: dict) -> None:
+        if "error" in record:
+            err.print(Text.assemble(("skipped ", "yellow"), record["error"] or ""), highlight=False)
+        if not quiet:
+            print(json.dumps(record), flush=True)
 
-def _picture_names(files: list[Path]) -> list[str]:
-    # Two inputs may share a name (a/x.jpg, b/x.jpg): number them from the second one on.
-    names: list[str] = []
-    seen: dict[str, int] = {}
-    for path in files:
-        stem = path.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.detections.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.detections.png")
-    return names
+    summary = write_detection_dataset(detector, paths, output_dir, progress=not quiet, on_record=show)
+    err.print(f"{summary.images} images, {summary.detections} detections, {summary.skipped} skipped; results "
+              f"in {output_dir}/ ({JSONL_NAME}, {COCO_NAME}, PNGs)", highlight=False)
+    if summary.images == 0:
+        raise UserError(f"no image could be processed ({summary.skipped} unreadable; reasons above)")

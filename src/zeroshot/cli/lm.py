@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,22 +26,24 @@ def generate_command(
     seed: int = typer.Option(None, "--seed", help="Seed for sampling (drawn and printed if not given)."),
     chat: bool = typer.Option(False, "--chat", help="Apply the model's chat template."),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they are decoded."),
+    output_format: str = options.output_format(),
 ) -> None:
     """Continue PROMPT with a language model."""
     from zeroshot.errors import UserError
     from zeroshot.models.lm import GenerationConfig
     from zeroshot.models.loader import load_lm
 
-    config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                              repetition_penalty=repetition_penalty, num_beams=num_beams,
-                              stop=list(stop or []),
-                              seed=seed, chat=chat)
-    config.validate()
+    config = GenerationConfig.from_options(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                           top_p=top_p, repetition_penalty=repetition_penalty,
+                                           num_beams=num_beams, stop=stop, seed=seed, chat=chat)
     if not prompt.strip():
         raise UserError("the prompt is empty: give some text to continue")
     lm = load_lm(model, backend=backend)
     print(f"model: {Path(lm.name).name}  backend: {lm.backend}  loaded in {lm.load_seconds:.1f}s",
           file=sys.stderr)
+    if output_format == "json":
+        print(json.dumps(lm.complete(prompt, config).to_dict(), indent=2))
+        return
     if stream:
         for piece in lm.stream(prompt, config):
             sys.stdout.write(piece)

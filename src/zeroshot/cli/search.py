@@ -67,7 +67,7 @@ def search(
     image: Path = typer.Option(None, "--image", help="Search by this example image instead of text."),
     k: int = typer.Option(10, "-k", "--top-k", help="How many results."),
     min_score: float = typer.Option(None, "--min-score", help="Drop results below this cosine similarity."),
-    output_format: str = options.output_format("table", ("table", "json", "html")),
+    output_format: str = options.output_format("table", _FORMATS),
     output: Path = options.output_file("Write the results to this file."),
     clip_model: str = options.clip_model(),
     store: str = typer.Option("faiss", "--store", help=_STORE_HELP),
@@ -78,21 +78,14 @@ def search(
     from zeroshot.errors import UserError
     from zeroshot.models.clip import load_clip
 
-    if (text is None) == (image is None):
-        raise UserError("give a search text or --image (exactly one)")
-    if output_format not in _FORMATS:
-        raise UserError(f"unknown --format {output_format!r}: choose one of {', '.join(_FORMATS)}")
     if output_format == "html" and output is None:
         raise UserError("--format html needs --output FILE.html")
-    if k < 1:
-        raise UserError("-k must be at least 1")
     with _open(db, store, milvus_uri, create=False, progress=True) as image_index:
         if clip_model or device:
             recorded = image_index.info.get("model_name")
             image_index.use_model(load_clip(clip_model or recorded, device=device))
-        hits = image_index.search(text=text, image=str(image) if image else None, k=k, min_score=min_score)
-    query = text if text is not None else f"image: {image}"
-    rendered = _render(hits, query, output_format)
+        results = image_index.query(text=text, image=str(image) if image else None, k=k, min_score=min_score)
+    rendered = _render(results, output_format)
     if output is None:
         print(rendered)
         return
@@ -100,7 +93,7 @@ def search(
         output.write_text(rendered, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    print(f"{len(hits)} results written to {output}")
+    print(f"{len(results.hits)} results written to {output}")
 
 
 @app.command("similarity")
@@ -137,14 +130,16 @@ def _open(db: Path, store: str, milvus_uri: str | None, create: bool, progress: 
     return ImageIndex(db, store=store, store_options=options, create=create, progress=progress)
 
 
-def _render(hits, query: str, output_format: str) -> str:
+def _render(results, output_format: str) -> str:
     import json
 
+    hits = results.hits
     if output_format == "json":
-        return json.dumps({"query": query, "results": [hit.to_dict() for hit in hits]}, indent=2)
+        return json.dumps(results.to_dict(), indent=2)
     if output_format == "html":
         from zeroshot.vision.contact_sheet import render_contact_sheet
 
+        query = results.query.get("text") or f"image: {results.query.get('image')}"
         return render_contact_sheet(hits, query)
     if not hits:
         return "no results"

@@ -125,36 +125,15 @@ def classify_text(
         balanced=balanced,
     )
     clf.fit(pool_texts or None, pool_labels or None)
-    proba = clf.predict_proba(texts)
+    result = clf.classify(texts)
     if output_format == "json":
-        rows = [
-            {
-                "text": t,
-                "label": label_list[int(p.argmax())],
-                "probabilities": dict(zip(label_list, map(float, p), strict=True)),
-            }
-            for t, p in zip(texts, proba, strict=True)
-        ]
-        typer.echo(
-            json.dumps(
-                {
-                    "model": lm.name,
-                    "backend": lm.backend,
-                    "shots": len(clf.demonstrations_),
-                    "seed": seed,
-                    "calibrate": calibrate,
-                    "normalization": normalization,
-                    "results": rows,
-                },
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     typer.echo(
-        f"{len(clf.demonstrations_)} demonstrations (seed {seed}), normalization {normalization}"
+        f"{result.shots} demonstrations (seed {seed}), normalization {normalization}"
         f"{', calibrated' if calibrate else ''}"
     )
-    for text, p in zip(texts, proba, strict=True):
+    for text, p in zip(texts, result.probabilities, strict=True):
         order = p.argsort()[::-1]
         table = "  ".join(f"{label_list[j]}={p[j]:.3f}" for j in order)
         typer.echo(f"{label_list[order[0]]}\t{text[:60]!r}\t{table}")

@@ -7,6 +7,7 @@ was, or on a usage mistake.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -33,6 +34,7 @@ def classify_images(
     output: Path = options.output_file("Write all results to a .csv or .jsonl file."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk label-embedding cache."),
     quiet: bool = options.quiet("No progress bar and no table."),
+    output_format: str = options.output_format(),
 ) -> None:
     """Classify images into classes given only by name (CLIP zero-shot, prompt-ensembled)."""
     from rich.console import Console
@@ -40,7 +42,7 @@ def classify_images(
 
     from zeroshot.errors import UserError
     from zeroshot.models.clip import DEFAULT_CLIP, load_clip
-    from zeroshot.vision.classify import ZeroShotImageClassifier
+    from zeroshot.vision.classify import ZeroShotImageClassifier, classification_to_dict
     from zeroshot.vision.images import expand_paths
     from zeroshot.vision.results import ResultWriter, check_output_path, read_labels, results_table
 
@@ -57,6 +59,12 @@ def classify_images(
                                          num_workers=workers, cache_dir=False if no_cache else None,
                                          progress=not quiet)
     err = Console(stderr=True)
+    if output_format == "json":  # the same document the server's /v1/classify/image returns
+        predictions = list(classifier.iter_predictions([str(f) for f in files]))
+        print(json.dumps(classification_to_dict(label_list, predictions, top_k), indent=2))
+        if all(p.error is not None for p in predictions):
+            raise UserError(f"no image could be classified ({len(predictions)} unreadable)")
+        return
     writer = ResultWriter(output, top_k) if output is not None else None
     rows, classified, failed = [], 0, 0
     try:

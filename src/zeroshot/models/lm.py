@@ -28,7 +28,16 @@ logger = logging.getLogger("zeroshot")
 
 @dataclass
 class GenerationConfig:
-    """Decoding options shared by both backends (a backend says plainly which it cannot honour)."""
+    """Decoding options shared by both backends (a backend says plainly which it cannot honour).
+
+    The one place that says which decoding options exist and what values they may take: the CLI's
+    `generate` options and the server's request fields are checked here, through `validate`, and
+    built here, through `from_options` (which takes OpenAI's and Hugging Face's names).
+    """
+
+    MAX_TEMPERATURE = 2.0  # OpenAI's upper bound; above it sampling is noise
+    MAX_STOP = 4  # OpenAI's limit on stop sequences
+    MAX_BEAMS = 8
 
     max_new_tokens: int = 64
     temperature: float = 0.0  # 0 means greedy
@@ -49,20 +58,38 @@ class GenerationConfig:
         """Raise `UserError` for options no backend can honour."""
         if self.max_new_tokens < 1:
             raise UserError(f"max tokens must be at least 1, got {self.max_new_tokens}")
-        if not self.temperature >= 0:  # written so that NaN fails too
-            raise UserError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
+        if not 0 <= self.temperature <= self.MAX_TEMPERATURE:  # written so that NaN fails too
+            raise UserError(f"temperature must be between 0 (greedy) and {self.MAX_TEMPERATURE}, "
+                            f"got {self.temperature}")
         if self.top_k < 0:
             raise UserError(f"top-k must be >= 0 (0 disables it), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise UserError(f"top-p must be in (0, 1], got {self.top_p}")
         if not self.repetition_penalty > 0:
             raise UserError(f"repetition penalty must be > 0 (1 disables it), got {self.repetition_penalty}")
-        if self.num_beams < 1:
-            raise UserError(f"beams must be at least 1, got {self.num_beams}")
+        if not 1 <= self.num_beams <= self.MAX_BEAMS:
+            raise UserError(f"num_beams must be between 1 and {self.MAX_BEAMS}, got {self.num_beams}")
         if self.num_beams > 1 and not self.greedy:
-            raise UserError("beam search is deterministic here: use --beams with temperature 0")
-        if any(not s for s in self.stop):
-            raise UserError("stop sequences must not be empty strings")
+            raise UserError("beam search is deterministic here: use num_beams with temperature 0")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise UserError("stop sequences must be non-empty strings")
+        if len(self.stop) > self.MAX_STOP:
+            raise UserError(f"at most {self.MAX_STOP} stop sequences, got {len(self.stop)}")
+
+    @classmethod
+    def from_options(cls, *, max_tokens: int | None = None, temperature: float | None = None,
+                     top_k: int | None = None, top_p: float | None = None,
+                     repetition_penalty: float | None = None, num_beams: int | None = None,
+                     stop: str | Sequence[str] | None = None, seed: int | None = None,
+                     chat: bool = False) -> GenerationConfig:
+        """A checked config from the options users type (`None` keeps the default; `stop` may be one
+        string). The CLI and every HTTP route build their config here, so they agree on every value."""
+        given = {"max_new_tokens": max_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                 "repetition_penalty": repetition_penalty, "num_beams": num_beams}
+        config = cls(**{name: value for name, value in given.items() if value is not None},
+                     stop=[stop] if isinstance(stop, str) else list(stop or []), seed=seed, chat=chat)
+        config.validate()
+        return config
 
 
 class LanguageModel(abc.ABC):
@@ -108,6 +135,67 @@ class LanguageModel(abc.ABC):
     def embed(self, texts: Sequence[str], pooling: str = "mean") -> np.ndarray:
         """Hidden-state embeddings (`pooling` is "mean" or "last"), one row per text."""
         raise NotImplementedError(f"the {self.backend} backend cannot embed texts")
+
+    # -- the context budget and whole completions: the same rules for every backend and entry point --
+
+    def check_fits(self, prompt_tokens: int, new_tokens: int) -> None:
+        """`UserError` unless a prompt of `prompt_tokens` plus `new_tokens` fits the context window."""
+        if prompt_tokens + new_tokens > self.context_length:
+            raise UserError(f"the prompt ({prompt_tokens} tokens) plus {new_tokens} new tokens exceeds the "
+                            f"model's context length of {self.context_length} tokens: shorten the prompt "
+                            "or ask for fewer tokens")
+
+    def complete(self, prompt: str, config: GenerationConfig | None = None) -> Completion:
+        """`generate`, with the token counts and finish reason every entry point reports."""
+        config = config or GenerationConfig()
+        prompt_tokens = self.count_prompt_tokens(prompt, config)
+        return self.finish(prompt_tokens, self.generate(prompt, config), 0, config)
+
+    def count_prompt_tokens(self, prompt: str, config: GenerationConfig) -> int:
+        """Tokens of `prompt` as generation feeds it, after checking that the completion fits."""
+        if not prompt:
+            raise UserError("the prompt is empty: give some text to continue")
+        count = len(self.tokenize(prompt, add_bos=True))
+        self.check_fits(count, config.max_new_tokens)
+        return count
+
+    def finish(self, prompt_tokens: int, text: str, pieces: int, config: GenerationConfig) -> Completion:
+        """The `Completion` of a generation that produced `text` (in `pieces` streamed parts, or 0)."""
+        completion_tokens = max(pieces, self.last_num_tokens if pieces == 0 else 0,
+                                len(self.tokenize(text)) if text else 0)
+        reason = "length" if completion_tokens >= config.max_new_tokens else "stop"
+        return Completion(text, prompt_tokens, completion_tokens, reason,
+                          None if config.greedy else self.last_seed, self.model_id, self.backend)
+
+    @property
+    def model_id(self) -> str:
+        """How the model is named to users and HTTP clients: a hub id as it is; a local file or folder
+        by its own name, without `.gguf` and never with the folders it lies in."""
+        path = Path(self.name)
+        if path.suffix.lower() == ".gguf":
+            return path.stem
+        return path.name if path.is_absolute() or path.exists() else self.name
+
+
+@dataclass
+class Completion:
+    """A finished generation: its text, what it cost, and why it ended ("length" or "stop")."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    seed: int | None = None  # the sampling seed (None for greedy decoding)
+    model: str = ""  # the model's id (`LanguageModel.model_id`)
+    backend: str = ""
+
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "backend": self.backend, "text": self.text,
+                "finish_reason": self.finish_reason, "usage": self.usage(), "seed": self.seed}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -131,13 +131,9 @@ class LlamaCppLM(LanguageModel):
         config.validate()
         if config.num_beams > 1:
             raise UserError("the llama.cpp backend has no beam search: use --backend transformers for "
-                            "--beams, "
+                            "num_beams > 1, "
                             "or greedy decoding (temperature 0)")
-        n_prompt = len(self.tokenize(prompt, add_bos=True))
-        if n_prompt + config.max_new_tokens > self.context_length:
-            raise UserError(f"the prompt ({n_prompt} tokens) plus {config.max_new_tokens} new tokens "
-                            "exceeds the "
-                            f"model's context length of {self.context_length} tokens")
+        self.check_fits(len(self.tokenize(prompt, add_bos=True)), config.max_new_tokens)
         kwargs = dict(max_tokens=config.max_new_tokens, repeat_penalty=config.repetition_penalty,
                       stop=list(config.stop) or None, min_p=0.0, top_k=config.top_k, top_p=config.top_p,
                       temperature=config.temperature)

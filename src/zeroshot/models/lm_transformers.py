@@ -176,10 +176,7 @@ class TransformersLM(LanguageModel):
             if self.tokenizer.bos_token_id is None:
                 raise UserError("the prompt is empty and this model has no begin-of-sequence token")
             ids = [self.tokenizer.bos_token_id]
-        if len(ids) + config.max_new_tokens > self.context_length:
-            raise UserError(f"the prompt ({len(ids)} tokens) plus {config.max_new_tokens} new tokens "
-                            "exceeds the "
-                            f"model's context length of {self.context_length} tokens")
+        self.check_fits(len(ids), config.max_new_tokens)
         return torch.tensor([ids])
 
     def _hf_config(self, config: GenerationConfig):

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig
 from zeroshot.server.generation import Completion, complete, stream_completion
-from zeroshot.server.resources import Resources, public_name
+from zeroshot.server.resources import Resources
 from zeroshot.server.streaming import primed, sse_event, sse_response
 
 router = APIRouter(tags=["openai"])
@@ -38,9 +38,9 @@ class CompletionRequest(BaseModel):
 
     model: str
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = None  # decoding values are checked by GenerationConfig, as on the CLI
+    temperature: float | None = None
+    top_p: float | None = None
     n: int | None = 1
     stream: bool | None = False
     stream_options: dict[str, Any] | None = None
@@ -90,17 +90,12 @@ def _check_supported(body: CompletionRequest, limit: int) -> list[str]:
     if len(prompts) > limit:
         raise UserError(f"{len(prompts)} prompts in one request; this server accepts at most {limit} "
                         "(each is a whole generation)", 413)
-    stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    if len(stops) > 4:
-        raise UnsupportedOption("at most 4 stop sequences", "stop")
     return prompts
 
 
 def model_id(resources: Resources) -> str:
-    """The id clients name the served LM by: the `--model` given, else the loaded model's file stem."""
-    if resources.settings.model:
-        return public_name(resources.settings.model)
-    return Path(resources.lm().name).stem
+    """The id clients name the served LM by (`LanguageModel.model_id`, as every route reports it)."""
+    return resources.lm().model_id
 
 
 def _check_model(requested: str, resources: Resources) -> None:
@@ -131,11 +126,10 @@ async def completions(body: CompletionRequest, request: Request):
     prompts = _check_supported(body, resources.settings.max_prompts_per_request)
     await resources.on_lm(lambda lm: None)
     _check_model(body.model, resources)
-    config = GenerationConfig(
-        max_new_tokens=body.max_tokens or DEFAULT_MAX_TOKENS,
+    config = GenerationConfig.from_options(
+        max_tokens=DEFAULT_MAX_TOKENS if body.max_tokens is None else body.max_tokens,
         temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        stop=[body.stop] if isinstance(body.stop, str) else list(body.stop or []), seed=body.seed)
+        top_p=body.top_p, stop=body.stop, seed=body.seed)
     header = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
               "model": model_id(resources)}
     if body.stream:

@@ -5,46 +5,59 @@ are not safe to share, and one thread per model serialises generation without an
 event loop never runs model code; it hands work to these threads and waits.
 
 Models load lazily, on the thread that will use them, the first time a request needs them (or at
-start-up with `preload`). A capability whose module is not installed answers 503, not 500.
+start-up with `preload`). A model that cannot be loaded answers 503, not 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from zeroshot.errors import UserError
+from zeroshot.models.clip import DEFAULT_CLIP, load_clip
+from zeroshot.models.loader import load_lm
 from zeroshot.server.batching import MicroBatcher
 from zeroshot.server.settings import ServerSettings
+from zeroshot.text.classify import ZeroShotTextClassifier
+from zeroshot.text.prompts import PromptTemplate
+from zeroshot.vision.classify import ZeroShotImageClassifier
+from zeroshot.vision.detect import ZeroShotDetector
+from zeroshot.vision.search import ImageIndex
 
 T = TypeVar("T")
 
 
 class Unavailable(UserError):
-    """A capability this server cannot offer right now (module not installed, model not loadable): 503."""
+    """A capability this server cannot offer right now (a model that cannot be loaded): 503."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, status_code=503)
 
 
-def require(module: str, attribute: str, what: str) -> Any:
-    """`module.attribute`, or `Unavailable` naming the missing capability."""
-    try:
-        return getattr(importlib.import_module(module), attribute)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            raise Unavailable(f"capability not installed: {what} needs {module}, which this installation "
-                              f"does not have") from exc
-        raise
-    except AttributeError as exc:
-        raise Unavailable(f"capability not installed: {module} has no {attribute} ({what})") from exc
+@dataclass(frozen=True)
+class TextTask:
+    """What makes two text-classification requests share one classifier (and one batched LM call)."""
+
+    labels: tuple[str, ...]
+    description: str = ""
+    demonstrations: tuple[tuple[str, str], ...] = ()
+    template: PromptTemplate | None = None
+    normalization: str = "sum"
+    calibrate: bool = False
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """What makes two image-classification requests share one classifier (and one batched CLIP call)."""
+
+    labels: tuple[str, ...]
+    templates: tuple[str, ...] | None = None
 
 
 class _LRU(OrderedDict):
@@ -102,7 +115,6 @@ class Resources:
     def lm(self):
         """The shared language model (loaded on first call)."""
         if self._lm is None:
-            load_lm = require("zeroshot.models.loader", "load_lm", "text generation and classification")
             with self._lock:
                 if self._lm is None:
                     try:
@@ -114,11 +126,8 @@ class Resources:
     def clip(self):
         """The shared CLIP model (loaded on first call)."""
         if self._clip is None:
-            load_clip = require("zeroshot.models.clip", "load_clip", "image classification")
             with self._lock:
                 if self._clip is None:
-                    from zeroshot.models.clip import DEFAULT_CLIP
-
                     try:
                         self._clip = load_clip(self.settings.clip_model or DEFAULT_CLIP, self.settings.device)
                     except UserError as exc:
@@ -131,12 +140,11 @@ class Resources:
             raise Unavailable("image search is off: start the server with --db DIR (an index built by "
                               "`zeroshot index`)")
         if self._index is None:
-            image_index = require("zeroshot.vision.search", "ImageIndex", "image search")
             model = self.clip()
             with self._lock:
                 if self._index is None:
                     try:
-                        self._index = image_index(self.settings.db, model, create=False)
+                        self._index = ImageIndex(self.settings.db, model, create=False)
                     except UserError as exc:
                         raise Unavailable(f"the image index could not be opened: {exc}") from exc
         return self._index
@@ -159,36 +167,34 @@ class Resources:
         }
 
     # --- batched calls (run on the model threads) ---------------------------------------------------
-    def _classify_texts(self, key: Hashable, texts: list[str]) -> list[Any]:
-        labels, description, demonstrations, template, normalization, calibrate = key
-        classifier_class = require("zeroshot.text.classify", "ZeroShotTextClassifier", "text classification")
-        prompt_template = require("zeroshot.text.prompts", "PromptTemplate", "text classification")
-        lm = self.lm()
-        classifier = self._text_classifiers.get_or_build(key, lambda: classifier_class(
-            lm, list(labels), description=description,
-            demonstrations=[tuple(pair) for pair in demonstrations] or None,
-            template=None if template is None else prompt_template(*template),
-            normalization=normalization, calibrate=calibrate))
-        return list(classifier.predict_proba(texts))
+    def text_classifier(self, task: TextTask) -> ZeroShotTextClassifier:
+        """The classifier of `task`, built once and kept while recently used."""
+        return self._text_classifiers.get_or_build(task, lambda: ZeroShotTextClassifier(
+            self.lm(), list(task.labels), description=task.description,
+            demonstrations=list(task.demonstrations) or None, template=task.template,
+            normalization=task.normalization, calibrate=task.calibrate).fit())
 
-    def _classify_images(self, key: Hashable, images: list[Any]) -> list[Any]:
-        labels, templates = key
-        classifier_class = require("zeroshot.vision.classify", "ZeroShotImageClassifier",
-                                   "image classification")
-        model = self.clip()
-        classifier = self._image_classifiers.get_or_build(key, lambda: classifier_class(
-            model, list(labels), templates=list(templates) if templates else None, num_workers=1,
-            cache_dir=False))  # kept in this LRU only: label sets sent by clients leave no files
-        return list(classifier.predict_proba(images))
+    def _classify_texts(self, task: TextTask, texts: list[str]) -> list[Any]:
+        return list(self.text_classifier(task).predict_proba(texts))
 
-    def detector(self, detector_class: type, model: Any, queries: tuple[str, ...], examples: list,
-                 threshold: float) -> Any:
+    def image_classifier(self, task: ImageTask) -> ZeroShotImageClassifier:
+        """The classifier of `task`, built once and kept while recently used."""
+        return self._image_classifiers.get_or_build(task, lambda: ZeroShotImageClassifier(
+            self.clip(), list(task.labels), templates=list(task.templates) if task.templates else None,
+            num_workers=1, cache_dir=False))  # kept in this LRU only: client label sets leave no files
+
+    def _classify_images(self, task: ImageTask, images: list[Any]) -> list[Any]:
+        return list(self.image_classifier(task).predict_proba(images))
+
+    def detector(self, model: Any, queries: tuple[str, ...], examples: list,
+                 threshold: float) -> ZeroShotDetector:
         """A detector for `queries` and example images ((name, image) pairs), reused while cached."""
         digest = hashlib.sha256()
         for _, image in examples:
             digest.update(f"{image.size}".encode())
             digest.update(image.tobytes())
-        return self._detectors.get_or_build((queries, digest.hexdigest(), threshold), lambda: detector_class(
+        key = (queries, digest.hexdigest(), threshold)
+        return self._detectors.get_or_build(key, lambda: ZeroShotDetector(
             model, queries=queries, examples=[image for _, image in examples], threshold=threshold))
 
     async def close(self) -> None:
@@ -196,11 +202,6 @@ class Resources:
         await self.image_batcher.close()
         self.lm_executor.shutdown(wait=False, cancel_futures=True)
         self.clip_executor.shutdown(wait=False, cancel_futures=True)
-
-
-def public_name(name: str) -> str:
-    """How a model is named to clients: a local path only by its last part, never the server's folders."""
-    return Path(name).name if ("/" in name and Path(name).exists()) or Path(name).is_absolute() else name
 
 
 def _quietly(load: Callable[[], Any]) -> None:

@@ -5,18 +5,19 @@ Each accepts a multipart upload or JSON naming paths under `--image-root`; see `
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zeroshot.errors import UserError
 from zeroshot.server.image_inputs import load_images, parse_body
-from zeroshot.server.resources import Resources, public_name, require
+from zeroshot.server.resources import ImageTask, Resources
 from zeroshot.server.security import resolve_under_roots
+from zeroshot.validation import check_labels
+from zeroshot.vision.classify import Prediction, classification_to_dict
+from zeroshot.vision.templates import get_templates
 
 router = APIRouter(tags=["vision"])
 
@@ -35,58 +36,43 @@ def _both_forms(model: type[BaseModel], files: str) -> dict[str, Any]:
                                                           "multipart/form-data": {"schema": form}}}}
 
 
-def image_url(path: str, request: Request) -> str | None:
-    """Where the web page can fetch `path`, if it lies under an image root (else None)."""
-    try:
-        resolve_under_roots(path, request.app.state.settings.image_roots)
-    except UserError:
-        return None
-    return f"/v1/image?path={quote(str(Path(path).resolve()))}"
-
-
 # --- classification -------------------------------------------------------------------------------
 class ClassifyImageRequest(BaseModel):
-    """Labels to score, and images as `paths` (JSON) or uploaded `files` (multipart)."""
+    """Labels to score, and images as `paths` (JSON) or uploaded `files` (multipart).
+
+    Labels and templates are checked by the library, as for `zeroshot classify-images`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    labels: list[str] = Field(min_length=2, description="Class names; each is put into the templates.")
-    templates: list[str] | None = Field(None, description="Prompt templates with {}; default: CLIP's 80.")
+    labels: list[str] = Field(description="Class names (at least two); each is put into the templates.")
+    templates: list[str] | None = Field(None, description="Prompt templates with {} or {label}; "
+                                                          "default: CLIP's 80.")
     paths: list[str] = Field(default_factory=list, description="Image paths under the server's image roots.")
     top_k: int = Field(5, ge=1, le=1000)
-
-    @field_validator("templates")
-    @classmethod
-    def _templates_have_slot(cls, templates: list[str] | None) -> list[str] | None:
-        if templates is not None and (not templates or any("{}" not in t for t in templates)):
-            raise ValueError("each template must contain {} where the label goes")
-        return templates
 
 
 @router.post("/v1/classify/image", openapi_extra=_both_forms(ClassifyImageRequest, "files"))
 async def classify_image(request: Request) -> dict[str, Any]:
-    """Zero-shot image classification; concurrent requests with the same labels share one CLIP call."""
+    """Zero-shot image classification (`classification_to_dict`); concurrent requests with the same
+    labels share one CLIP call."""
     resources = _resources(request)
     body, uploads = await parse_body(request, ClassifyImageRequest, ("files",))
-    check_label_work(resources.settings, body.labels, body.templates)
+    labels = check_labels(body.labels)
+    templates = get_templates(body.templates) if body.templates is not None else None
+    check_label_work(resources.settings, labels, templates)
     images = await load_images(resources.settings, uploads["files"], body.paths)
     if not images:
         raise UserError("no image: upload `files` (multipart) or name `paths` (JSON)", 422)
-    key = (tuple(body.labels), tuple(body.templates) if body.templates else None)
-    rows = await resources.image_batcher.submit(key, [image for _, image in images])
-    results = []
-    for (name, _), row in zip(images, rows, strict=True):
-        scores = {label: round(float(p), 6) for label, p in zip(body.labels, row, strict=True)}
-        ranked = sorted(scores.items(), key=lambda pair: -pair[1])[: body.top_k]
-        results.append({"image": name, "label": ranked[0][0], "scores": scores,
-                        "top_k": [{"label": label, "score": score} for label, score in ranked]})
-    return {"model": public_name(resources.clip().name), "labels": body.labels, "results": results}
+    task = ImageTask(tuple(labels), tuple(body.templates) if body.templates is not None else None)
+    rows = await resources.image_batcher.submit(task, [image for _, image in images])
+    predictions = [Prediction(i, name, row)
+                   for i, ((name, _), row) in enumerate(zip(images, rows, strict=True))]
+    return classification_to_dict(labels, predictions, body.top_k)
 
 
 def check_label_work(settings, labels: list[str], templates: list[str] | None) -> None:
     """Refuse label sets that would cost more text encodings than one request may (413)."""
-    from zeroshot.vision.templates import get_templates
-
     count = len(templates) if templates else len(get_templates(None))
     if len(labels) > settings.max_labels_per_request:
         raise UserError(f"{len(labels)} labels in one request; this server accepts at most "
@@ -120,15 +106,12 @@ async def search(request: Request) -> dict[str, Any]:
     body, uploads = await parse_body(request, SearchRequest, ("image",))
     paths = [body.image_path] if body.image_path else []
     images = await load_images(resources.settings, uploads["image"], paths)
-    if (body.text is None) == (not images) or len(images) > 1:
-        raise UserError("give exactly one query: `text`, `image_path`, or one uploaded `image`", 422)
-    query_image = images[0][1] if images else None
-    hits = await resources.on_index(lambda index: index.search(
-        text=body.text, image=query_image, k=body.k, min_score=body.min_score))
-    return {"query": body.text if body.text is not None else images[0][0],
-            "index_size": len(resources.index()),
-            "results": [{"path": str(hit.path), "score": round(float(hit.score), 6),
-                         "url": image_url(str(hit.path), request)} for hit in hits]}
+    if len(images) > 1:
+        raise UserError("give one query image: `image_path` or one uploaded `image`", 422)
+    name, image = images[0] if images else (None, None)
+    results = await resources.on_index(lambda index: index.query(
+        text=body.text, image=image, k=body.k, min_score=body.min_score, image_name=name))
+    return results.to_dict()
 
 
 # --- detection ------------------------------------------------------------------------------------
@@ -160,18 +143,12 @@ async def detect(request: Request) -> dict[str, Any]:
     if len(targets) != 1:
         raise UserError("give exactly one image: `path` (JSON) or one uploaded `image`", 422)
     examples = await load_images(resources.settings, uploads["examples"], body.example_paths)
-    detector_class = require("zeroshot.vision.detect", "ZeroShotDetector", "detection")
     name, image = targets[0]
 
     def run(model):
-        detector = resources.detector(detector_class, model, tuple(body.queries), examples, body.threshold)
-        return detector.run(image)
+        return resources.detector(model, tuple(body.queries), examples, body.threshold).run(image)
 
-    result = await resources.on_clip(run)
-    found = [{"box": [round(float(v), 2) for v in d.box], "label": str(d.label),
-              "score": round(float(d.score), 6)} for d in result.detections]
-    return {"image": name, "width": result.width, "height": result.height,
-            "proposals": result.num_proposals, "timings_ms": result.timings_ms, "detections": found}
+    return (await resources.on_clip(run)).to_dict(name)
 
 
 # --- image files, for the web page's result grid -----------------------------------------------------

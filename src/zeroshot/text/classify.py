@@ -95,6 +95,27 @@ class _LikelihoodTask:
         return results
 
 
+@dataclass
+class TextClassification:
+    """The answer to "classify these texts": what the CLI prints, the server returns and Python gets."""
+
+    labels: list[str]
+    texts: list[str]
+    probabilities: np.ndarray  # (n_texts, n_labels), columns in the order of `labels`
+    normalization: str = "sum"
+    calibrate: bool = False
+    shots: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready: per text the best label and every label's probability (6 decimals)."""
+        rows = []
+        for text, row in zip(self.texts, self.probabilities, strict=True):
+            scores = {label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)}
+            rows.append({"text": text, "label": self.labels[int(np.argmax(row))], "scores": scores})
+        return {"labels": list(self.labels), "normalization": self.normalization, "calibrate": self.calibrate,
+                "shots": self.shots, "results": rows}
+
+
 class ZeroShotTextClassifier(_LikelihoodTask):
     """Classify texts into `labels` by the likelihood a language model gives each label.
 
@@ -179,6 +200,16 @@ class ZeroShotTextClassifier(_LikelihoodTask):
         """The most likely label of each text."""
         proba = self.predict_proba(texts)
         return [str(self.classes_[i]) for i in proba.argmax(axis=1)]
+
+    def classify(self, texts: Sequence[str]) -> TextClassification:
+        """`predict_proba` as a result that every entry point reports the same way."""
+        return self.result(texts, self.predict_proba(texts))
+
+    def result(self, texts: Sequence[str], probabilities: np.ndarray) -> TextClassification:
+        """The `TextClassification` of probabilities this classifier computed for `texts`."""
+        self._ensure_fitted()
+        return TextClassification([str(c) for c in self.classes_], list(texts), np.asarray(probabilities),
+                                  self.normalization, self.calibrate, len(self.demonstrations_))
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,13 @@ class PromptTemplate:
     answer: str = " {answer}"
     example_separator: str = "\n\n"
 
+    def __post_init__(self) -> None:
+        if "{text}" not in self.query:
+            raise UserError(f"the query template must contain {{text}} where the input goes: {self.query!r}")
+        if "{answer}" not in self.answer:
+            raise UserError(f"the answer template must contain {{answer}} where each label goes: "
+                            f"{self.answer!r}")
+
     def format_query(self, text: str) -> str:
         return self.query.replace("{text}", text)
 

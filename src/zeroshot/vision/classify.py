@@ -141,6 +141,23 @@ class Prediction:
     probabilities: np.ndarray | None  # (n_labels,) float32, None when the image failed
     error: str | None = None
 
+    def to_dict(self, labels: Sequence[str], top_k: int = 5) -> dict:
+        """JSON-ready, as the CLI (`--format json`) and the server report it: the best label, every
+        label's probability (6 decimals) and the `top_k` best; or the error."""
+        if self.probabilities is None:
+            return {"image": self.source, "error": self.error}
+        scores = {label: round(float(p), 6) for label, p in zip(labels, self.probabilities, strict=True)}
+        order = np.argsort(-self.probabilities, kind="stable")[:top_k]
+        return {"image": self.source, "label": labels[int(order[0])], "scores": scores,
+                "top_k": [{"label": labels[i], "score": scores[labels[i]]} for i in order]}
+
+
+def classification_to_dict(labels: Sequence[str], predictions: Iterable[Prediction], top_k: int = 5) -> dict:
+    """The JSON of a classification run: the labels and one entry per image."""
+    if top_k < 1:
+        raise UserError("top-k must be at least 1")
+    return {"labels": list(labels), "results": [p.to_dict(labels, top_k) for p in predictions]}
+
 
 class ZeroShotImageClassifier:
     """Classify images into classes named only by text.

@@ -27,12 +27,13 @@ import numpy as np
 
 from zeroshot.errors import UserError, storage_error
 from zeroshot.models.clip import ImageTextModel
+from zeroshot.validation import check_exactly_one
 from zeroshot.vision.images import ImageError, expand_paths
 from zeroshot.vision.indexing import AddReport, absolute, forget_files, index_files
 from zeroshot.vision.stores import VectorStore, open_store, sync
 from zeroshot.vision.stores.catalog import TEMP_PREFIX, Catalog, database_error
 
-__all__ = ["AddReport", "ImageIndex", "SearchHit", "image_similarity"]
+__all__ = ["AddReport", "ImageIndex", "SearchHit", "SearchResults", "image_similarity"]
 
 CATALOG_NAME = "catalog.sqlite"
 
@@ -55,7 +56,20 @@ class SearchHit:
     duplicates: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "duplicates": list(self.duplicates)}
+        return {**asdict(self), "score": round(float(self.score), 6), "duplicates": list(self.duplicates)}
+
+
+@dataclass
+class SearchResults:
+    """A query and its hits, as the CLI (`--format json`), the server and Python report them."""
+
+    query: dict  # {"text": ...} or {"image": the path or name of the query image}
+    index_size: int
+    hits: list[SearchHit]
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "index_size": self.index_size,
+                "results": [hit.to_dict() for hit in self.hits]}
 
 
 class ImageIndex:
@@ -215,12 +229,17 @@ class ImageIndex:
         Scores are cosine similarities in the model's space (for CLIP, text-to-image matches score about
         0.2-0.35, image-to-image 0.5-1); `min_score` drops weaker hits.
         """
-        if (text is None) == (image is None):
-            raise UserError("search with a text or with an image (exactly one of them)")
-        if text is not None and not text.strip():
+        if check_exactly_one("query", text=text, image=image) == "text" and not text.strip():
             raise UserError("the search text is empty")
         query = self.embed_text(text) if text is not None else self.embed_image(image)
         return self.search_vector(query, k, min_score)
+
+    def query(self, text: str | None = None, image=None, k: int = 10, min_score: float | None = None,
+              image_name: str | None = None) -> SearchResults:
+        """`search`, as a `SearchResults` naming the query (`image_name` names an image given as bytes)."""
+        hits = self.search(text=text, image=image, k=k, min_score=min_score)
+        named = {"text": text} if text is not None else {"image": image_name or _image_name(image)}
+        return SearchResults(named, len(self), hits)
 
     def search_vector(self, query: np.ndarray, k: int = 10, min_score: float | None = None
                       ) -> list[SearchHit]:
@@ -359,3 +378,10 @@ class _WriteLock:
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
             self._handle.close()
+
+
+def _image_name(image) -> str:
+    """How a query image is named in results: its path, else what kind of object it was."""
+    if isinstance(image, str | os.PathLike):
+        return str(image)
+    return "uploaded image"

@@ -70,18 +70,18 @@ function resultCard(hit) {
   const figure = document.createElement("figure");
   figure.className = "result";
   const name = hit.path.split(/[\\/]/).pop();
-  if (hit.url) {
-    const img = document.createElement("img");
-    img.alt = name;
-    img.loading = "lazy";
-    showImage(img, hit.url).catch(() => { img.alt = `${name} (not readable)`; });
-    figure.append(img);
-  } else {
+  // Served by /v1/image when the file lies under an --image-root (a 403 shows as "not readable").
+  const url = `/v1/image?path=${encodeURIComponent(hit.path)}`;
+  const img = document.createElement("img");
+  img.alt = name;
+  img.loading = "lazy";
+  showImage(img, url).catch(() => {
     const missing = document.createElement("div");
     missing.className = "missing";
-    missing.textContent = "outside the image roots";
-    figure.append(missing);
-  }
+    missing.textContent = "not readable here (outside the image roots?)";
+    img.replaceWith(missing);
+  });
+  figure.append(img);
   const caption = document.createElement("figcaption");
   const label = document.createElement("span");
   label.textContent = name;
@@ -175,7 +175,7 @@ async function runGeneration(event) {
   setStatus(status, "Generating…");
   const request = {
     prompt, stream: true,
-    max_new_tokens: Number($("generate-max").value),
+    max_tokens: Number($("generate-max").value),
     temperature: Number($("generate-temperature").value),
   };
   if ($("generate-seed").value !== "") request.seed = Number($("generate-seed").value);
