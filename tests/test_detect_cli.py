@@ -47,7 +47,7 @@ def test_detect_writes_jsonl_png_and_coco(tiny_clip_dir, images, tmp_path, capsy
     scene = records[0]
     assert scene["width"] == 128 and scene["detections"]
     assert any(d["label"] == "example" and d["box"] == [32.0, 32.0, 96.0, 96.0] for d in scene["detections"])
-    assert Image.open(out / scene["annotated"]).size == (128, 128)
+    assert Image.open(out / "scene.detections.png").size == (128, 128)
     coco = read_coco(out / "annotations.coco.json")
     assert len(coco[str(images / "scene.png")]) == len(scene["detections"])
     assert stdout == ""  # --quiet

@@ -301,7 +301,8 @@ def test_search_by_text_and_by_image(client, sample_images):
     scores = [hit["score"] for hit in body["results"]]
     assert scores == sorted(scores, reverse=True)
     first = body["results"][0]
-    assert client.get(first["url"]).content == Path(first["path"]).read_bytes()
+    served = client.get("/v1/image", params={"path": first["path"]})  # what the web page shows
+    assert served.content == Path(first["path"]).read_bytes()
     query = (sample_images / "blue-square.png").read_bytes()
     by_image = client.post("/v1/search", data={"k": "1"}, files={"image": ("q.png", query, "image/png")})
     assert by_image.status_code == 200, by_image.text

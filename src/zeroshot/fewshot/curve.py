@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
 
 from zeroshot.errors import UserError
+from zeroshot.eval.experiment import Summary, plot_curves, run_grid
+from zeroshot.eval.experiment import format_table as experiment_table
 from zeroshot.fewshot.kernel_adapter import KernelAdapter
 from zeroshot.fewshot.linear_probe import LinearProbe
 from zeroshot.fewshot.tasks import EmbeddingTask
@@ -110,25 +113,26 @@ def run_curve(
     X_test, y_test = task.embeddings[test], labels[test]
     for k in shots:  # fail before the progress bar starts, not halfway through
         sample_support(pool, labels, k, seed=0)
-    accuracy = {m: {} for m in methods}
-    seconds = {m: {} for m in methods}
-    jobs = [(seed, k) for seed in range(seeds) for k in shots]
-    from tqdm import tqdm
+    seconds: dict[str, list[float]] = {m: [] for m in methods}
 
-    for seed, k in tqdm(jobs, desc=f"{task.name} curve", disable=not progress, unit="run"):
+    def measure(k: int, seed: int) -> dict[str, float]:
         support = sample_support(pool, labels, k, seed) if k else np.array([], dtype=int)
+        scores = {}
         for method in methods:
             if k == 0 and method != "zeroshot":
                 continue  # no support set: only the zero-shot head has anything to say
-            if method == "zeroshot" and seed > 0:
-                continue  # deterministic: one evaluation per shot count is the whole story
+            if method == "zeroshot" and (k > 0 or seed > 0):
+                continue  # it learns nothing from the support set: one evaluation is the whole story
             estimator = make_estimator(method, task.prior)
             started = time.perf_counter()
             X_fit = task.embeddings[support] if k else task.embeddings[test[:1]]
             estimator.fit(X_fit, labels[support] if k else None)
-            score = float(estimator.score(X_test, y_test))
-            accuracy[method].setdefault(str(k), []).append(score)
-            seconds[method].setdefault(str(k), []).append(time.perf_counter() - started)
+            scores[method] = float(estimator.score(X_test, y_test))
+            seconds[method].append(time.perf_counter() - started)
+        return scores
+
+    shot_list = sorted(set(shots) | ({0} if "zeroshot" in methods else set()))
+    series = run_grid(shot_list, list(range(seeds)), measure, progress=progress, desc=f"{task.name} curve")
     return {
         "task": task.name,
         "encoder": task.encoder,
@@ -140,71 +144,37 @@ def run_curve(
         "n_test": int(len(test)),
         "classes": [str(c) for c in np.unique(labels)],
         "methods": {m: METHOD_NAMES[m] for m in methods},
-        "accuracy": accuracy,
-        "fit_and_score_seconds": seconds,
-        "summary": summarise(accuracy),
+        "series": {name: [asdict(point) for point in points] for name, points in series.items()},
+        "mean_fit_and_score_seconds": {m: float(np.mean(v)) if v else None for m, v in seconds.items()},
     }
 
 
-def summarise(accuracy: dict) -> dict:
-    """method -> shots -> {mean, std, n} (std over seeds, population formula)."""
-    return {
-        method: {
-            k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} for k, v in by_shots.items()
-        }
-        for method, by_shots in accuracy.items()
-    }
+def series_of(result: dict) -> dict[str, list[Summary]]:
+    """The summaries of a `run_curve` result (as read back from its JSON)."""
+    def point(saved: dict) -> Summary:  # JSON turned the seed keys into strings
+        return Summary(**{**saved, "per_seed": {int(s): a for s, a in saved["per_seed"].items()}})
+
+    return {name: [point(p) for p in points] for name, points in result["series"].items()}
 
 
 def format_table(result: dict) -> str:
-    """A Markdown table of mean ± std accuracy (percent), one row per method, one column per shot count."""
-    shots = [str(k) for k in result["shots"]]
-    lines = ["| method | " + " | ".join(f"{k}-shot" for k in shots) + " |", "|---|" + "---|" * len(shots)]
-    for method, by_shots in result["summary"].items():
-        cells = []
-        for k in shots:
-            cell = by_shots.get(k) or (by_shots.get("0") if method == "zeroshot" else None)
-            cells.append("-" if cell is None else f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}")
-        lines.append(f"| {result['methods'][method]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """A Markdown table of accuracy per shot count: mean ± std [min, max] over seeds, one row per method."""
+    series = series_of(result)
+    levels = {m: series.pop(m)[0] for m in list(series) if m == "zeroshot"}
+    table = experiment_table(series, result["shots"], result["methods"])
+    for method, point in levels.items():
+        table += f"\n| {result['methods'][method]} (no training) | {point.mean:.1%} at every K |"
+    return table
 
 
 def plot_curve(result: dict, path: Path) -> Path:
-    """Accuracy against shots: mean line with a ±1 std band per method; the zero-shot head as a level line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shots = result["shots"]
-    positions = {k: i for i, k in enumerate(shots)}  # even spacing: 0, 1, 2, 4, 8, 16 read like a log axis
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, by_shots in result["summary"].items():
-        name = result["methods"][method]
-        if method == "zeroshot":
-            level = next(iter(by_shots.values()))["mean"]
-            ax.axhline(100 * level, color="grey", linestyle="--", label=f"{name} ({100 * level:.1f}%)")
-            continue
-        ks = [k for k in shots if str(k) in by_shots]
-        mean = np.array([by_shots[str(k)]["mean"] for k in ks]) * 100
-        std = np.array([by_shots[str(k)]["std"] for k in ks]) * 100
-        xs = [positions[k] for k in ks]
-        ax.plot(xs, mean, marker="o", label=name)
-        ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-    ax.set_xticks(range(len(shots)), [str(k) for k in shots])
-    ax.set_xlabel("labelled examples per class (shots)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(
-        f"{result['task']} ({result['encoder']}): mean ± std over {len(result['seeds'])} seeds, "
-        f"{result['n_test']} test examples",
-        fontsize=9,
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    """Accuracy against shots: mean with a ±1 std band per method; the zero-shot head as a level line."""
+    series = series_of(result)
+    levels = {m: series.pop(m)[0].mean for m in list(series) if m == "zeroshot"}
+    return plot_curves(series, path, shots=result["shots"], levels=levels, names=result["methods"],
+                       xlabel="labelled examples per class (shots)",
+                       title=f"{result['task']} ({result['encoder']}): {len(result['seeds'])} seeds, "
+                             f"{result['n_test']} test examples")
 
 
 def save_curve(result: dict, out_dir: Path, stem: str) -> tuple[Path, Path]:

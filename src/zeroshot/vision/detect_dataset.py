@@ -1,5 +1,8 @@
 """A detection dataset from a folder of images: one JSON line per image, annotated PNGs and a COCO file.
 
+Each JSON line is `DetectionResult.to_dict(image)`, the same record `/v1/detect` returns; the annotated
+picture of `x.jpg` is `x.detections.png` (`x-2.detections.png` for a second `x.jpg`, see `picture_names`).
+
 What `zeroshot detect` writes, as a library call, so Python users get the same files:
 
     from zeroshot.vision.detect_dataset import write_detection_dataset
@@ -67,7 +70,6 @@ def write_detection_dataset(detector: ZeroShotDetector, paths: Sequence[str | os
                 coco.add_image(str(files[index]), result.width, result.height, result.detections)
                 picture = draw_detections(load_image(files[index]), result.detections, detector.labels)
                 picture.save(folder / names[index])
-                record["annotated"] = names[index]
             jsonl.write(json.dumps(record) + "\n")
             jsonl.flush()
             if on_record is not None:

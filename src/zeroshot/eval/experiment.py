@@ -1,0 +1,111 @@
+"""The one experiment runner and its summaries: accuracy against K over seeds, for any method.
+
+`eval-text` (K demonstrations in the prompt) and `fewshot-curve` (K labelled examples per class for an
+adapter) run the same grid: every K, every seed, one accuracy per series ("plain" and "calibrated", or
+one per method). Both summarise it here, with the same statistics under the same names: mean, sample
+standard deviation over seeds (`std`, ddof=1, 0 for one seed), min and max; and both plot the mean with
+a ±1 std band.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Summary:
+    """One point of a curve: the accuracy at `k` over its seeds."""
+
+    k: int
+    per_seed: dict[int, float] = field(default_factory=dict)
+    mean: float = 0.0
+    std: float = 0.0  # sample standard deviation over seeds (ddof=1); 0 with one seed
+    min: float = 0.0
+    max: float = 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+
+def summarize(k: int, per_seed: Mapping[int, float]) -> Summary:
+    """Mean, sample std, min and max of the per-seed accuracies at `k`."""
+    values = np.array(list(per_seed.values()), dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return Summary(k, dict(per_seed), float(values.mean()), std, float(values.min()), float(values.max()))
+
+
+Measure = Callable[[int, int], Mapping[str, float]]
+
+
+def run_grid(shots: Sequence[int], seeds: Sequence[int], measure: Measure, *, once_at_zero: bool = True,
+             progress: bool = True, desc: str = "runs",
+             on_point: Callable[[str, int, int, float], None] | None = None) -> dict[str, list[Summary]]:
+    """Call `measure(k, seed)` for every K and seed and summarise each series per K.
+
+    `measure` returns {series name: accuracy} (a series it has nothing for is left out). K=0 has no
+    randomness, so with `once_at_zero` it runs for the first seed only. `on_point` sees each accuracy
+    as it is measured (for partial results that survive an interruption).
+    """
+    jobs = [(k, seed) for k in shots for seed in (seeds[:1] if (k == 0 and once_at_zero) else seeds)]
+    measured: dict[str, dict[int, dict[int, float]]] = {}
+    for k, seed in tqdm(jobs, desc=desc, unit="run", disable=not progress):
+        for name, accuracy in measure(k, seed).items():
+            measured.setdefault(name, {}).setdefault(k, {})[seed] = float(accuracy)
+            if on_point is not None:
+                on_point(name, k, seed, float(accuracy))
+    return {name: [summarize(k, by_seed[k]) for k in shots if k in by_seed]
+            for name, by_seed in measured.items()}
+
+
+def format_table(series: Mapping[str, Sequence[Summary]], shots: Sequence[int],
+                 names: Mapping[str, str] | None = None) -> str:
+    """Accuracy per K as a Markdown table: mean ± std [min, max] over seeds, one row per series."""
+    names = names or {}
+    lines = ["| series | " + " | ".join(f"K={k}" for k in shots) + " |", "|---|" + "---|" * len(shots)]
+    for name, points in series.items():
+        by_k = {p.k: p for p in points}
+        cells = [f"{p.mean:.1%} ± {p.std:.1%} [{p.min:.1%}, {p.max:.1%}]" if (p := by_k.get(k)) else "-"
+                 for k in shots]
+        lines.append(f"| {names.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(series: Mapping[str, Sequence[Summary]], path: str | Path, *, shots: Sequence[int],
+                title: str, xlabel: str, chance: float | None = None,
+                levels: Mapping[str, float] | None = None, names: Mapping[str, str] | None = None) -> Path:
+    """Accuracy against K: per series the mean with a ±1 std band; `levels` as horizontal lines (a
+    method with no K, such as a zero-shot head); `chance` dashed. K is evenly spaced (0, 1, 2, 4, ...)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = names or {}
+    position = {k: i for i, k in enumerate(shots)}
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name, points in series.items():
+        xs = [position[p.k] for p in points]
+        mean = np.array([p.mean for p in points]) * 100
+        std = np.array([p.std for p in points]) * 100
+        ax.plot(xs, mean, marker="o", label=names.get(name, name))
+        ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
+    for name, level in (levels or {}).items():
+        ax.axhline(100 * level, color="grey", linestyle="--", label=f"{names.get(name, name)} ({level:.1%})")
+    if chance is not None:
+        ax.axhline(chance * 100, color="black", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(range(len(shots)), [str(k) for k in shots])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title + "\nmean ± 1 std over seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
