@@ -6,7 +6,10 @@ line and exit code 2, the server into a 4xx response, so the same input fails th
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from zeroshot.errors import UserError
 
@@ -78,3 +81,31 @@ def check_exactly_one(what: str, **given: object) -> str:
         found = f"got {' and '.join(present)}" if present else "got neither"
         raise UserError(f"give exactly one {what}: {names} ({found})")
     return present[0]
+
+
+def read_jsonl(path: str | os.PathLike, fields: dict[str, type | tuple[type, ...]]) -> list[tuple[int, dict]]:
+    """The rows of a JSON-lines file a user gave, each with its line number; blank lines are skipped.
+
+    Every row must be an object whose `fields` have the given types; anything else (not UTF-8, not
+    JSON, a missing field) is a `UserError` naming the file and the line.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    shape = "{" + ", ".join(f'"{name}": ...' for name in fields) + "}"
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path.name} line {number} is not JSON: {exc.msg}") from None
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), kind) for k, kind in fields.items()):
+            raise UserError(f"{path.name} line {number} needs {shape}")
+        rows.append((number, row))
+    return rows

@@ -32,18 +32,11 @@ def index(
 ) -> None:
     """Index images for search; re-running only embeds new or changed files and drops deleted ones."""
     from zeroshot.errors import UserError
-    from zeroshot.models.clip import DEFAULT_CLIP, load_clip
-    from zeroshot.vision.search import CATALOG_NAME
 
     if batch_size < 1 or workers < 1:
         raise UserError("--batch-size and --workers must be at least 1")
-    recorded = None
-    if (db / CATALOG_NAME).exists():  # an existing index: default to its model, and check it first
-        with _open(db, store, milvus_uri, create=False, progress=False) as existing:
-            recorded = existing.info.get("model_name")
-    model = load_clip(clip_model or recorded or DEFAULT_CLIP, device=device)
     with _open(db, store, milvus_uri, create=True, progress=not quiet) as image_index:
-        image_index.use_model(model)
+        image_index.load_model(clip_model, device)
         image_index.batch_size, image_index.num_workers = batch_size, workers
         report = image_index.add(paths)
         total = len(image_index)
@@ -76,14 +69,11 @@ def search(
 ) -> None:
     """Find the indexed images closest to a text or to an example image."""
     from zeroshot.errors import UserError
-    from zeroshot.models.clip import load_clip
 
     if output_format == "html" and output is None:
         raise UserError("--format html needs --output FILE.html")
     with _open(db, store, milvus_uri, create=False, progress=True) as image_index:
-        if clip_model or device:
-            recorded = image_index.info.get("model_name")
-            image_index.use_model(load_clip(clip_model or recorded, device=device))
+        image_index.load_model(clip_model, device)
         results = image_index.query(text=text, image=str(image) if image else None, k=k, min_score=min_score)
     rendered = _render(results, output_format)
     if output is None:

@@ -12,7 +12,6 @@ Accepted TASK values (docs/fewshot.md has examples):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from zeroshot.errors import UserError
 from zeroshot.fewshot._validation import check_embeddings
 from zeroshot.fewshot.zero_shot_head import NEWS_TEMPLATES, ZeroShotHead
+from zeroshot.validation import read_jsonl
 
 GENERIC_TEMPLATES = ("This text is about {label}.", "{label}.")
 # The prior's temperature for unit-norm sentence embeddings, chosen among 10, 30 and 100 on a development
@@ -133,27 +133,11 @@ def _embed_texts(name, texts, labels, encoder_spec, templates, logit_scale, prog
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
-    try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path.name}: {exc.strerror or exc}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path.name} line {number} is not JSON: {exc.msg}") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "label" not in row:
-            raise UserError(f'{path.name} line {number} needs {{"text": "...", "label": "..."}}')
-        texts.append(row["text"])
-        labels.append(str(row["label"]))
-    if not texts:
+    # a label may be a number in the file; it is a class name here
+    rows = read_jsonl(path, {"text": str, "label": (str, int, float, bool)})
+    if not rows:
         raise UserError(f"{path.name} has no examples")
-    return texts, labels
+    return [row["text"] for _, row in rows], [str(row["label"]) for _, row in rows]
 
 
 def _read_arrays(path: Path, logit_scale: float, limit: int | None) -> EmbeddingTask:

@@ -11,10 +11,11 @@ start-up with `preload`). A model that cannot be loaded answers 503, not 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,6 +59,17 @@ class ImageTask:
 
     labels: tuple[str, ...]
     templates: tuple[str, ...] | None = None
+
+
+@contextlib.contextmanager
+def unprocessable() -> Iterator[None]:
+    """Inside: a library check that refuses a request's content answers 422, as pydantic's checks do."""
+    try:
+        yield
+    except UserError as exc:
+        if exc.status_code != 400:
+            raise
+        raise UserError(str(exc), 422) from None
 
 
 class _LRU(OrderedDict):

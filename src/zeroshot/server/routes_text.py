@@ -10,7 +10,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig
 from zeroshot.server.generation import Completion, complete, stream_completion
-from zeroshot.server.resources import Resources, TextTask
+from zeroshot.server.resources import Resources, TextTask, unprocessable
 from zeroshot.server.streaming import primed, sse_event, sse_response
 from zeroshot.text.prompts import PromptTemplate
 from zeroshot.text.scoring import check_normalization
@@ -41,7 +41,8 @@ class GenerateRequest(BaseModel):
     stream: bool = Field(False, description="Send the completion piece by piece as server-sent events.")
 
     def config(self) -> GenerationConfig:
-        return GenerationConfig.from_options(**self.model_dump(exclude={"prompt", "stream"}))
+        with unprocessable():
+            return GenerationConfig.from_options(**self.model_dump(exclude={"prompt", "stream"}))
 
 
 class Demonstration(BaseModel):
@@ -78,6 +79,10 @@ class ClassifyTextRequest(BaseModel):
     calibrate: bool = Field(False, description="Divide out the labels' prior on a content-free input.")
 
     def task(self) -> TextTask:
+        with unprocessable():
+            return self._task()
+
+    def _task(self) -> TextTask:
         return TextTask(labels=tuple(check_labels(self.labels)), description=self.description,
                         demonstrations=tuple((d.text, d.label) for d in self.demonstrations),
                         template=(None if self.template is None

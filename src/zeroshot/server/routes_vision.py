@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zeroshot.errors import UserError
 from zeroshot.server.image_inputs import load_images, parse_body
-from zeroshot.server.resources import ImageTask, Resources
+from zeroshot.server.resources import ImageTask, Resources, unprocessable
 from zeroshot.server.security import resolve_under_roots
 from zeroshot.validation import check_labels
 from zeroshot.vision.classify import Prediction, classification_to_dict
@@ -58,8 +58,9 @@ async def classify_image(request: Request) -> dict[str, Any]:
     labels share one CLIP call."""
     resources = _resources(request)
     body, uploads = await parse_body(request, ClassifyImageRequest, ("files",))
-    labels = check_labels(body.labels)
-    templates = get_templates(body.templates) if body.templates is not None else None
+    with unprocessable():
+        labels = check_labels(body.labels)
+        templates = get_templates(body.templates) if body.templates is not None else None
     check_label_work(resources.settings, labels, templates)
     images = await load_images(resources.settings, uploads["files"], body.paths)
     if not images:

@@ -150,6 +150,18 @@ class ImageIndex:
                 self._check_model(self._model)
             return self._model
 
+    def load_model(self, name: str | None = None, device: str | None = None) -> ImageTextModel:
+        """Load and use the model `name`, or else the one this index recorded, or else zeroshot's default
+        CLIP (a new index); `UserError` if it is not the model the index was built with."""
+        from zeroshot.models.clip import DEFAULT_CLIP, load_clip
+
+        recorded = self.info.get("model_name")
+        if name is None and recorded is not None and device is None:
+            return self.model
+        model = load_clip(name or recorded or DEFAULT_CLIP, device=device)
+        self.use_model(model)
+        return model
+
     def use_model(self, model: ImageTextModel) -> None:
         """Embed with `model` from now on; `UserError` if it is not the model this index was built with."""
         with self._lock:

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from zeroshot.errors import UserError
 from zeroshot.numerics import batch_slices, batched
+from zeroshot.validation import read_jsonl
 
 MODES = ("lit", "full")
 PROJECTIONS = ("linear", "none")
@@ -163,20 +164,8 @@ def read_pairs(data: str | os.PathLike) -> Pairs:
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, str, str]]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path.name} line {number} is not JSON: {exc.msg}") from exc
-            if not isinstance(row, dict) or not isinstance(row.get("image"), str) \
-                    or not isinstance(row.get("caption"), str):
-                raise UserError(f'{path.name} line {number} needs {{"image": "...", "caption": "..."}}')
-            rows.append((number, row["image"], row["caption"]))
-    return rows
+    return [(number, row["image"], row["caption"])
+            for number, row in read_jsonl(path, {"image": str, "caption": str})]
 
 
 def _read_csv(path: Path) -> list[tuple[int, str, str]]:
