@@ -86,3 +86,59 @@ def test_an_old_spelling_runs_the_command(tmp_path, capsys):
     assert main(["fewshot-curve", str(task), "--out", str(taken)]) == 2
     err = capsys.readouterr().err
     assert "deprecated" in err and f"--output-dir {taken}: is a file" in err
+
+
+# --- HTTP: one table for the request fields ---------------------------------------------------------
+# Each concept's CLI option and HTTP field: OpenAI's and Hugging Face's names in the API, the same words
+# on the command line.
+SHARED = {
+    "model": "--model", "max_tokens": "--max-tokens", "temperature": "--temperature", "top_p": "--top-p",
+    "top_k": "--top-k", "repetition_penalty": "--repetition-penalty", "num_beams": "--num-beams",
+    "stop": "--stop", "seed": "--seed", "labels": "--labels", "templates": "--templates",
+    "description": "--description", "normalization": "--normalization", "calibrate": "--calibrate",
+    "threshold": "--threshold", "min_score": "--min-score",
+}
+# Fields that only exist over HTTP (bodies, uploads, OpenAI protocol fields).
+HTTP_ONLY = {
+    "prompt", "stream", "texts", "demonstrations", "template", "text", "label", "query", "answer",
+    "example_separator", "paths", "image_path", "path", "queries", "example_paths", "n", "stream_options",
+    "logprobs", "echo", "suffix", "best_of", "presence_penalty", "frequency_penalty", "logit_bias", "user",
+    "messages", "role", "content", "input", "encoding_format", "dimensions", "tokens", "add_special_tokens",
+    "with_pieces", "images", "max_completion_tokens", "tools", "tool_choice", "response_format",
+    "parallel_tool_calls", "top_logprobs", "name", "image", "image_url", "url", "detail", "type",
+    "prefix_length", "num_return_sequences", "length_penalty", "encoder", "lm",
+}
+
+
+def _request_models():
+    import importlib
+    import inspect
+    import pkgutil
+
+    from pydantic import BaseModel
+
+    import zeroshot.server
+
+    found = {}
+    for info in pkgutil.iter_modules(zeroshot.server.__path__):
+        module = importlib.import_module(f"zeroshot.server.{info.name}")
+        for name, value in vars(module).items():
+            defined_here = inspect.isclass(value) and value.__module__ == module.__name__
+            if defined_here and issubclass(value, BaseModel) and (
+                    name.endswith("Request") or name in ("Template", "Demonstration")):
+                found[f"{module.__name__}.{name}"] = value
+    return found
+
+
+def test_every_request_field_is_in_the_table():
+    models = _request_models()
+    assert len(models) >= 6
+    unknown = {(name, field) for name, model in models.items() for field in model.model_fields
+               if field not in SHARED and field not in HTTP_ONLY}
+    assert not unknown, f"request fields missing from the naming table: {sorted(unknown)}"
+
+
+def test_shared_names_are_the_cli_options():
+    for field, option in SHARED.items():
+        assert option in OPTION_NAMES, option
+        assert option.removeprefix("--").replace("-", "_") == field

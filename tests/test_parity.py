@@ -133,7 +133,7 @@ def test_search(tiny_clip, index_db, http, capsys):
     with ImageIndex(index_db, tiny_clip, create=False) as index:
         python = index.query(text="a red square", k=2).to_dict()
     cli = _cli_json(capsys, "search", "a red square", "--db", str(index_db), "-k", "2", "--format", "json")
-    server = _post(http, "/v1/search", {"text": "a red square", "k": 2})
+    server = _post(http, "/v1/search", {"text": "a red square", "top_k": 2})
     assert len(python["results"]) == 2 and python == cli == server
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from zeroshot.errors import UserError
 from zeroshot.server.image_inputs import load_images, parse_body
@@ -92,11 +92,12 @@ def check_label_work(settings, labels: list[str], templates: list[str] | None) -
 class SearchRequest(BaseModel):
     """A text query, or an image query (`image_path` in JSON, or an uploaded `image`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     text: str | None = Field(None, min_length=1, max_length=1000)
     image_path: str | None = None
-    k: int = Field(10, ge=1, le=200)
+    top_k: int = Field(10, ge=1, le=200, validation_alias=AliasChoices("top_k", "k"),
+                       description="How many hits (`k` is accepted as a deprecated alias).")
     min_score: float | None = Field(None, ge=-1.0, le=1.0)
 
 
@@ -111,7 +112,7 @@ async def search(request: Request) -> dict[str, Any]:
         raise UserError("give one query image: `image_path` or one uploaded `image`", 422)
     name, image = images[0] if images else (None, None)
     results = await resources.on_index(lambda index: index.query(
-        text=body.text, image=image, k=body.k, min_score=body.min_score, image_name=name))
+        text=body.text, image=image, k=body.top_k, min_score=body.min_score, image_name=name))
     return results.to_dict()
 
 

@@ -55,7 +55,7 @@ async function runSearch(event) {
     const response = await api("/v1/search", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ text: $("search-query").value, k: Number($("search-k").value) }),
+      body: JSON.stringify({ text: $("search-query").value, top_k: Number($("search-k").value) }),
     });
     const body = await response.json();
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
