@@ -64,7 +64,7 @@ def test_similarity(tmp_path, tiny_clip_dir, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["search", "cat", "--db", "{tmp}/nowhere"], "no image index"),
     (["search", "--db", "{db}"], "exactly one"),
-    (["search", "cat", "--db", "{db}", "--format", "pdf"], "unknown --format"),
+    (["search", "cat", "--db", "{db}", "--format", "pdf"], "choose one of table, json, html"),
     (["search", "cat", "--db", "{db}", "--format", "html"], "needs --output"),
     (["search", "cat", "--db", "{db}", "-k", "0"], "at least 1"),
     (["search", "--image", "{tmp}/missing.jpg", "--db", "{db}"], "no such file"),

@@ -111,8 +111,9 @@ async def search(request: Request) -> dict[str, Any]:
     if len(images) > 1:
         raise UserError("give one query image: `image_path` or one uploaded `image`", 422)
     name, image = images[0] if images else (None, None)
-    results = await resources.on_index(lambda index: index.query(
-        text=body.text, image=image, k=body.top_k, min_score=body.min_score, image_name=name))
+    with unprocessable():  # the library's query rules (exactly one of text or image, ...)
+        results = await resources.on_index(lambda index: index.query(
+            text=body.text, image=image, k=body.top_k, min_score=body.min_score, image_name=name))
     return results.to_dict()
 
 
