@@ -18,8 +18,6 @@ audit_app = typer.Typer(help="Bias and robustness audits: each writes JSON, an H
                         no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-_TEMPLATES_HELP = ("Prompt templates for the classes: a shipped set (imagenet, photo, ...), a file, "
-                   "or one template with {}.")
 _OUT_HELP = "Folder for the JSON, HTML and PNG files."
 
 
@@ -172,8 +170,8 @@ def _classifier(clip_model: str | None, labels: list[str], templates: str, devic
 @audit_app.command("typographic")
 def typographic(
     paths: list[str] = typer.Argument(..., help="Image files, folders or globs."),
-    labels: str = typer.Option(None, "--labels", "-l", help="Comma-separated class names."),
-    labels_file: Path = typer.Option(None, "--labels-file", help="File of class names, one per line."),
+    labels: str = options.labels_option(),
+    labels_file: Path = options.labels_file(),
     text: str = typer.Option(None, "--text", help="The class to write on every image (default: a seeded "
                                                   "random other class per image)."),
     sizes: str = typer.Option("0.04,0.06,0.08,0.1", "--sizes",
@@ -185,9 +183,9 @@ def typographic(
     limit: int = typer.Option(None, "--limit", help="Attack only the first N images."),
     grid: int = typer.Option(8, "--grid", help="Images shown in the grid PNG."),
     seed: int = typer.Option(0, "--seed", help="Seed of the written classes and styles."),
-    templates: str = typer.Option("imagenet", "--templates", "-t", help=_TEMPLATES_HELP),
+    templates: str = options.templates(),
     clip_model: str = options.clip_model(),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
+    device: str = options.device(),
     output_dir: Path = options.output_dir("audit", _OUT_HELP),
 ) -> None:
     """Typographic attacks (Goh et al. 2021): does writing a class name on an image make CLIP see it?"""
@@ -225,8 +223,8 @@ def typographic(
 def denigration(
     source: Path = typer.Argument(..., help="A folder with one subfolder of images per group, "
                                             "or a CSV file."),
-    labels: str = typer.Option(None, "--labels", "-l", help="Comma-separated class names of the label set."),
-    labels_file: Path = typer.Option(None, "--labels-file", help="File of class names, one per line."),
+    labels: str = options.labels_option(),
+    labels_file: Path = options.labels_file(),
     added: str = typer.Option(",".join(("animal", "gorilla", "chimpanzee", "orangutan", "thief", "criminal",
                                         "suspicious person")), "--added", help="Classes to add."),
     child: str = typer.Option("child", "--child", help="The class the second run adds."),
@@ -234,9 +232,9 @@ def denigration(
     group_column: str = typer.Option("group", "--group-column", help="CSV column naming the group."),
     path_column: str = typer.Option("path", "--path-column", help="CSV column with the image path."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N images of each group."),
-    templates: str = typer.Option("imagenet", "--templates", "-t", help=_TEMPLATES_HELP),
+    templates: str = options.templates(),
     clip_model: str = options.clip_model(),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
+    device: str = options.device(),
     output_dir: Path = options.output_dir("audit", _OUT_HELP),
 ) -> None:
     """Denigration audit (CLIP §7.1): share of each group's images put into added denigrating classes."""

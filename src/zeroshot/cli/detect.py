@@ -34,10 +34,10 @@ def detect(
     context_padding: float = typer.Option(0.0, "--context-padding", help="Re-score kept boxes with this "
                                           "much context around them (fraction of the box, e.g. 0.2)."),
     nms_iou: float = typer.Option(0.3, "--nms-iou", help="Overlap above which a weaker box is dropped."),
-    templates: str = typer.Option("imagenet", "--templates", "-t", help="Prompt templates for the queries."),
+    templates: str = options.templates(),
     output_dir: Path = options.output_dir("detect", "Folder for the JSONL, annotated PNGs and COCO file."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Crops per model call."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+    device: str = options.device(),
     no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk query-embedding cache."),
     quiet: bool = options.quiet("No progress bar and no JSON on stdout."),
 ) -> None:

@@ -67,6 +67,31 @@ def output_format(default: str = "text", choices: tuple[str, ...] = FORMATS) -> 
                         callback=check)
 
 
+def device() -> Any:
+    """`--device`: where the image-text model runs."""
+    return typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+
+
+TEMPLATES_HELP = ("Prompt templates for the class names: a shipped set (imagenet, imagenet-simple, cifar, "
+                  "textures, food, pets, flowers, cars, photo, pipeline), a file (one per line, or JSON), or "
+                  "one template with {} or {label}.")
+
+
+def templates(default: str | None = "imagenet") -> Any:
+    """`-t/--templates`: the prompt templates class names go into."""
+    return typer.Option(default, "--templates", "-t", help=TEMPLATES_HELP)
+
+
+def labels_option() -> Any:
+    """`-l/--labels`: comma-separated class names (or give `--labels-file`)."""
+    return typer.Option(None, "--labels", "-l", help="Comma-separated class names: cat,dog,car.")
+
+
+def labels_file() -> Any:
+    """`--labels-file`: class names from a file."""
+    return typer.Option(None, "--labels-file", help="File of class names, one per line (or a JSON list).")
+
+
 def quiet(help: str = "No progress bar and no table.") -> Any:
     """`-q/--quiet`."""
     return typer.Option(False, "--quiet", "-q", help=help)

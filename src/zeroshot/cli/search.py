@@ -27,7 +27,7 @@ def index(
     milvus_uri: str = typer.Option(None, "--milvus-uri", help=_MILVUS_HELP),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call (and per commit)."),
     workers: int = typer.Option(2, "--workers", help="Threads decoding images while the model runs."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
+    device: str = options.device(),
     quiet: bool = options.quiet("No progress bar, no per-file failures."),
 ) -> None:
     """Index images for search; re-running only embeds new or changed files and drops deleted ones."""
@@ -65,7 +65,7 @@ def search(
     clip_model: str = options.clip_model(),
     store: str = typer.Option("faiss", "--store", help=_STORE_HELP),
     milvus_uri: str = typer.Option(None, "--milvus-uri", help=_MILVUS_HELP),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
+    device: str = options.device(),
 ) -> None:
     """Find the indexed images closest to a text or to an example image."""
     from zeroshot.errors import UserError
@@ -90,7 +90,7 @@ def search(
 def similarity(
     images: list[Path] = typer.Argument(..., help="Two or more images."),
     clip_model: str = options.clip_model(),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
+    device: str = options.device(),
 ) -> None:
     """Cosine similarity of images in CLIP space: one number for two images, a matrix for more."""
     from zeroshot.errors import UserError

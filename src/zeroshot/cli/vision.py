@@ -14,22 +14,20 @@ import typer
 
 from zeroshot.cli import app, options
 
-_TEMPLATES_HELP = ("A shipped set (imagenet, imagenet-simple, cifar, textures, food, pets, flowers, cars, "
-                   "photo, pipeline), a file of templates (one per line, or JSON), or one template with {}.")
 _SHOWN_WITH_OUTPUT = 20  # with --output, the terminal table shows only the first rows
 
 
 @app.command("classify-images")
 def classify_images(
     paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
-    labels: str = typer.Option(None, "--labels", "-l", help="Comma-separated class names: cat,dog,car."),
-    labels_file: Path = typer.Option(None, "--labels-file", help="File of class names, one per line."),
-    templates: str = typer.Option("imagenet", "--templates", "-t", help=_TEMPLATES_HELP),
+    labels: str = options.labels_option(),
+    labels_file: Path = options.labels_file(),
+    templates: str = options.templates(),
     clip_model: str = options.clip_model(),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many best labels to report per image."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
     workers: int = typer.Option(2, "--workers", help="Threads decoding images while the model runs."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
+    device: str = options.device(),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16."),
     output: Path = options.output_file("Write all results to a .csv or .jsonl file."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk label-embedding cache."),
