@@ -7,7 +7,6 @@ built-in backend's file only once it is chosen, so `llama.cpp` users never pay f
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from zeroshot.errors import UserError
 from zeroshot.models.lm import LanguageModel, default_model_path, logger
 from zeroshot.models.registry import backend_class, registered_backends
+from zeroshot.optional import LLAMA_CPP
 
 BACKENDS = ("transformers", "llama.cpp")
 
@@ -29,7 +29,7 @@ def _import_builtin_backend(name: str) -> None:
 
 def llama_cpp_available() -> bool:
     """Whether the optional `llama-cpp-python` backend is installed."""
-    return importlib.util.find_spec("llama_cpp") is not None
+    return LLAMA_CPP.available()
 
 
 def _looks_like_path(name: str) -> bool:

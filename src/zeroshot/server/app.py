@@ -11,7 +11,6 @@ the same answers.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import platform
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zeroshot.errors import UserError
+from zeroshot.optional import OPTIONAL
 from zeroshot.server import openai_compat, routes_text, routes_vision
 from zeroshot.server.guard import LastResort, RequestGuard
 from zeroshot.server.resources import Resources
@@ -43,9 +43,6 @@ _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' 
                  "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 _DISTRIBUTIONS = ("zeroshot", "torch", "transformers", "fastapi", "uvicorn", "llama-cpp-python")
-_CAPABILITIES = {"generation": "zeroshot.models.lm", "text_classification": "zeroshot.text.classify",
-                 "image_classification": "zeroshot.vision.classify", "search": "zeroshot.vision.search",
-                 "detection": "zeroshot.vision.detect", "llama.cpp": "llama_cpp"}
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -85,8 +82,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def info() -> dict[str, Any]:
         """Loaded models, installed capabilities, versions, limits and batching counters."""
         return {"models": resources.loaded(),
-                "capabilities": {name: importlib.util.find_spec(module) is not None
-                                 for name, module in _CAPABILITIES.items()},
+                "optional_dependencies": {dep.module: dep.available() for dep in OPTIONAL},
                 "versions": {"python": platform.python_version(),
                              **{name: _version(name) for name in _DISTRIBUTIONS}},
                 "settings": settings.public(),

@@ -17,6 +17,7 @@ import numpy as np
 
 from zeroshot.errors import UserError
 from zeroshot.numerics import batch_slices, batched
+from zeroshot.optional import MILVUS
 
 DEFAULT_COLLECTION = "zeroshot_images"
 _WRITE_BATCH = 1_000
@@ -31,10 +32,8 @@ class MilvusStore:
 
     def __init__(self, folder: Path, dim: int, uri: str | None = None, collection: str = DEFAULT_COLLECTION,
                  token: str | None = None, index_type: str = "FLAT") -> None:
-        try:
-            from pymilvus import DataType, MilvusClient
-        except ImportError as exc:
-            raise UserError("the Milvus store needs pymilvus: pip install 'zeroshot[milvus]'") from exc
+        pymilvus = MILVUS.load()
+        DataType, MilvusClient = pymilvus.DataType, pymilvus.MilvusClient
         self.folder = Path(folder)
         self.dim = dim
         self.uri = uri or str(self.folder / "milvus.db")
