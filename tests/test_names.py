@@ -142,3 +142,19 @@ def test_shared_names_are_the_cli_options():
     for field, option in SHARED.items():
         assert option in OPTION_NAMES, option
         assert option.removeprefix("--").replace("-", "_") == field
+
+
+def test_decoding_options_are_one_set_everywhere():
+    """`GenerationConfig.from_options` is the one list: the CLI's `generate` and `/v1/generate` take
+    exactly its options under its names (adding one there fails here until both doors have it)."""
+    import inspect
+
+    from zeroshot.models.lm import GenerationConfig
+    from zeroshot.server.routes_text import GenerateRequest
+
+    library = set(inspect.signature(GenerationConfig.from_options).parameters)
+    http = set(GenerateRequest.model_fields) - {"prompt", "stream"}
+    cli = {param.name for param in COMMANDS["generate"].params} - {"prompt", "model", "backend", "stream",
+                                                                  "output_format"}
+    assert http == library - {"chat"}  # the chat template is a CLI convenience; HTTP has chat routes
+    assert cli == library
