@@ -25,10 +25,13 @@ from zeroshot.errors import UserError
 from zeroshot.models.lm import (
     GenerationConfig,
     LanguageModel,
+    SequenceLogprobs,
     check_scoring_request,
+    check_top,
     common_prefix_length,
     log_softmax,
     resolve_seed,
+    top_of_rows,
 )
 
 MAX_DEFAULT_CONTEXT = 8192  # the logits buffer holds n_ctx x vocabulary floats (virtual until written)
@@ -55,10 +58,12 @@ class LlamaCppLM(LanguageModel):
             self._llm = Llama(model_path=path, n_ctx=MAX_DEFAULT_CONTEXT, n_threads=n_threads,
                               logits_all=True, verbose=False)
         self.context_length = self._llm.n_ctx()
+        self.vocab_size = self._llm.n_vocab()
         self._lock = threading.RLock()
         self._scored_tokens = 0  # cache entries written by scoring, hence safe to reuse for scoring
         self._embedders: dict[str, object] = {}
         self._end_tokens = _end_of_generation_tokens(self._llm)
+        self.end_token_ids = frozenset(self._end_tokens)
 
     # -- tokens -------------------------------------------------------------------------------------
 
@@ -108,6 +113,46 @@ class LlamaCppLM(LanguageModel):
     def _continuation_rows(self, n_context: int, cont: list[int]) -> np.ndarray:
         rows = log_softmax(self._llm.scores[n_context - 1: n_context - 1 + len(cont)])
         return rows[np.arange(len(cont)), cont]
+
+    def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
+        ids = [int(t) for t in ids]
+        check_top(top)
+        if not ids:
+            raise UserError("cannot score an empty sequence: give at least one token")
+        if len(ids) > self.context_length:
+            raise UserError(f"the sequence has {len(ids)} tokens, more than the model's context of "
+                            f"{self.context_length}")
+        with self._lock:
+            if len(ids) == 1:  # a one-token batch would use other kernels: evaluate it from scratch
+                self._llm.reset()
+                self._llm.eval(ids)
+                self._scored_tokens = 0
+            else:
+                self._evaluate_context(ids)  # reuses the cached prefix, as continuation scoring does
+            rows = log_softmax(self._llm.scores[: len(ids)])
+        chosen = np.full(len(ids), np.nan)
+        chosen[1:] = rows[np.arange(len(ids) - 1), ids[1:]]
+        top_ids, top_values = top_of_rows(rows, top)
+        # Row t predicts token t + 1: shift by one so position t holds its own alternatives.
+        empty_ids, empty_values = np.zeros((1, top), dtype=np.int64), np.full((1, top), np.nan)
+        return SequenceLogprobs(ids, chosen, np.concatenate([empty_ids, top_ids[:-1]]),
+                                np.concatenate([empty_values, top_values[:-1]]), top_ids[-1], top_values[-1])
+
+    def chat_template(self) -> str | None:
+        """The chat template stored in the GGUF metadata, if any."""
+        return self._llm.metadata.get("tokenizer.chat_template")
+
+    def format_chat(self, messages: Sequence[dict]) -> str:
+        template = self.chat_template()
+        if not template:
+            raise UserError(f"{self.name} has no chat template in its GGUF metadata")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        vocab_text = self.detokenize
+        formatter = Jinja2ChatFormatter(template, eos_token=vocab_text([self._llm.token_eos()]),
+                                        bos_token=vocab_text([self._llm.token_bos()]),
+                                        add_generation_prompt=True)
+        return formatter(messages=[dict(m) for m in messages]).prompt
 
     def _evaluate(self, tokens: list[int], start: int) -> None:
         """Evaluate `tokens[start:]` on top of the cached `tokens[:start]`, in batches of two or more."""
