@@ -41,13 +41,20 @@ def generate_command(
     lm = load_lm(model, backend=backend)
     print(f"model: {Path(lm.name).name}  backend: {lm.backend}  loaded in {lm.load_seconds:.1f}s",
           file=sys.stderr)
+    from zeroshot.text.completion import empty_completion_note
+
+    text = ""
     if stream:
         for piece in lm.stream(prompt, config):
+            text += piece
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
     else:
-        print(lm.generate(prompt, config))
+        text = lm.generate(prompt, config)
+        print(text)
+    if not text:
+        print(empty_completion_note(lm, config), file=sys.stderr)
     if lm.last_seed is not None:
         print(f"seed: {lm.last_seed}", file=sys.stderr)
 

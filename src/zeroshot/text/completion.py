@@ -60,6 +60,15 @@ class CompletionResult:
                 "logprobs": None if self.logprobs is None else self.logprobs.to_dict(), "usage": self.usage()}
 
 
+def empty_completion_note(lm: LanguageModel, config: GenerationConfig) -> str:
+    """The line shown when a generation produced no text, saying why (an instruct model often answers a
+    raw prompt with end-of-turn at once; a stop string at the start trims everything)."""
+    if config.stop and lm.last_num_tokens:
+        return f"(no text: a stop string came first; {lm.last_num_tokens} tokens decoded; finish_reason=stop)"
+    hint = "" if config.chat else "; an instruct model may answer better with --chat"
+    return f"(no text: the model ended at once; finish_reason=stop{hint})"
+
+
 def prompt_ids(lm: LanguageModel, prompt: str | Sequence[int]) -> list[int]:
     """The token ids of `prompt` (text is tokenized without a begin-of-sequence token, as lm-eval does)."""
     if isinstance(prompt, str):
