@@ -200,6 +200,10 @@ class LlamaCppLM(LanguageModel):
 
     def _run(self, prompt: str, config: GenerationConfig, stream: bool):
         kwargs = self._completion_kwargs(prompt, config)
+        # llama.cpp would reuse the cached prefix and re-evaluate the prompt's last token alone: a
+        # one-token batch, whose other kernels can change the greedy path. From scratch, the same prompt
+        # always gives the same text (evaluating a prompt in batches costs milliseconds).
+        self._llm.reset()
         if config.chat:
             kwargs.pop("max_tokens")
             return self._llm.create_chat_completion([{"role": "user", "content": prompt}], stream=stream,
