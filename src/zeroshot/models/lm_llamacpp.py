@@ -23,6 +23,7 @@ import numpy as np
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import (
+    MAX_TOP_LOGPROBS,
     GenerationConfig,
     LanguageModel,
     SequenceLogprobs,
@@ -62,6 +63,9 @@ class LlamaCppLM(LanguageModel):
         self._lock = threading.RLock()
         self._scored_tokens = 0  # cache entries written by scoring, hence safe to reuse for scoring
         self._embedders: dict[str, object] = {}
+        # Per-position results of the last `sequence_logprobs` (ids, log p(token), best alternatives).
+        self._rows = ([], np.zeros(0), np.zeros((0, MAX_TOP_LOGPROBS), dtype=np.int64),
+                      np.zeros((0, MAX_TOP_LOGPROBS)))
         self._end_tokens = _end_of_generation_tokens(self._llm)
         self.end_token_ids = frozenset(self._end_tokens)
 
@@ -129,14 +133,21 @@ class LlamaCppLM(LanguageModel):
                 self._scored_tokens = 0
             else:
                 self._evaluate_context(ids)  # reuses the cached prefix, as continuation scoring does
-            rows = log_softmax(self._llm.scores[: len(ids)])
-        chosen = np.full(len(ids), np.nan)
-        chosen[1:] = rows[np.arange(len(ids) - 1), ids[1:]]
-        top_ids, top_values = top_of_rows(rows, top)
-        # Row t predicts token t + 1: shift by one so position t holds its own alternatives.
-        empty_ids, empty_values = np.zeros((1, top), dtype=np.int64), np.full((1, top), np.nan)
-        return SequenceLogprobs(ids, chosen, np.concatenate([empty_ids, top_ids[:-1]]),
-                                np.concatenate([empty_values, top_values[:-1]]), top_ids[-1], top_values[-1])
+            # Rows already normalised for a sequence sharing this prefix are kept (a full-vocabulary
+            # log-softmax per position is most of the cost); row j needs ids[:j + 2] unchanged.
+            old_ids, old_chosen, old_top_ids, old_top_values = self._rows
+            keep = max(0, min(common_prefix_length(old_ids, ids) - 1, len(old_chosen), len(ids) - 1))
+            rows = log_softmax(self._llm.scores[keep: len(ids)])
+            new_top_ids, new_top_values = top_of_rows(rows, MAX_TOP_LOGPROBS)
+            new_chosen = rows[np.arange(len(ids) - 1 - keep), ids[keep + 1:]]
+            self._rows = (ids, np.concatenate([old_chosen[:keep], new_chosen]),
+                          np.concatenate([old_top_ids[:keep], new_top_ids[:-1]]),
+                          np.concatenate([old_top_values[:keep], new_top_values[:-1]]))
+            _, chosen, top_ids, top_values = self._rows
+        return SequenceLogprobs(ids, np.concatenate([[np.nan], chosen]),
+                                np.concatenate([np.zeros((1, top), dtype=np.int64), top_ids[:, :top]]),
+                                np.concatenate([np.full((1, top), np.nan), top_values[:, :top]]),
+                                new_top_ids[-1, :top], new_top_values[-1, :top])
 
     def chat_template(self) -> str | None:
         """The chat template stored in the GGUF metadata, if any."""
