@@ -1,4 +1,4 @@
-"""lm-evaluation-harness as a client of `zeroshot serve`, against zeroshot in process and lm_eval's `hf` model.
+"""lm-evaluation-harness as a client of `zeroshot serve`, beside zeroshot in process and lm_eval `hf`.
 
     python -m bench.lm_eval_server [--items 50] [--lm-eval-python PATH]
 
@@ -65,7 +65,8 @@ def write_tasks(folder: Path, items: list[dict]) -> None:
     common = f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {docs}\ntest_split: test\n"
     (folder / "bbc4_mc.yaml").write_text(
         "task: bbc4_mc\n" + common + "output_type: multiple_choice\ndoc_to_text: mc_prompt\n"
-        "doc_to_choice: choices\ndoc_to_target: gold\ntarget_delimiter: \" \"\nmetric_list:\n  - metric: acc\n")
+        "doc_to_choice: choices\ndoc_to_target: gold\ntarget_delimiter: \" \"\n"
+        "metric_list:\n  - metric: acc\n")
     (folder / "bbc_gen.yaml").write_text(
         "task: bbc_gen\n" + common + "output_type: generate_until\ndoc_to_text: gen_prompt\n"
         "doc_to_target: target\ntarget_delimiter: \" \"\ngeneration_kwargs:\n  until: [\"\\n\"]\n"

@@ -88,9 +88,11 @@ def test_bad_prompts_are_refused(tiny_lm):
 
 
 def test_chat_messages_are_checked_and_templated(tiny_lm):
+    parts = [{"type": "text", "text": "Hi"}]
     prompt = tiny_lm.format_chat(check_messages([{"role": "developer", "content": "Be brief."},
-                                                 {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]))
-    assert prompt == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+                                                 {"role": "user", "content": parts}]))
+    assert prompt == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                      "<|im_start|>assistant\n")
     for messages, match in [([], "empty"), ([{"role": "wizard", "content": "x"}], "role"),
                             ([{"role": "user", "content": [{"type": "image_url"}]}], "text parts"),
                             ([{"role": "assistant", "content": "x"}], "last message")]:

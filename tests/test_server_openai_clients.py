@@ -130,7 +130,8 @@ def test_embeddings_minilm_clip_text_and_images(server, client, images, tiny_cli
     from zeroshot.models.sentence import load_sentence_encoder
     from zeroshot.vision.embed import embed_images
 
-    minilm = client.embeddings.create(model="all-MiniLM-L6-v2", input=["a cat", "a dog"])  # base64 on the wire
+    # The client asks for base64 on the wire and decodes it.
+    minilm = client.embeddings.create(model="all-MiniLM-L6-v2", input=["a cat", "a dog"])
     vectors = np.array([row.embedding for row in minilm.data])
     np.testing.assert_allclose(vectors, load_sentence_encoder(None).encode(["a cat", "a dog"]), atol=1e-5)
     clip_text = client.embeddings.create(model="default", input="a red circle")  # --clip-model: CLIP text
@@ -167,7 +168,8 @@ def test_tokenize_detokenize_model_info_and_exported_tokenizer(server, tmp_path)
     base, app = server
     tokens = httpx.post(f"{base}/tokenize", json={"content": "Hello world"}).json()
     assert tokens["tokens"] == app.state.resources.lm().tokenize("Hello world") and tokens["count"] == 2
-    assert httpx.post(f"{base}/detokenize", json={"tokens": tokens["tokens"]}).json()["content"] == "Hello world"
+    back = httpx.post(f"{base}/detokenize", json={"tokens": tokens["tokens"]}).json()
+    assert back["content"] == "Hello world"
     model = httpx.get(f"{base}/v1/models").json()["data"][0]["id"]
     info = httpx.get(f"{base}/v1/models/{model}").json()
     assert info["id"] == model and info["context_length"] > 0 and info["tokenizer"]["chat_template"]
@@ -210,8 +212,8 @@ BAD = [
      None),
     ("image outside --image-root", "/v1/embeddings", {"input": "x", "images": ["/etc/hostname"]}, 403, None),
     ("token id outside the vocabulary", "/v1/completions",
-     {"model": "default", "prompt": [[1, 2, 3], [1, 10**8]], "max_tokens": 0, "echo": True, "logprobs": 1}, 400,
-     None),
+     {"model": "default", "prompt": [[1, 2, 3], [1, 10**8]], "max_tokens": 0, "echo": True,
+      "logprobs": 1}, 400, None),
 ]
 
 

@@ -26,8 +26,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zeroshot.errors import UserError
-from zeroshot.server import docs_assets, openai_compat, routes_text, routes_vision
-from zeroshot.server import routes_chat, routes_embeddings, routes_tokens  # issue 17
+from zeroshot.server import (  # issue 17
+    docs_assets,
+    openai_compat,
+    routes_chat,
+    routes_embeddings,
+    routes_text,
+    routes_tokens,
+    routes_vision,
+)
 from zeroshot.server.guard import LastResort, RequestGuard
 from zeroshot.server.resources import Resources
 from zeroshot.server.security import BodySizeLimit, check_api_key

@@ -29,9 +29,9 @@ def prompt_list(prompt: Any) -> list[str | list[int]]:
         return [prompt]
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
         return [list(prompt)]
-    if (isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt)
-            or isinstance(prompt, list) and prompt and all(isinstance(p, list) and p and
-                                                           all(isinstance(t, int) for t in p) for p in prompt)):
+    if isinstance(prompt, list) and prompt and (
+            all(isinstance(p, str) for p in prompt)
+            or all(isinstance(p, list) and p and all(isinstance(t, int) for t in p) for p in prompt)):
         return list(prompt)
     raise _BadOption("prompt must be a string, a list of strings, a list of token ids or a list of lists of "
                      "token ids (none empty)", "prompt")

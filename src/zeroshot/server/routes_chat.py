@@ -52,7 +52,8 @@ def _config(body: ChatRequest) -> GenerationConfig:
     if body.n not in (None, 1):
         raise UnsupportedOption("only n=1 is supported", "n")
     if body.logprobs:
-        raise UnsupportedOption("logprobs are not supported on chat completions; use /v1/completions", "logprobs")
+        raise UnsupportedOption("logprobs are not supported on chat completions; use /v1/completions",
+                                "logprobs")
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(body, name):
             raise UnsupportedOption(f"{name} is not supported", name)
@@ -62,7 +63,8 @@ def _config(body: ChatRequest) -> GenerationConfig:
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stops) > 4 or any(not s for s in stops):
         raise UnsupportedOption("give at most 4 non-empty stop sequences", "stop")
-    return GenerationConfig(max_new_tokens=body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
+    return GenerationConfig(max_new_tokens=(body.max_completion_tokens or body.max_tokens
+                                            or DEFAULT_MAX_TOKENS),
                             temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
                             top_p=1.0 if body.top_p is None else body.top_p, stop=stops, seed=body.seed)
 
@@ -82,7 +84,8 @@ async def chat_completions(body: ChatRequest, request: Request):
         config.max_new_tokens = min(config.max_new_tokens, resources.settings.max_tokens)
     prompt = await resources.on_lm(lambda lm: chat_prompt(lm, messages))
     _check_model(body.model, resources)
-    header = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model_id(resources)}
+    header = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
+              "model": model_id(resources)}
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         first = await primed(stream_completion(resources, prompt, config))

@@ -137,6 +137,6 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     result = EmbeddingResult(parts[0].model, np.concatenate([p.vectors for p in parts]),
                              sum(p.prompt_tokens for p in parts))
     if body.dimensions is not None and body.dimensions != result.vectors.shape[1]:
-        raise UserError(f"dimensions {body.dimensions}: {result.model} gives {result.vectors.shape[1]}-dimensional "
-                        "vectors and this server does not shorten them")
+        raise UserError(f"dimensions {body.dimensions}: {result.model} gives vectors of "
+                        f"{result.vectors.shape[1]} and this server does not shorten them")
     return result.to_dict(body.encoding_format)

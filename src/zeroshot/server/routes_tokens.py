@@ -22,7 +22,8 @@ from zeroshot.server.resources import Resources, public_name
 router = APIRouter(tags=["tokens"])
 MAX_TOKENIZE_CHARS = 200_000
 MAX_DETOKENIZE_TOKENS = 100_000
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja")
 
 
 def _resources(request: Request) -> Resources:
@@ -71,7 +72,8 @@ async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any
     def work(lm) -> str:
         vocabulary = lm.vocab_size
         if any(t < 0 or (vocabulary is not None and t >= vocabulary) for t in body.tokens):
-            raise UserError(f"token ids must be between 0 and {vocabulary - 1 if vocabulary else 'the vocabulary'}")
+            top = vocabulary - 1 if vocabulary else "the vocabulary size"
+            raise UserError(f"token ids must be between 0 and {top}")
         return lm.detokenize(body.tokens)
 
     text = await resources.on_lm(work)
@@ -96,8 +98,8 @@ async def get_model(name: str, request: Request) -> dict[str, Any]:
     embedding_names = {"clip"} | ({resources.settings.clip_model, public_name(resources.settings.clip_model)}
                                   if resources.settings.clip_model else set())
     if name.lower() in _MINILM_NAMES or name in embedding_names:
-        return {"id": MINILM if name.lower() in _MINILM_NAMES else name, "object": "model", "created": created,
-                "owned_by": "zeroshot", "kind": "embeddings"}
+        return {"id": MINILM if name.lower() in _MINILM_NAMES else name, "object": "model",
+                "created": created, "owned_by": "zeroshot", "kind": "embeddings"}
     raise UserError(f"the model {name!r} does not exist on this server; it serves {served!r} "
                     f"(generation) and {MINILM!r} (embeddings); see GET /v1/models", 404)
 

@@ -49,9 +49,10 @@ def _text_of(content: Any, index: int) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
-            if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise UserError(f"messages[{index}].content: only text parts ({{\"type\": \"text\", \"text\": "
-                                "...}) are supported; this model reads no images or audio")
+            if not (isinstance(part, Mapping) and part.get("type") == "text"
+                    and isinstance(part.get("text"), str)):
+                raise UserError(f"messages[{index}].content: only text parts ({{\"type\": \"text\", "
+                                "\"text\": ...}) are supported; this model reads no images or audio")
             parts.append(part["text"])
         return "".join(parts)
     raise UserError(f"messages[{index}].content must be a string or a list of text parts")

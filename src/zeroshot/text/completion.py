@@ -83,7 +83,8 @@ def prompt_ids(lm: LanguageModel, prompt: str | Sequence[int]) -> list[int]:
     return ids
 
 
-def token_logprobs(lm: LanguageModel, scored: SequenceLogprobs, start: int, text_base: int = 0) -> TokenLogprobs:
+def token_logprobs(lm: LanguageModel, scored: SequenceLogprobs, start: int,
+                   text_base: int = 0) -> TokenLogprobs:
     """OpenAI's `logprobs` for positions `start:` of `scored`; offsets count characters from `text_base`."""
     out = TokenLogprobs()
     offset = text_base
@@ -161,5 +162,6 @@ def _greedy_by_scoring(lm: LanguageModel, ids: list[int], max_tokens: int, top: 
 
 
 def _trim_top(scored: SequenceLogprobs, top: int) -> SequenceLogprobs:
-    return SequenceLogprobs(scored.ids, scored.logprobs, scored.top_ids[:, :top], scored.top_logprobs[:, :top],
-                            scored.next_top_ids[:top], scored.next_top_logprobs[:top])
+    return SequenceLogprobs(scored.ids, scored.logprobs, scored.top_ids[:, :top],
+                            scored.top_logprobs[:, :top], scored.next_top_ids[:top],
+                            scored.next_top_logprobs[:top])
