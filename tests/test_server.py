@@ -187,7 +187,7 @@ def test_openai_client_works_unchanged(server, lm_ready):
     with pytest.raises(openai.BadRequestError, match="n=1"):
         client.completions.create(model=model, prompt=prompt, n=2)
     with pytest.raises(openai.BadRequestError, match="logprobs"):
-        client.completions.create(model=model, prompt=prompt, logprobs=2)
+        client.completions.create(model=model, prompt=prompt, logprobs=9)  # over the limit of 5
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.completions.create(model="gpt-4", prompt=prompt)
     with pytest.raises(openai.AuthenticationError):

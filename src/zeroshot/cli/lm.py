@@ -44,13 +44,20 @@ def generate_command(
     if output_format == "json":
         print(json.dumps(lm.complete(prompt, config).to_dict(), indent=2))
         return
+    from zeroshot.text.completion import empty_completion_note
+
+    text = ""
     if stream:
         for piece in lm.stream(prompt, config):
+            text += piece
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
     else:
-        print(lm.generate(prompt, config))
+        text = lm.generate(prompt, config)
+        print(text)
+    if not text:
+        print(empty_completion_note(lm, config), file=sys.stderr)
     if lm.last_seed is not None:
         print(f"seed: {lm.last_seed}", file=sys.stderr)
 

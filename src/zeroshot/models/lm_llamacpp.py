@@ -23,11 +23,15 @@ import numpy as np
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import (
+    MAX_TOP_LOGPROBS,
     GenerationConfig,
     LanguageModel,
+    SequenceLogprobs,
     check_scoring_request,
+    check_top,
     common_prefix_length,
     resolve_seed,
+    top_of_rows,
 )
 from zeroshot.models.registry import register_backend
 from zeroshot.numerics import log_softmax
@@ -60,10 +64,15 @@ class LlamaCppLM(LanguageModel):
             self._llm = Llama(model_path=path, n_ctx=MAX_DEFAULT_CONTEXT, n_threads=n_threads,
                               logits_all=True, verbose=False)
         self.context_length = self._llm.n_ctx()
+        self.vocab_size = self._llm.n_vocab()
         self._lock = threading.RLock()
         self._scored_tokens = 0  # cache entries written by scoring, hence safe to reuse for scoring
         self._embedders: dict[str, object] = {}
+        # Per-position results of the last `sequence_logprobs` (ids, log p(token), best alternatives).
+        self._rows = ([], np.zeros(0), np.zeros((0, MAX_TOP_LOGPROBS), dtype=np.int64),
+                      np.zeros((0, MAX_TOP_LOGPROBS)))
         self._end_tokens = _end_of_generation_tokens(self._llm)
+        self.end_token_ids = frozenset(self._end_tokens)
 
     # -- tokens -------------------------------------------------------------------------------------
 
@@ -114,6 +123,53 @@ class LlamaCppLM(LanguageModel):
         rows = log_softmax(self._llm.scores[n_context - 1: n_context - 1 + len(cont)])
         return rows[np.arange(len(cont)), cont]
 
+    def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
+        ids = [int(t) for t in ids]
+        check_top(top)
+        if not ids:
+            raise UserError("cannot score an empty sequence: give at least one token")
+        if len(ids) > self.context_length:
+            raise UserError(f"the sequence has {len(ids)} tokens, more than the model's context of "
+                            f"{self.context_length}")
+        with self._lock:
+            if len(ids) == 1:  # a one-token batch would use other kernels: evaluate it from scratch
+                self._llm.reset()
+                self._llm.eval(ids)
+                self._scored_tokens = 0
+            else:
+                self._evaluate_context(ids)  # reuses the cached prefix, as continuation scoring does
+            # Rows already normalised for a sequence sharing this prefix are kept (a full-vocabulary
+            # log-softmax per position is most of the cost); row j needs ids[:j + 2] unchanged.
+            old_ids, old_chosen, old_top_ids, old_top_values = self._rows
+            keep = max(0, min(common_prefix_length(old_ids, ids) - 1, len(old_chosen), len(ids) - 1))
+            rows = log_softmax(self._llm.scores[keep: len(ids)])
+            new_top_ids, new_top_values = top_of_rows(rows, MAX_TOP_LOGPROBS)
+            new_chosen = rows[np.arange(len(ids) - 1 - keep), ids[keep + 1:]]
+            self._rows = (ids, np.concatenate([old_chosen[:keep], new_chosen]),
+                          np.concatenate([old_top_ids[:keep], new_top_ids[:-1]]),
+                          np.concatenate([old_top_values[:keep], new_top_values[:-1]]))
+            _, chosen, top_ids, top_values = self._rows
+        return SequenceLogprobs(ids, np.concatenate([[np.nan], chosen]),
+                                np.concatenate([np.zeros((1, top), dtype=np.int64), top_ids[:, :top]]),
+                                np.concatenate([np.full((1, top), np.nan), top_values[:, :top]]),
+                                new_top_ids[-1, :top], new_top_values[-1, :top])
+
+    def chat_template(self) -> str | None:
+        """The chat template stored in the GGUF metadata, if any."""
+        return self._llm.metadata.get("tokenizer.chat_template")
+
+    def format_chat(self, messages: Sequence[dict]) -> str:
+        template = self.chat_template()
+        if not template:
+            raise UserError(f"{self.name} has no chat template in its GGUF metadata")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        vocab_text = self.detokenize
+        formatter = Jinja2ChatFormatter(template, eos_token=vocab_text([self._llm.token_eos()]),
+                                        bos_token=vocab_text([self._llm.token_bos()]),
+                                        add_generation_prompt=True)
+        return formatter(messages=[dict(m) for m in messages]).prompt
+
     def _evaluate(self, tokens: list[int], start: int) -> None:
         """Evaluate `tokens[start:]` on top of the cached `tokens[:start]`, in batches of two or more."""
         llm = self._llm
@@ -156,6 +212,10 @@ class LlamaCppLM(LanguageModel):
 
     def _run(self, prompt: str, config: GenerationConfig, stream: bool):
         kwargs = self._completion_kwargs(prompt, config)
+        # llama.cpp would reuse the cached prefix and re-evaluate the prompt's last token alone: a
+        # one-token batch, whose other kernels can change the greedy path. From scratch, the same prompt
+        # always gives the same text (evaluating a prompt in batches costs milliseconds).
+        self._llm.reset()
         if config.chat:
             kwargs.pop("max_tokens")
             return self._llm.create_chat_completion([{"role": "user", "content": prompt}], stream=stream,

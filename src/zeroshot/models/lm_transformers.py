@@ -21,12 +21,16 @@ import torch
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import (
+    MAX_TOP_LOGPROBS,
     GenerationConfig,
     LanguageModel,
+    SequenceLogprobs,
     StopTrimmer,
     check_scoring_request,
+    check_top,
     common_prefix_length,
     resolve_seed,
+    top_of_rows,
     trim_at_stop,
 )
 from zeroshot.models.registry import register_backend
@@ -49,13 +53,21 @@ class TransformersLM(LanguageModel):
         self.tokenizer = tokenizer
         self.name = name
         self.context_length = _context_length(model.config, tokenizer)
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.device = next(model.parameters()).device
         self._pad_id = _pad_token_id(tokenizer, model.config)
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos = tokenizer.eos_token_id if eos is None else eos
+        self.end_token_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
         self._lock = threading.RLock()
         # The context evaluated last: its ids, its key/value cache and log p(next token | it).
         self._prefix_ids: list[int] = []
         self._prefix_cache = None
         self._prefix_next_logp: torch.Tensor | None = None
+        # What `sequence_logprobs` measured at the first positions of that context (a cache cannot give
+        # back logits of positions it skips): per position, log p(token) and the best alternatives.
+        self._prefix_rows = (np.zeros(0), np.zeros((0, MAX_TOP_LOGPROBS), dtype=np.int64),
+                             np.zeros((0, MAX_TOP_LOGPROBS)))
 
     @classmethod
     def load(cls, location: str, kind: str, dtype: str = "fp32", device: str | None = None) -> TransformersLM:
@@ -133,7 +145,52 @@ class TransformersLM(LanguageModel):
         self._prefix_ids = list(context)
         self._prefix_cache = out.past_key_values
         self._prefix_next_logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        self._prefix_rows = tuple(part[:reuse] for part in self._prefix_rows)
         return self._prefix_cache, self._prefix_next_logp
+
+    @torch.inference_mode()
+    def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
+        ids = [int(t) for t in ids]
+        check_top(top)
+        if not ids:
+            raise UserError("cannot score an empty sequence: give at least one token")
+        if len(ids) > self.context_length:
+            raise UserError(f"the sequence has {len(ids)} tokens, more than the model's context of "
+                            f"{self.context_length}")
+        with self._lock:
+            chosen, known_ids, known_values = self._prefix_rows
+            # Rows 0..reuse-1 are known from before: row j is p(. | ids[:j + 1]), and its chosen entry
+            # is the probability of ids[j + 1], so both must lie in the shared prefix.
+            shared = common_prefix_length(self._prefix_ids, ids)
+            reuse = max(0, min(shared - 1, len(chosen), len(ids) - 1))
+            cache = _cropped_copy(self._prefix_cache, reuse) if reuse > 0 else _new_cache(self.model)
+            out = self._forward(torch.tensor([ids[reuse:]]), cache=cache,
+                                position_ids=torch.arange(reuse, len(ids))[None])
+            logp = torch.log_softmax(out.logits[0].float(), dim=-1).double().cpu().numpy()
+            new_ids, new_values = top_of_rows(logp, MAX_TOP_LOGPROBS)
+            new_chosen = logp[np.arange(len(ids) - 1 - reuse), ids[reuse + 1:]]
+            self._prefix_ids = list(ids)
+            self._prefix_cache = out.past_key_values
+            self._prefix_next_logp = torch.from_numpy(logp[-1]).float()
+            self._prefix_rows = (np.concatenate([chosen[:reuse], new_chosen]),
+                                 np.concatenate([known_ids[:reuse], new_ids[:-1]]),
+                                 np.concatenate([known_values[:reuse], new_values[:-1]]))
+            chosen, known_ids, known_values = self._prefix_rows
+        nan_row = np.full((1, top), np.nan)
+        return SequenceLogprobs(ids, np.concatenate([[np.nan], chosen]),
+                                np.concatenate([np.zeros((1, top), dtype=np.int64), known_ids[:, :top]]),
+                                np.concatenate([nan_row, known_values[:, :top]]),
+                                new_ids[-1, :top], new_values[-1, :top])
+
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template (from `tokenizer_config.json` or the GGUF), if any."""
+        return getattr(self.tokenizer, "chat_template", None) or None
+
+    def format_chat(self, messages: Sequence[dict]) -> str:
+        if not self.chat_template():
+            raise UserError(f"{self.name} has no chat template")
+        return self.tokenizer.apply_chat_template([dict(m) for m in messages], add_generation_prompt=True,
+                                                  tokenize=False)
 
     def _score_on_cache(self, cache, n_context: int, next_logp: torch.Tensor,
                         conts: list[list[int]]) -> list[np.ndarray]:

@@ -26,7 +26,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zeroshot.errors import UserError
 from zeroshot.optional import OPTIONAL
-from zeroshot.server import openai_compat, routes_text, routes_vision
+from zeroshot.server import (
+    docs_assets,
+    openai_compat,
+    routes_chat,
+    routes_embeddings,
+    routes_text,
+    routes_tokens,
+    routes_vision,
+)
 from zeroshot.server.guard import LastResort, RequestGuard
 from zeroshot.server.resources import Resources
 from zeroshot.server.security import BodySizeLimit, check_api_key
@@ -60,12 +68,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(title="zeroshot", version=_version("zeroshot"), lifespan=lifespan,
                   description="Zero- and few-shot learning with frozen Transformers: generation (with an "
                               "OpenAI-compatible endpoint), text and image classification, image search "
-                              "and detection. Send `Authorization: Bearer KEY` when the server has a key.")
+                              "and detection. Send `Authorization: Bearer KEY` when the server has a key.",
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.resources = resources
     protected = [Depends(check_api_key)]
-    for module in (routes_text, openai_compat, routes_vision):
+    for module in (routes_text, openai_compat, routes_vision, routes_chat, routes_embeddings, routes_tokens):
         app.include_router(module.router, dependencies=protected)
+    docs_assets.install(app)
     _add_error_handlers(app)
     # Added innermost first: the size limit sees the body before the guard buffers it, and the last
     # resort sits just outside the routes.
@@ -120,6 +130,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no such route (a route's 404 says more)
+            body = error_body(f"no route {request.method} {request.url.path} on this server; "
+                              f"{docs_assets.route_hint(app)}", 404)
+            return JSONResponse(body, status_code=404)
         return JSONResponse(error_body(str(exc.detail), exc.status_code), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 

@@ -2,8 +2,9 @@
 
 Follows OpenAI's legacy Completions API: same request fields, same response and streaming chunk
 shapes, `data: [DONE]` at the end of a stream, and errors as `{"error": {message, type, param, code}}`.
-Options we cannot honour (n > 1, logprobs, echo, suffix, best_of, penalties, logit_bias, token-id
-prompts) are refused with a 400 that names them rather than silently ignored.
+`logprobs`, `echo`, `max_tokens: 0` and token-id prompts go to `completions_scored` (likelihoods through
+the library's scoring engine). Options we cannot honour (n > 1, suffix, best_of, penalties, logit_bias)
+are refused with a 400 that names them rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig
+from zeroshot.server import completions_scored
 from zeroshot.server.generation import Completion, complete, stream_completion
 from zeroshot.server.resources import Resources
 from zeroshot.server.streaming import primed, sse_event, sse_response
@@ -38,8 +40,8 @@ class CompletionRequest(BaseModel):
 
     model: str
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = None  # decoding values are checked by GenerationConfig, as on the CLI
-    temperature: float | None = None
+    max_tokens: int | None = Field(None, ge=0)  # 0: score or echo the prompt, generate nothing
+    temperature: float | None = None  # decoding values are checked by GenerationConfig, as on the CLI
     top_p: float | None = None
     n: int | None = 1
     stream: bool | None = False
@@ -68,10 +70,6 @@ def _check_supported(body: CompletionRequest, limit: int) -> list[str]:
         raise UnsupportedOption("only n=1 is supported", "n")
     if body.best_of not in (None, 1):
         raise UnsupportedOption("best_of is not supported", "best_of")
-    if body.logprobs is not None:
-        raise UnsupportedOption("logprobs are not supported by this server", "logprobs")
-    if body.echo:
-        raise UnsupportedOption("echo is not supported", "echo")
     if body.suffix:
         raise UnsupportedOption("suffix (insertion) is not supported", "suffix")
     if body.logit_bias:
@@ -83,10 +81,7 @@ def _check_supported(body: CompletionRequest, limit: int) -> list[str]:
     extra = sorted(body.model_extra or {})
     if extra:
         raise UnsupportedOption(f"unknown or unsupported field(s): {', '.join(extra)}", extra[0])
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    if not prompts or not all(isinstance(prompt, str) for prompt in prompts):
-        raise UnsupportedOption("prompt must be a string or a non-empty list of strings (token ids are not "
-                                "supported)", "prompt")
+    prompts = completions_scored.prompt_list(body.prompt)
     if len(prompts) > limit:
         raise UserError(f"{len(prompts)} prompts in one request; this server accepts at most {limit} "
                         "(each is a whole generation)", 413)
@@ -126,12 +121,15 @@ async def completions(body: CompletionRequest, request: Request):
     prompts = _check_supported(body, resources.settings.max_prompts_per_request)
     await resources.on_lm(lambda lm: None)
     _check_model(body.model, resources)
+    max_tokens = DEFAULT_MAX_TOKENS if body.max_tokens is None else body.max_tokens
     config = GenerationConfig.from_options(
-        max_tokens=DEFAULT_MAX_TOKENS if body.max_tokens is None else body.max_tokens,
+        max_tokens=max(max_tokens, 1),  # max_tokens 0 only scores (completions_scored): nothing decodes
         temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
         top_p=body.top_p, stop=body.stop, seed=body.seed)
     header = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
               "model": model_id(resources)}
+    if completions_scored.wanted(body, prompts):
+        return await completions_scored.respond(body, prompts, config, header, resources)
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         first = await primed(stream_completion(resources, prompts[0], config))

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from zeroshot.errors import UserError
@@ -214,6 +215,11 @@ class Resources:
         await self.image_batcher.close()
         self.lm_executor.shutdown(wait=False, cancel_futures=True)
         self.clip_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def public_name(name: str) -> str:
+    """How a model is named to clients: a local path only by its last part, never the server's folders."""
+    return Path(name).name if ("/" in name and Path(name).exists()) or Path(name).is_absolute() else name
 
 
 def _quietly(load: Callable[[], Any]) -> None:

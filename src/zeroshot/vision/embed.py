@@ -17,6 +17,7 @@ from itertools import islice
 import numpy as np
 from PIL import Image
 
+from zeroshot.errors import UserError
 from zeroshot.models.clip import ImageSpec, ImageTextModel
 from zeroshot.vision.images import ImageError, load_image
 from zeroshot.vision.transforms import normalise_batch, resize_and_crop
@@ -124,3 +125,12 @@ def embed_images(model: ImageTextModel, sources: Sequence[ImageSource], batch_si
         failures.extend(batch.failures)
     embeddings = np.concatenate(parts) if parts else np.zeros((0, model.embedding_dim), dtype=np.float32)
     return np.asarray(indices, dtype=np.int64), embeddings, failures
+
+
+def embed_decoded_images(clip, images: Sequence) -> np.ndarray:
+    """(n, dim) float32 CLIP embeddings of decoded (PIL) images; `UserError` names the first that fails."""
+    _, vectors, failures = embed_images(clip, list(images), num_workers=1, progress=False)
+    if failures:
+        index, reason = failures[0]
+        raise UserError(f"image {index}: {reason}")
+    return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,22 @@
+"""`zeroshot export-tokenizer`: the model's tokenizer as a Hugging Face folder (for lm-eval and friends)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from zeroshot.cli import app
+
+
+@app.command("export-tokenizer")
+def export_tokenizer_command(
+    model: str = typer.Option(None, "--model",
+                              help="Hub id, local folder or .gguf file (default: SmolLM2-135M)."),
+    output_dir: Path = typer.Option(None, "--output-dir",
+                                    help="Folder to write (default: zeroshot's cache)."),
+) -> None:
+    """Write the tokenizer of MODEL as a folder `AutoTokenizer.from_pretrained` loads, and print its path."""
+    from zeroshot.models.tokenizer_export import export_tokenizer
+
+    print(export_tokenizer(model, output_dir))
