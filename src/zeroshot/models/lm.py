@@ -76,6 +76,8 @@ class LanguageModel(abc.ABC):
     load_seconds: float = 0.0  # wall-clock time `load_lm` took
     last_seed: int | None = None  # the seed the last sampled generation used (drawn when none was given)
     last_num_tokens: int = 0  # tokens the last `generate` call decoded (before stop-sequence trimming)
+    n_params: int | None = None  # parameter count, from the GGUF header or the loaded weights
+    chat_template: str | None = None  # Jinja chat template from the GGUF metadata or tokenizer config
 
     @abc.abstractmethod
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:

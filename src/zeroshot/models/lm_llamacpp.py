@@ -30,8 +30,19 @@ from zeroshot.models.lm import (
     log_softmax,
     resolve_seed,
 )
+from zeroshot.models.memory import check_memory
 
-MAX_DEFAULT_CONTEXT = 8192  # the logits buffer holds n_ctx x vocabulary floats (virtual until written)
+MAX_DEFAULT_CONTEXT = 8192  # opened at min(training context, this) unless n_ctx is given
+N_BATCH = 512  # tokens per llama.cpp batch; the logits buffer holds this many rows
+_OVERHEAD = 128 << 20  # compute buffers and the library itself, measured loosely
+
+
+def estimate_memory(info, n_ctx: int, n_batch: int = N_BATCH) -> dict[str, int]:
+    """Bytes a llama.cpp load of `info` (a `GGUFInfo`) will need at `n_ctx`, by part."""
+    parts = {"weights": info.weights_bytes, "kv_cache": info.kv_cache_bytes(n_ctx),
+             "logits": 2 * n_batch * info.n_vocab * 4, "overhead": _OVERHEAD}
+    parts["total"] = sum(parts.values())
+    return parts
 
 
 class LlamaCppLM(LanguageModel):
@@ -42,21 +53,29 @@ class LlamaCppLM(LanguageModel):
     def __init__(self, path: str, n_ctx: int | None = None, n_threads: int | None = None) -> None:
         from llama_cpp import Llama
 
+        from zeroshot.models.gguf_info import check_complete, read_gguf_info
+
         self.name = path
         self._path = path
         self._n_threads = n_threads
+        # The header decides the context and the memory check before llama.cpp allocates anything.
+        self.info = read_gguf_info(path)
+        check_complete(self.info)
+        n_ctx = n_ctx or min(self.info.context_length, MAX_DEFAULT_CONTEXT)
+        check_memory(estimate_memory(self.info, n_ctx, N_BATCH), path)
         try:
-            # logits_all keeps every position's logits, which scoring continuations needs.
-            self._llm = Llama(model_path=path, n_ctx=n_ctx or 0, n_threads=n_threads, logits_all=True,
-                              verbose=False)
-        except (ValueError, RuntimeError) as exc:
+            # No logits_all: scoring asks llama.cpp for the rows it needs (`_decode`), so the logits
+            # buffer is n_batch rows, not n_ctx (8k x a 262k vocabulary would be 8 GiB).
+            self._llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=N_BATCH, n_ubatch=N_BATCH,
+                              n_threads=n_threads, logits_all=False, verbose=False)
+        except (ValueError, RuntimeError, MemoryError) as exc:
             raise UserError(f"llama.cpp cannot load {path}: {exc}") from exc
-        if not n_ctx and self._llm.n_ctx() > MAX_DEFAULT_CONTEXT:
-            self._llm = Llama(model_path=path, n_ctx=MAX_DEFAULT_CONTEXT, n_threads=n_threads,
-                              logits_all=True, verbose=False)
         self.context_length = self._llm.n_ctx()
+        self.n_params = self.info.n_params
+        self.chat_template = self.info.chat_template
         self._lock = threading.RLock()
         self._scored_tokens = 0  # cache entries written by scoring, hence safe to reuse for scoring
+        self._rows: dict[int, np.ndarray] = {}  # position -> logits row kept by the last decodes
         self._embedders: dict[str, object] = {}
         self._end_tokens = _end_of_generation_tokens(self._llm)
 
@@ -85,10 +104,11 @@ class LlamaCppLM(LanguageModel):
         llm = self._llm
         cached = min(llm.n_tokens, self._scored_tokens)
         shared = common_prefix_length(llm.input_ids[:cached].tolist(), context)
-        if shared >= len(context):
-            llm.n_tokens = len(context)  # its logits row is still in `scores`
+        last = len(context) - 1
+        if shared >= len(context) and last in self._rows:
+            llm.n_tokens = len(context)  # its last logits row is still kept
             return
-        self._evaluate(context, start=min(shared, len(context) - 1))
+        self._decode(context, start=min(shared, last), keep_from=last)
 
     def _score_after_context(self, context: list[int], cont: list[int]) -> np.ndarray:
         if not cont:
@@ -96,28 +116,47 @@ class LlamaCppLM(LanguageModel):
         n_context = len(context)
         self._llm.n_tokens = n_context
         if len(cont) > 1:
-            self._evaluate(context + cont[:-1], start=n_context)
+            self._decode(context + cont[:-1], start=n_context, keep_from=n_context - 1)
         return self._continuation_rows(n_context, cont)
 
     def _score_from_scratch(self, context: list[int], cont: list[int]) -> np.ndarray:
         if not cont:
             return np.zeros(0)
-        self._evaluate(context + cont[:-1], start=0)
+        self._decode(context + cont[:-1], start=0, keep_from=len(context) - 1)
         return self._continuation_rows(len(context), cont)
 
     def _continuation_rows(self, n_context: int, cont: list[int]) -> np.ndarray:
-        rows = log_softmax(self._llm.scores[n_context - 1: n_context - 1 + len(cont)])
+        rows = log_softmax(np.stack([self._rows[n_context - 1 + i] for i in range(len(cont))]))
         return rows[np.arange(len(cont)), cont]
 
-    def _evaluate(self, tokens: list[int], start: int) -> None:
-        """Evaluate `tokens[start:]` on top of the cached `tokens[:start]`, in batches of two or more."""
+    def _decode(self, tokens: list[int], start: int, keep_from: int) -> None:
+        """Evaluate `tokens[start:]` on top of the cached `tokens[:start]`, in batches of two or more,
+        asking llama.cpp for the logits of positions >= `keep_from` only (kept in `self._rows`).
+
+        `Llama.eval` would copy every position's logits (with `logits_all`) or none; scoring needs
+        the last context position and the continuation's, so the batch marks exactly those.
+        """
         llm = self._llm
         if len(tokens) - start == 1 and start > 0:
             start -= 1
+        self._rows = {p: r for p, r in self._rows.items() if p < start}
+        llm._ctx.kv_cache_seq_rm(-1, start, -1)
+        batch, n_vocab = llm._batch, llm.n_vocab()
         step = min(llm.n_batch, llm.context_params.n_ubatch)
-        llm.n_tokens = start
-        for chunk in _batches(len(tokens) - start, step):
-            llm.eval(tokens[llm.n_tokens: llm.n_tokens + chunk])
+        pos = start
+        for size in _batches(len(tokens) - start, step):
+            chunk = tokens[pos: pos + size]
+            batch.set_batch(chunk, n_past=pos, logits_all=False)
+            for i in range(size):
+                batch.batch.logits[i] = pos + i >= keep_from or i == size - 1
+            llm.n_tokens = pos  # a failed decode leaves the cache consistent with n_tokens
+            llm._ctx.decode(batch)
+            for i in range(max(0, keep_from - pos), size):
+                ptr = llm._ctx.get_logits_ith(i)
+                self._rows[pos + i] = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
+            llm.input_ids[pos: pos + size] = chunk
+            pos += size
+        llm.n_tokens = pos
         self._scored_tokens = len(tokens)
 
     # -- generation ---------------------------------------------------------------------------------
@@ -164,7 +203,7 @@ class LlamaCppLM(LanguageModel):
     def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:
         config = config or GenerationConfig()
         with self._lock:
-            self._scored_tokens = 0
+            self._scored_tokens, self._rows = 0, {}
             result, chat = self._run(prompt, config, stream=False)
         self.last_num_tokens = int(result["usage"]["completion_tokens"])
         return result["choices"][0]["message"]["content"] if chat else result["choices"][0]["text"]
@@ -172,7 +211,7 @@ class LlamaCppLM(LanguageModel):
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[str]:
         config = config or GenerationConfig()
         with self._lock:
-            self._scored_tokens = 0
+            self._scored_tokens, self._rows = 0, {}
             chunks, chat = self._run(prompt, config, stream=True)
             for chunk in chunks:
                 choice = chunk["choices"][0]

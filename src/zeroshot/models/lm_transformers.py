@@ -49,6 +49,8 @@ class TransformersLM(LanguageModel):
         self.context_length = _context_length(model.config, tokenizer)
         self.device = next(model.parameters()).device
         self._pad_id = _pad_token_id(tokenizer, model.config)
+        self.n_params = sum(p.numel() for p in model.parameters())
+        self.chat_template = getattr(tokenizer, "chat_template", None) or None
         self._lock = threading.RLock()
         # The context evaluated last: its ids, its key/value cache and log p(next token | it).
         self._prefix_ids: list[int] = []
@@ -63,6 +65,7 @@ class TransformersLM(LanguageModel):
         if dtype not in _DTYPES:
             raise UserError(f"unknown dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        _check_memory(location, kind, dtype)
         source, extra = location, {}
         if kind == "gguf":
             source, extra = str(Path(location).parent), {"gguf_file": Path(location).name}
@@ -422,3 +425,44 @@ _CORPUS = [
     "Once upon a time there was a little language model that answered questions about the world.",
     "The quick brown fox jumps over the lazy dog. 0123456789 !?.,;:'\"()[]{}",
 ]
+
+
+def _check_memory(location: str, kind: str, dtype: str) -> None:
+    """Refuse, before loading, a model whose weights at `dtype` exceed the memory available.
+
+    The parameter count comes from the GGUF header or the safetensors headers (a few KB each), so
+    nothing is loaded to find it; hub ids and pickle-only folders are not checked.
+    """
+    from zeroshot.models.memory import check_memory
+
+    if kind == "gguf":
+        from zeroshot.models.gguf_info import read_gguf_info
+
+        n_params = read_gguf_info(location).n_params
+    elif kind == "folder":
+        n_params = _safetensors_params(Path(location))
+    else:
+        return
+    if n_params:
+        width = 2 if dtype in ("bf16", "bfloat16", "fp16", "float16") else 4
+        weights = n_params * width
+        check_memory({"weights": weights, "overhead": 256 << 20, "total": weights + (256 << 20)}, location)
+
+
+def _safetensors_params(folder: Path) -> int:
+    """Elements of every tensor in the folder's safetensors files, read from their JSON headers."""
+    import json
+    import struct
+
+    total = 0
+    for path in folder.glob("*.safetensors"):
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                count = 1
+                for d in entry["shape"]:
+                    count *= d
+                total += count
+    return total
