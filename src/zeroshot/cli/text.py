@@ -186,25 +186,57 @@ def eval_text(
     max_chars: int = typer.Option(
         None, "--max-chars", min=1, help="Shorten each text field to N characters (bbc-news default: 400)."
     ),
-    out: Path = typer.Option(Path("results"), "--out", help="Folder for the JSON results and the PNG plot."),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
+    chat_template: bool = typer.Option(
+        None, "--chat-template/--no-chat-template",
+        help="Put description, demonstrations and query in the model's chat template (default: the task "
+        "file's chat_template setting, else off).",
+    ),
+    max_tokens: int = typer.Option(
+        32, "--max-tokens", min=1, help="Most tokens generated per free-form answer."
+    ),
+    log_samples: bool = typer.Option(
+        False, "--log-samples", help="Write one JSONL record per document and run (prompt, scores, answer)."
+    ),
+    output_dir: Path = typer.Option(
+        Path("results"), "--output-dir", "--out", help="Folder for the JSON results and the PNG plots."
+    ),
+    models: list[str] = typer.Option(
+        None, "--model", help=MODEL_HELP + " Repeat for several models: same documents, seeds and "
+        "demonstrations for each, plus the scaling figures."
+    ),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
-    """Accuracy per K (mean and spread over seeds) on TASK; writes JSON and a PNG of accuracy against K."""
-    from zeroshot.eval.runs import evaluate, format_table, parse_shots, save_report
+    """Accuracy per K (mean and spread over seeds) on TASK; writes JSON and PNGs of accuracy against K
+    (and, with several --model, against parameter count)."""
+    from zeroshot.eval.runs import parse_shots
+    from zeroshot.eval.scaling import evaluate_models, format_scaling_table, scaling_paths
     from zeroshot.eval.tasks import load_task
     from zeroshot.text.scoring import check_normalization
 
     shot_list = parse_shots(shots)
     check_normalization(normalization)
     task = load_task(task_name, max_chars=max_chars)
-    task.check_shots(shot_list)  # before the model loads: bad input fails fast
-    lm = _load_lm(model, backend)
-    report = evaluate(lm, task, shot_list, seeds, limit, normalization, calibrate, balanced, first_seed)
-    typer.echo(
-        f"{task.name} ({task.kind}): {report.n_docs} documents, pool of {report.n_pool}, "
-        f"seeds {report.seeds}, {report.seconds:.0f} s"
+    task.check_shots(shot_list)  # before any model loads: bad input fails fast
+    for name in models or []:
+        from zeroshot.models.lm import resolve_model
+
+        resolve_model(name)  # a missing file fails before the first model runs for minutes
+
+    def report_model(report) -> None:
+        from zeroshot.eval.runs import format_table
+
+        typer.echo(f"{task.name} ({task.kind}) with {Path(report.model).name}: {report.n_docs} documents, "
+                   f"pool of {report.n_pool}, seeds {report.seeds}, {report.seconds:.0f} s")
+        typer.echo(format_table(report))
+
+    scaling = evaluate_models(
+        models or [None], task, output_dir, lambda name: _load_lm(name, backend), log_samples=log_samples,
+        on_model=report_model, shots=shot_list, seeds=seeds, limit=limit, normalization=normalization,
+        calibrate=calibrate, balanced=balanced, first_seed=first_seed, progress=not quiet,
+        chat_template=chat_template, max_new_tokens=max_tokens,
     )
-    typer.echo(format_table(report))
-    json_path, png_path = save_report(report, out)
-    typer.echo(f"wrote {json_path} and {png_path}")
+    if len(scaling.reports) > 1:
+        typer.echo(format_scaling_table(scaling))
+    json_path, k_path, params_path = scaling_paths(task.name, output_dir)
+    typer.echo(f"wrote {json_path}, {k_path} and {params_path}")

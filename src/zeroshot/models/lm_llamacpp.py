@@ -73,6 +73,8 @@ class LlamaCppLM(LanguageModel):
         self.context_length = self._llm.n_ctx()
         self.n_params = self.info.n_params
         self.chat_template = self.info.chat_template
+        self.bos_text = self.special_token_text(self.info.bos_token_id)
+        self.eos_text = self.special_token_text(self.info.eos_token_id)
         self._lock = threading.RLock()
         self._scored_tokens = 0  # cache entries written by scoring, hence safe to reuse for scoring
         self._rows: dict[int, np.ndarray] = {}  # position -> logits row kept by the last decodes
@@ -81,8 +83,14 @@ class LlamaCppLM(LanguageModel):
 
     # -- tokens -------------------------------------------------------------------------------------
 
-    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False)
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def special_token_text(self, token_id: int | None) -> str:
+        """The text of a special token (BOS, EOS), as a chat template writes it."""
+        if token_id is None or token_id < 0:
+            return ""
+        return self._llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")

@@ -51,6 +51,8 @@ class TransformersLM(LanguageModel):
         self._pad_id = _pad_token_id(tokenizer, model.config)
         self.n_params = sum(p.numel() for p in model.parameters())
         self.chat_template = getattr(tokenizer, "chat_template", None) or None
+        self.bos_text = tokenizer.bos_token or ""
+        self.eos_text = tokenizer.eos_token or ""
         self._lock = threading.RLock()
         # The context evaluated last: its ids, its key/value cache and log p(next token | it).
         self._prefix_ids: list[int] = []
@@ -86,7 +88,8 @@ class TransformersLM(LanguageModel):
 
     # -- tokens -------------------------------------------------------------------------------------
 
-    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
+        # Hugging Face tokenizers split added special tokens out of the text either way.
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         bos = self.tokenizer.bos_token_id
         return ([bos] if add_bos and bos is not None else []) + list(ids)
