@@ -16,6 +16,7 @@ llama.cpp has no beam search: asking for it is a `UserError`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -66,8 +67,11 @@ class LlamaCppLM(LanguageModel):
         try:
             # No logits_all: scoring asks llama.cpp for the rows it needs (`_decode`), so the logits
             # buffer is n_batch rows, not n_ctx (8k x a 262k vocabulary would be 8 GiB).
+            # Prompt processing gets the same thread count as generation: llama-cpp-python's default
+            # for it (every CPU) spins at its barriers on a shared machine, measured 5x slower here.
+            threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
             self._llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=N_BATCH, n_ubatch=N_BATCH,
-                              n_threads=n_threads, logits_all=False, verbose=False)
+                              n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False)
         except (ValueError, RuntimeError, MemoryError) as exc:
             raise UserError(f"llama.cpp cannot load {path}: {exc}") from exc
         self.context_length = self._llm.n_ctx()
