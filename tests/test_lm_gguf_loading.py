@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_gguf import write_tiny_gguf
 
+from tiny_gguf import write_tiny_gguf
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.models.gguf_info import read_gguf_info

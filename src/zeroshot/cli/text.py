@@ -80,6 +80,29 @@ def demo(
     for name, proba in answers.items():
         hits = sum(task.labels[int(p.argmax())] == d.target for p, d in zip(proba, docs, strict=True))
         typer.echo(f"{name}: {hits}/{len(docs)} right")
+    typer.echo(_demo_epilogue(model))
+
+
+def _demo_epilogue(model: str | None) -> str:
+    """What the default model does well and badly (measured, docs/notes/issue-13.md), and how to go bigger."""
+    from zeroshot.models.ladder import installed_ladder
+
+    lines = []
+    if model is None:
+        lines.append(
+            "\nAbout this model: SmolLM2-135M is the zero-set-up default, small enough to run anywhere. "
+            "It picks up the answer format from demonstrations, but on BBC News its topic choices are "
+            "weak and extra demonstrations do not make them better; larger models on the same prompts "
+            "do better (see docs/notes/issue-13.md for the measured curves)."
+        )
+    bigger = installed_ladder()
+    if bigger:
+        lines.append("Larger models installed; rerun with one of them:")
+        lines += [f"  zeroshot demo --model {path}" for path in bigger]
+    else:
+        lines.append("Larger models (270M to 1.5B, 1.9 GB in all): `make setup-ladder`, then "
+                     "`zeroshot demo --model <path it prints>`.")
+    return "\n".join(lines)
 
 
 @app.command("classify-text")
