@@ -3,6 +3,9 @@
     python -m bench.ladder_scaling TASK OUTPUT_DIR --models default,gemma-3-270m,... \
         [--limit 100] [--shots 0,1,4,8] [--seeds 3] [--max-chars 100] [--calibrate] [--until HH:MM]
 
+TASK is a task file, "bbc-news", or "bbc-news-dev" (a dev split carved from the BBC demonstration pool,
+for choosing options without touching the test split).
+
 Models are named by ladder name (`zeroshot.models.ladder.LADDER`), "default" (the built-in 135M)
 or a path. Runs go through `zeroshot.eval.scaling.evaluate_models` exactly as `zeroshot eval-text
 --model ... --model ...` does, with one addition the CLI lacks: `--until` (UTC) stops starting new
@@ -14,12 +17,13 @@ resumes from the checkpoints under OUTPUT_DIR/runs/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import sys
 
 from zeroshot.eval.runs import parse_shots
 from zeroshot.eval.scaling import evaluate_models, format_scaling_table
-from zeroshot.eval.tasks import load_task
+from zeroshot.eval.tasks import Task, load_task
 from zeroshot.models.ladder import LADDER, ladder_dir
 from zeroshot.models.lm import load_lm
 
@@ -31,6 +35,13 @@ def model_path(name: str) -> str | None:
         if model.name == name:
             return str(ladder_dir() / model.filename)
     return name
+
+
+def bbc_dev_task(max_chars: int | None) -> Task:
+    """A dev split of BBC News for choosing options: the last 200 articles of the demonstration pool
+    are evaluated and the rest stays the pool; the test split is never touched."""
+    task = load_task("bbc-news", max_chars=max_chars)
+    return dataclasses.replace(task, name="bbc-news-dev", pool=task.pool[:-200], docs=task.pool[-200:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         if when < now - dt.timedelta(hours=12):
             when += dt.timedelta(days=1)
         deadline = when.timestamp()
-    task = load_task(args.task, max_chars=args.max_chars)
+    dev = args.task == "bbc-news-dev"
+    task = bbc_dev_task(args.max_chars) if dev else load_task(args.task, max_chars=args.max_chars)
     scaling = evaluate_models(
         [model_path(m) for m in args.models.split(",")], task, args.output_dir,
         lambda m: load_lm(m, backend="llama.cpp"), log_samples=args.log_samples,
