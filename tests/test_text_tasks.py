@@ -134,7 +134,7 @@ def test_free_form_and_multiple_choice_tasks_evaluate(tmp_path):
     ]
     free = load_task(write_jsonl(tmp_path / "qa.jsonl", [{**r, "split": "test"} for r in qa_rows]))
     report = evaluate(lm, free, shots=[0], seeds=1, progress=False)
-    assert report.chance is None and 0 <= report.series["plain"][0].mean <= 1
+    assert report.chance is None and 0 <= report.series["exact_match"][0].mean <= 1
     mc = load_task(
         write_jsonl(
             tmp_path / "mc.jsonl",

@@ -85,3 +85,40 @@ def bench_lm_command(
         print(f"skipped {name}: {reason}", file=sys.stderr)
     path = write_results(rows, skipped, output)
     print(f"wrote {path}", file=sys.stderr)
+
+
+@app.command("bench-lm-ladder")
+def bench_lm_ladder_command(
+    models: list[str] = typer.Option(
+        None, "--model", help="GGUF to time; repeatable (default: the built-in model and every installed "
+        "ladder model, see `make setup-ladder`)."
+    ),
+    lengths: str = typer.Option("32,128,512", "--lengths", help="Comma-separated prompt lengths to score."),
+    max_tokens: int = typer.Option(
+        16, "--max-tokens", min=1, help="Tokens generated for the gen tok/s column."
+    ),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, help="Alternating rounds (scoring, bare eval) per length."
+    ),
+    output: Path = typer.Option(
+        Path("bench/results/bench_lm_ladder.json"), "-o", "--output", help="JSON to write."
+    ),
+) -> None:
+    """The cost table across model sizes: load, generation and scoring tokens/s, memory; scoring against
+    llama.cpp's bare prompt processing (`Llama.eval`) of the same tokens."""
+    import json
+
+    from zeroshot.models.ladder import installed_ladder
+    from zeroshot.models.lm_bench import bench_ladder_model, format_ladder_table
+    from zeroshot.validation import split_ints
+
+    token_counts = split_ints(lengths, "--lengths", minimum=1)
+    names: list[str | None] = list(models) if models else [None, *map(str, installed_ladder())]
+    rows = []
+    for name in names:
+        rows.append(bench_ladder_model(name, token_counts, max_tokens, rounds))
+        print(format_ladder_table(rows[-1:]), file=sys.stderr)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({"rows": [r.to_dict() for r in rows]}, indent=2))  # kept as it goes
+    print(format_ladder_table(rows))
+    print(f"wrote {output}", file=sys.stderr)

@@ -3,7 +3,8 @@
 For every K and seed, K demonstrations are drawn from the task's pool (seeded) and every evaluation
 document is answered. K=0 has no randomness, so it runs once. Likelihood tasks measure the plain and
 the calibrated accuracy from the same model calls (calibration only adds a content-free query per
-prompt prefix).
+prompt prefix); free-form tasks measure each metric of the task's answer extraction. Each finished
+(K, seed) run can be kept in a checkpoint file, and every document can be logged (`SampleLog`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from tqdm.auto import tqdm
 from zeroshot.errors import UserError
 from zeroshot.eval.tasks import Task
 from zeroshot.models.lm import GenerationConfig, LanguageModel
-from zeroshot.text.classify import MultipleChoiceScorer, ZeroShotTextClassifier
+from zeroshot.text.chat import chat_prompt_template
 from zeroshot.text.prompts import PromptBuilder, sample_demonstrations
-from zeroshot.text.scoring import check_normalization
+from zeroshot.text.scoring import DEFAULT_CONTENT_FREE_INPUTS, LikelihoodScorer, check_normalization
 
 
 @dataclass
@@ -55,12 +56,21 @@ class EvalReport:
     series: dict[str, list[SeriesPoint]] = field(default_factory=dict)  # "plain", "calibrated"
     dropped_demonstrations: dict[int, int] = field(default_factory=dict)  # K -> prompts that dropped some
     seconds: float = 0.0
+    n_params: int | None = None
+    chat_template: bool = False
+    extraction: dict | None = None  # free-form: filters, folding and metrics
+    missing_runs: list[str] = field(default_factory=list)  # "K:seed" runs not done (deadline reached)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
 def _summarize(k: int, per_seed: dict[int, float]) -> SeriesPoint:
+    if not per_seed:  # every run of this K was skipped (deadline)
+        return SeriesPoint(k, {}, float("nan"), float("nan"), float("nan"), float("nan"))
     values = np.array(list(per_seed.values()))
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return SeriesPoint(k, per_seed, float(values.mean()), std, float(values.min()), float(values.max()))
@@ -77,8 +87,20 @@ def evaluate(
     balanced: bool = False,
     first_seed: int = 0,
     progress: bool = True,
+    chat_template: bool | None = None,
+    sample_log: SampleLog | None = None,
+    checkpoint: str | Path | None = None,
+    max_new_tokens: int = 32,
+    deadline: float | None = None,
 ) -> EvalReport:
-    """Accuracy of `lm` on `task` for each K in `shots` over `seeds` seeds: first_seed, first_seed+1, ..."""
+    """Accuracy of `lm` on `task` for each K in `shots` over `seeds` seeds: first_seed, first_seed+1, ...
+
+    `chat_template` (None: the task file's setting) puts the prompt in the model's chat template.
+    `sample_log` receives one record per document and run. `checkpoint` is a JSON file that keeps
+    every finished (K, seed) run: an interrupted evaluation started again with the same settings
+    skips them. `deadline` (a `time.time()` value) stops starting new runs after it; the report then
+    lists the runs it lacks in `missing_runs` and summarises the seeds that finished.
+    """
     shots = sorted(set(shots))
     task.check_shots(shots)
     check_normalization(normalization)
@@ -86,44 +108,54 @@ def evaluate(
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
+    chat = task.chat_template if chat_template is None else chat_template
+    template = chat_prompt_template(lm, task.description, task.template) if chat else task.template
     docs = task.docs[:limit] if limit else task.docs
     seed_list = list(range(first_seed, first_seed + seeds))
-    runs = [(k, s) for k in shots for s in (seed_list[:1] if k == 0 else seed_list)]
-    calibrate = calibrate and task.kind != "free_form"
-    series_names = ["plain", "calibrated"] if calibrate else ["plain"]
+    # Seed-major order: an interrupted or time-limited evaluation has whole curves for its first seeds.
+    runs = [(k, s) for s in seed_list for k in shots if k > 0 or s == seed_list[0]]
+    free_form = task.kind == "free_form"
+    calibrate = calibrate and not free_form
+    series_names = list(task.extractor.metrics) if free_form else (
+        ["plain", "calibrated"] if calibrate else ["plain"])
+    settings = {"task": task.name, "model": lm.name, "n_docs": len(docs), "shots": shots, "seeds": seed_list,
+                "normalization": normalization, "calibrate": calibrate, "balanced": balanced, "chat": chat,
+                "max_new_tokens": max_new_tokens}
+    done = _load_checkpoint(checkpoint, settings)
     accuracy: dict[str, dict[int, dict[int, float]]] = {name: {k: {} for k in shots} for name in series_names}
     dropped: dict[int, int] = {k: 0 for k in shots}
+    missing: list[str] = []
+    pool = task.demonstration_pool()
+    pool_ids = {id(d): doc.line for d, doc in zip(pool, task.pool, strict=True)}
     started = time.perf_counter()
-    bar = tqdm(total=len(runs) * len(docs), desc=f"{task.name}", unit="doc", disable=not progress)
+    todo = [run for run in runs if f"{run[0]}:{run[1]}" not in done]
+    bar = tqdm(total=len(todo) * len(docs), desc=f"{task.name} {Path(lm.name).name}", unit="doc",
+               disable=not progress)
     for k, seed in runs:
-        bar.set_postfix_str(f"K={k} seed={seed}")
-        demos = sample_demonstrations(task.demonstration_pool(), k, seed, balanced)
-        correct = {name: 0 for name in series_names}
-        if task.kind == "free_form":
-            correct["plain"], short = _run_free_form(lm, task, demos, docs, bar)
+        key = f"{k}:{seed}"
+        if key in done:
+            result = done[key]
+        elif deadline is not None and time.time() > deadline:
+            missing.append(key)
+            continue
         else:
-            if task.kind == "classification":
-                model = ZeroShotTextClassifier(
-                    lm, task.labels, task.description, demos, task.template, normalization, calibrate
-                ).fit()
+            bar.set_postfix_str(f"K={k} seed={seed}")
+            demos = sample_demonstrations(pool, k, seed, balanced)
+            builder = PromptBuilder(lm, task.description, demos, template)
+            context = _RunContext(task, k, seed, [pool_ids[id(d)] for d in demos], builder, sample_log)
+            if free_form:
+                result = _run_free_form(lm, context, docs, bar, max_new_tokens)
             else:
-                model = MultipleChoiceScorer(
-                    lm, task.description, demos, task.template, normalization, calibrate
-                ).fit()
-            short = 0
-            for doc in docs:
-                result = model.scorer_.score(doc.query, list(doc.choices))
-                short += result.n_demonstrations < k
-                for name in series_names:
-                    best = result.choices[int(np.argmax(result.scores(normalization, name == "calibrated")))]
-                    correct[name] += best == doc.target
-                bar.update(1)
-        dropped[k] = max(dropped[k], short)
+                scorer = LikelihoodScorer(builder, DEFAULT_CONTENT_FREE_INPUTS if calibrate else ())
+                result = _run_likelihood(scorer, context, docs, bar, normalization, series_names)
+            done[key] = result
+            _save_checkpoint(checkpoint, settings, done)
+        dropped[k] = max(dropped[k], result["short"])
         for name in series_names:
-            accuracy[name][k][seed] = correct[name] / len(docs)
+            accuracy[name][k][seed] = result["accuracy"][name]
     bar.close()
     chance = None
-    if task.kind != "free_form":
+    if not free_form:
         chance = float(np.mean([1 / len(d.choices) for d in docs]))
     report = EvalReport(
         task.name,
@@ -138,24 +170,121 @@ def evaluate(
         balanced,
         chance,
         dropped_demonstrations=dropped,
+        n_params=lm.n_params,
+        chat_template=chat,
+        extraction=task.extractor.to_json() if free_form else None,
+        missing_runs=missing,
     )
     report.series = {name: [_summarize(k, accuracy[name][k]) for k in shots] for name in series_names}
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _run_free_form(lm: LanguageModel, task: Task, demos, docs, bar) -> tuple[int, int]:
-    """Exact-match accuracy of greedy generations (stopping at the end of the line)."""
-    builder = PromptBuilder(lm, task.description, demos, task.template)
-    config = GenerationConfig(max_new_tokens=32, temperature=0.0, stop=["\n"])
-    correct = short = 0
+@dataclass
+class _RunContext:
+    """What every document of one (K, seed) run shares, for its sample records."""
+
+    task: Task
+    k: int
+    seed: int
+    demo_ids: list[int]  # task-file lines (or article positions) of the demonstrations, in prompt order
+    builder: PromptBuilder
+    log: SampleLog | None
+
+    def record(self, doc, prompt_demos: int, **fields) -> None:
+        if self.log is None:
+            return
+        prompt = self.builder.prefix_text(prompt_demos) + self.builder.template.format_query(doc.query)
+        self.log.write({"task": self.task.name, "k": self.k, "seed": self.seed, "doc_id": doc.line,
+                        "demonstration_ids": self.demo_ids[:prompt_demos], "prompt": prompt,
+                        "target": doc.target, **fields})
+
+
+def _run_likelihood(scorer: LikelihoodScorer, ctx: _RunContext, docs, bar, normalization: str,
+                    series_names: list[str]) -> dict:
+    correct = {name: 0 for name in series_names}
+    short = 0
+    for doc in docs:
+        result = scorer.score(doc.query, list(doc.choices))
+        short += result.n_demonstrations < ctx.k
+        predicted = {}
+        for name in series_names:
+            best = result.choices[int(np.argmax(result.scores(normalization, name == "calibrated")))]
+            predicted[name] = best
+            correct[name] += best == doc.target
+        if ctx.log is not None:
+            loglik = {"raw": result.logprob_sum.tolist(),
+                      "normalised": result.scores(normalization).tolist()}
+            if "calibrated" in series_names:
+                loglik["calibrated"] = result.scores(normalization, True).tolist()
+            ctx.record(doc, result.n_demonstrations, choices=result.choices, loglikelihood=loglik,
+                       normalization=normalization, prediction=predicted,
+                       correct={name: predicted[name] == doc.target for name in series_names})
+        bar.update(1)
+    return {"accuracy": {name: correct[name] / len(docs) for name in series_names}, "short": short}
+
+
+def _run_free_form(lm: LanguageModel, ctx: _RunContext, docs, bar, max_new_tokens: int) -> dict:
+    """Greedy generations, filtered into answers and scored by the task's metrics."""
+    extractor = ctx.task.extractor
+    builder = ctx.builder
+    # A chat template ends the answer with its end-of-turn token; plain prompts end it with a newline.
+    stop = [] if builder.template.special else ["\n"]
+    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop=stop)
+    correct = {name: 0 for name in extractor.metrics}
+    short = 0
     for doc in docs:
         prompt = builder.build(doc.query, longest_answer_tokens=config.max_new_tokens)
-        short += prompt.n_demonstrations < len(demos)
-        text = builder.prefix_text(prompt.n_demonstrations) + task.template.format_query(doc.query)
-        correct += lm.generate(text, config).strip() == doc.target.strip()
+        short += prompt.n_demonstrations < ctx.k
+        text = builder.prefix_text(prompt.n_demonstrations) + builder.template.format_query(doc.query)
+        generation = lm.generate(text, config)
+        answer = extractor.extract(generation)
+        verdicts = extractor.score(answer, doc.target)
+        for name, ok in verdicts.items():
+            correct[name] += ok
+        ctx.record(doc, prompt.n_demonstrations, generation=generation, answer=answer, correct=verdicts)
         bar.update(1)
-    return correct, short
+    return {"accuracy": {name: correct[name] / len(docs) for name in extractor.metrics}, "short": short}
+
+
+class SampleLog:
+    """Per-document records as JSON Lines (lm-evaluation-harness's --log_samples), flushed line by line."""
+
+    def __init__(self, path: str | Path, **fields) -> None:
+        self.path = Path(path)
+        self.fields = fields  # added to every record (e.g. the model)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")  # appends: a resumed run keeps what it had
+        except OSError as exc:
+            raise UserError(f"cannot write the sample log {self.path}: {exc.strerror}") from None
+
+    def write(self, record: dict) -> None:
+        self._fh.write(json.dumps({**self.fields, **record}, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _load_checkpoint(path: str | Path | None, settings: dict) -> dict:
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}  # unreadable: start again (it is rewritten after the first run)
+    return dict(data.get("runs", {})) if data.get("settings") == settings else {}
+
+
+def _save_checkpoint(path: str | Path | None, settings: dict, done: dict) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"settings": settings, "runs": done}, indent=1), encoding="utf-8")
+    tmp.replace(path)  # never a half-written checkpoint
 
 
 def format_table(report: EvalReport) -> str:

@@ -13,7 +13,10 @@ JSON Lines, one document per line, with an optional first line ``{"config": {...
   ``doc_to_target`` formats the correct answer; ``doc_to_choice`` is either a list (the label set of a
   classification task) or the name of a field holding each document's own choices (multiple choice;
   its target may be the choice text or its 0-based index). Without ``doc_to_choice`` the task is
-  free-form, scored by exact match of the greedy generation.
+  free-form: the greedy generation goes through the config's ``filters`` and is scored by its
+  ``metrics`` (`zeroshot.eval.extract`: first line, strip, regex capture; case/punctuation folding;
+  exact match and "contains"). ``"chat_template": true`` puts the description, demonstrations and query
+  into the model's own chat template (see `zeroshot.text.chat`).
 - Without a config line the kind is inferred: a ``choices`` field means multiple choice, a ``label``
   field classification (labels = the distinct labels, sorted), else free-form on ``question``/``answer``.
 - Documents with ``"split": "train"`` form the demonstration pool and the rest are evaluated. Without
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroshot.errors import UserError
+from zeroshot.eval.extract import AnswerExtractor, parse_extractor
 from zeroshot.text.prompts import Demonstration, PromptTemplate, truncate_text
 from zeroshot.validation import check_labels
 
@@ -48,6 +52,11 @@ _CONFIG_KEYS = {
     "example_separator",
     "max_chars",
     "name",
+    "filters",
+    "ignore_case",
+    "ignore_punctuation",
+    "metrics",
+    "chat_template",
 }
 
 
@@ -75,6 +84,8 @@ class Task:
     pool: list[Doc]
     docs: list[Doc]
     labels: list[str] = field(default_factory=list)  # classification only
+    extractor: AnswerExtractor = field(default_factory=AnswerExtractor)  # free-form only
+    chat_template: bool = False  # put description, demonstrations and query in the model's chat template
 
     def demonstration_pool(self) -> list[Demonstration]:
         """The pool as demonstrations (query, correct answer)."""
@@ -244,8 +255,12 @@ def load_task(name_or_path: str | Path, max_chars: int | None = None) -> Task:
         answer=config.get("target_delimiter", " ") + "{answer}",
         example_separator=config.get("example_separator", "\n\n"),
     )
+    extractor = parse_extractor(config, str(path))
+    if not isinstance(config.get("chat_template", False), bool):
+        raise UserError(f"{path}: chat_template must be true or false")
     return Task(
-        config.get("name", path.stem), kind, config.get("description", ""), template, pool, docs, labels
+        config.get("name", path.stem), kind, config.get("description", ""), template, pool, docs, labels,
+        extractor, config.get("chat_template", False),
     )
 
 

@@ -139,10 +139,15 @@ class LanguageModel(abc.ABC):
     last_seed: int | None = None  # the seed the last sampled generation used (drawn when none was given)
     last_num_tokens: int = 0  # tokens the last `generate` call decoded (before stop-sequence trimming)
     end_token_ids: frozenset[int] = frozenset()  # tokens that end generation (EOS, end-of-turn)
+    n_params: int | None = None  # parameter count, from the GGUF header or the loaded weights
+    chat_template: str | None = None  # Jinja chat template from the GGUF metadata or tokenizer config
+    bos_text: str = ""  # the special tokens as chat templates write them
+    eos_text: str = ""
 
     @abc.abstractmethod
-    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
-        """Token ids of `text`; `add_bos` prepends the model's begin-of-sequence token if it has one."""
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
+        """Token ids of `text`; `add_bos` prepends the model's begin-of-sequence token if it has one;
+        `special` reads special-token text (a chat template's markers) as those tokens."""
 
     @abc.abstractmethod
     def detokenize(self, ids: Sequence[int]) -> str:

@@ -16,6 +16,7 @@ llama.cpp has no beam search: asking for it is a `UserError`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -23,7 +24,6 @@ import numpy as np
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import (
-    MAX_TOP_LOGPROBS,
     GenerationConfig,
     LanguageModel,
     SequenceLogprobs,
@@ -33,10 +33,21 @@ from zeroshot.models.lm import (
     resolve_seed,
     top_of_rows,
 )
+from zeroshot.models.memory import check_memory
 from zeroshot.models.registry import register_backend
 from zeroshot.numerics import log_softmax
 
-MAX_DEFAULT_CONTEXT = 8192  # the logits buffer holds n_ctx x vocabulary floats (virtual until written)
+MAX_DEFAULT_CONTEXT = 8192  # opened at min(training context, this) unless n_ctx is given
+N_BATCH = 512  # tokens per llama.cpp batch; the logits buffer holds this many rows
+_OVERHEAD = 128 << 20  # compute buffers and the library itself, measured loosely
+
+
+def estimate_memory(info, n_ctx: int, n_batch: int = N_BATCH) -> dict[str, int]:
+    """Bytes a llama.cpp load of `info` (a `GGUFInfo`) will need at `n_ctx`, by part."""
+    parts = {"weights": info.weights_bytes, "kv_cache": info.kv_cache_bytes(n_ctx),
+             "logits": 2 * n_batch * info.n_vocab * 4, "overhead": _OVERHEAD}
+    parts["total"] = sum(parts.values())
+    return parts
 
 
 @register_backend("llama.cpp")
@@ -51,33 +62,49 @@ class LlamaCppLM(LanguageModel):
     def __init__(self, path: str, n_ctx: int | None = None, n_threads: int | None = None) -> None:
         from llama_cpp import Llama
 
+        from zeroshot.models.gguf_info import check_complete, read_gguf_info
+
         self.name = path
         self._path = path
         self._n_threads = n_threads
+        # The header decides the context and the memory check before llama.cpp allocates anything.
+        self.info = read_gguf_info(path)
+        check_complete(self.info)
+        n_ctx = n_ctx or min(self.info.context_length, MAX_DEFAULT_CONTEXT)
+        check_memory(estimate_memory(self.info, n_ctx, N_BATCH), path)
         try:
-            # logits_all keeps every position's logits, which scoring continuations needs.
-            self._llm = Llama(model_path=path, n_ctx=n_ctx or 0, n_threads=n_threads, logits_all=True,
-                              verbose=False)
-        except (ValueError, RuntimeError) as exc:
+            # No logits_all: scoring asks llama.cpp for the rows it needs (`_decode`), so the logits
+            # buffer is n_batch rows, not n_ctx (8k x a 262k vocabulary would be 8 GiB).
+            # Prompt processing gets the same thread count as generation: llama-cpp-python's default
+            # for it (every CPU) spins at its barriers on a shared machine, measured 5x slower here.
+            threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+            self._llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=N_BATCH, n_ubatch=N_BATCH,
+                              n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False)
+        except (ValueError, RuntimeError, MemoryError) as exc:
             raise UserError(f"llama.cpp cannot load {path}: {exc}") from exc
-        if not n_ctx and self._llm.n_ctx() > MAX_DEFAULT_CONTEXT:
-            self._llm = Llama(model_path=path, n_ctx=MAX_DEFAULT_CONTEXT, n_threads=n_threads,
-                              logits_all=True, verbose=False)
         self.context_length = self._llm.n_ctx()
         self.vocab_size = self._llm.n_vocab()
+        self.n_params = self.info.n_params
+        self.chat_template = self.info.chat_template
+        self.bos_text = self.special_token_text(self.info.bos_token_id)
+        self.eos_text = self.special_token_text(self.info.eos_token_id)
         self._lock = threading.RLock()
         self._scored_tokens = 0  # cache entries written by scoring, hence safe to reuse for scoring
+        self._rows: dict[int, np.ndarray] = {}  # position -> logits row kept by the last decodes
         self._embedders: dict[str, object] = {}
-        # Per-position results of the last `sequence_logprobs` (ids, log p(token), best alternatives).
-        self._rows = ([], np.zeros(0), np.zeros((0, MAX_TOP_LOGPROBS), dtype=np.int64),
-                      np.zeros((0, MAX_TOP_LOGPROBS)))
         self._end_tokens = _end_of_generation_tokens(self._llm)
         self.end_token_ids = frozenset(self._end_tokens)
 
     # -- tokens -------------------------------------------------------------------------------------
 
-    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False)
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def special_token_text(self, token_id: int | None) -> str:
+        """The text of a special token (BOS, EOS), as a chat template writes it."""
+        if token_id is None or token_id < 0:
+            return ""
+        return self._llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")
@@ -99,10 +126,11 @@ class LlamaCppLM(LanguageModel):
         llm = self._llm
         cached = min(llm.n_tokens, self._scored_tokens)
         shared = common_prefix_length(llm.input_ids[:cached].tolist(), context)
-        if shared >= len(context):
-            llm.n_tokens = len(context)  # its logits row is still in `scores`
+        last = len(context) - 1
+        if shared >= len(context) and last in self._rows:
+            llm.n_tokens = len(context)  # its last logits row is still kept
             return
-        self._evaluate(context, start=min(shared, len(context) - 1))
+        self._decode(context, start=min(shared, last), keep_from=last)
 
     def _score_after_context(self, context: list[int], cont: list[int]) -> np.ndarray:
         if not cont:
@@ -110,17 +138,17 @@ class LlamaCppLM(LanguageModel):
         n_context = len(context)
         self._llm.n_tokens = n_context
         if len(cont) > 1:
-            self._evaluate(context + cont[:-1], start=n_context)
+            self._decode(context + cont[:-1], start=n_context, keep_from=n_context - 1)
         return self._continuation_rows(n_context, cont)
 
     def _score_from_scratch(self, context: list[int], cont: list[int]) -> np.ndarray:
         if not cont:
             return np.zeros(0)
-        self._evaluate(context + cont[:-1], start=0)
+        self._decode(context + cont[:-1], start=0, keep_from=len(context) - 1)
         return self._continuation_rows(len(context), cont)
 
     def _continuation_rows(self, n_context: int, cont: list[int]) -> np.ndarray:
-        rows = log_softmax(self._llm.scores[n_context - 1: n_context - 1 + len(cont)])
+        rows = log_softmax(np.stack([self._rows[n_context - 1 + i] for i in range(len(cont))]))
         return rows[np.arange(len(cont)), cont]
 
     def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
@@ -132,53 +160,62 @@ class LlamaCppLM(LanguageModel):
             raise UserError(f"the sequence has {len(ids)} tokens, more than the model's context of "
                             f"{self.context_length}")
         with self._lock:
-            if len(ids) == 1:  # a one-token batch would use other kernels: evaluate it from scratch
-                self._llm.reset()
-                self._llm.eval(ids)
-                self._scored_tokens = 0
+            llm = self._llm
+            cached = min(llm.n_tokens, self._scored_tokens)
+            shared = common_prefix_length(llm.input_ids[:cached].tolist(), ids)
+            if shared >= len(ids) and all(p in self._rows for p in range(len(ids))):
+                llm.n_tokens = len(ids)  # every row is still kept from the last call
             else:
-                self._evaluate_context(ids)  # reuses the cached prefix, as continuation scoring does
-            # Rows already normalised for a sequence sharing this prefix are kept (a full-vocabulary
-            # log-softmax per position is most of the cost); row j needs ids[:j + 2] unchanged.
-            old_ids, old_chosen, old_top_ids, old_top_values = self._rows
-            keep = max(0, min(common_prefix_length(old_ids, ids) - 1, len(old_chosen), len(ids) - 1))
-            rows = log_softmax(self._llm.scores[keep: len(ids)])
-            new_top_ids, new_top_values = top_of_rows(rows, MAX_TOP_LOGPROBS)
-            new_chosen = rows[np.arange(len(ids) - 1 - keep), ids[keep + 1:]]
-            self._rows = (ids, np.concatenate([old_chosen[:keep], new_chosen]),
-                          np.concatenate([old_top_ids[:keep], new_top_ids[:-1]]),
-                          np.concatenate([old_top_values[:keep], new_top_values[:-1]]))
-            _, chosen, top_ids, top_values = self._rows
+                # Rows of a shared prefix are reused only when all of them are kept; else from scratch.
+                start = min(shared, len(ids) - 1)
+                if not all(p in self._rows for p in range(start)):
+                    start = 0
+                self._decode(ids, start=start, keep_from=0)
+            rows = log_softmax(np.stack([self._rows[p] for p in range(len(ids))]))
+        top_ids, top_values = top_of_rows(rows, top)
+        chosen = rows[np.arange(len(ids) - 1), ids[1:]]
         return SequenceLogprobs(ids, np.concatenate([[np.nan], chosen]),
-                                np.concatenate([np.zeros((1, top), dtype=np.int64), top_ids[:, :top]]),
-                                np.concatenate([np.full((1, top), np.nan), top_values[:, :top]]),
-                                new_top_ids[-1, :top], new_top_values[-1, :top])
-
-    def chat_template(self) -> str | None:
-        """The chat template stored in the GGUF metadata, if any."""
-        return self._llm.metadata.get("tokenizer.chat_template")
+                                np.concatenate([np.zeros((1, top), dtype=np.int64), top_ids[:-1]]),
+                                np.concatenate([np.full((1, top), np.nan), top_values[:-1]]),
+                                top_ids[-1], top_values[-1])
 
     def format_chat(self, messages: Sequence[dict]) -> str:
-        template = self.chat_template()
-        if not template:
+        if not self.chat_template:
             raise UserError(f"{self.name} has no chat template in its GGUF metadata")
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        vocab_text = self.detokenize
-        formatter = Jinja2ChatFormatter(template, eos_token=vocab_text([self._llm.token_eos()]),
-                                        bos_token=vocab_text([self._llm.token_bos()]),
+        formatter = Jinja2ChatFormatter(self.chat_template, eos_token=self.eos_text, bos_token=self.bos_text,
                                         add_generation_prompt=True)
         return formatter(messages=[dict(m) for m in messages]).prompt
 
-    def _evaluate(self, tokens: list[int], start: int) -> None:
-        """Evaluate `tokens[start:]` on top of the cached `tokens[:start]`, in batches of two or more."""
+    def _decode(self, tokens: list[int], start: int, keep_from: int) -> None:
+        """Evaluate `tokens[start:]` on top of the cached `tokens[:start]`, in batches of two or more,
+        asking llama.cpp for the logits of positions >= `keep_from` only (kept in `self._rows`).
+
+        `Llama.eval` would copy every position's logits (with `logits_all`) or none; scoring needs
+        the last context position and the continuation's, so the batch marks exactly those.
+        """
         llm = self._llm
         if len(tokens) - start == 1 and start > 0:
             start -= 1
+        self._rows = {p: r for p, r in self._rows.items() if p < start}
+        llm._ctx.kv_cache_seq_rm(-1, start, -1)
+        batch, n_vocab = llm._batch, llm.n_vocab()
         step = min(llm.n_batch, llm.context_params.n_ubatch)
-        llm.n_tokens = start
-        for chunk in _batches(len(tokens) - start, step):
-            llm.eval(tokens[llm.n_tokens: llm.n_tokens + chunk])
+        pos = start
+        for size in _batches(len(tokens) - start, step):
+            chunk = tokens[pos: pos + size]
+            batch.set_batch(chunk, n_past=pos, logits_all=False)
+            for i in range(size):
+                batch.batch.logits[i] = pos + i >= keep_from or i == size - 1
+            llm.n_tokens = pos  # a failed decode leaves the cache consistent with n_tokens
+            llm._ctx.decode(batch)
+            for i in range(max(0, keep_from - pos), size):
+                ptr = llm._ctx.get_logits_ith(i)
+                self._rows[pos + i] = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
+            llm.input_ids[pos: pos + size] = chunk
+            pos += size
+        llm.n_tokens = pos
         self._scored_tokens = len(tokens)
 
     # -- generation ---------------------------------------------------------------------------------
@@ -187,8 +224,7 @@ class LlamaCppLM(LanguageModel):
         config.validate()
         if config.num_beams > 1:
             raise UserError("the llama.cpp backend has no beam search: use --backend transformers for "
-                            "num_beams > 1, "
-                            "or greedy decoding (temperature 0)")
+                            "num_beams > 1, or greedy decoding (temperature 0)")
         self.check_fits(len(self.tokenize(prompt, add_bos=True)), config.max_new_tokens)
         kwargs = dict(max_tokens=config.max_new_tokens, repeat_penalty=config.repetition_penalty,
                       stop=list(config.stop) or None, min_p=0.0, top_k=config.top_k, top_p=config.top_p,
@@ -225,7 +261,7 @@ class LlamaCppLM(LanguageModel):
     def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:
         config = config or GenerationConfig()
         with self._lock:
-            self._scored_tokens = 0
+            self._scored_tokens, self._rows = 0, {}
             result, chat = self._run(prompt, config, stream=False)
         self.last_num_tokens = int(result["usage"]["completion_tokens"])
         return result["choices"][0]["message"]["content"] if chat else result["choices"][0]["text"]
@@ -233,7 +269,7 @@ class LlamaCppLM(LanguageModel):
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[str]:
         config = config or GenerationConfig()
         with self._lock:
-            self._scored_tokens = 0
+            self._scored_tokens, self._rows = 0, {}
             chunks, chat = self._run(prompt, config, stream=True)
             for chunk in chunks:
                 choice = chunk["choices"][0]

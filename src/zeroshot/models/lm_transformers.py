@@ -59,6 +59,10 @@ class TransformersLM(LanguageModel):
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = tokenizer.eos_token_id if eos is None else eos
         self.end_token_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        self.n_params = sum(p.numel() for p in model.parameters())
+        self.chat_template = getattr(tokenizer, "chat_template", None) or None
+        self.bos_text = tokenizer.bos_token or ""
+        self.eos_text = tokenizer.eos_token or ""
         self._lock = threading.RLock()
         # The context evaluated last: its ids, its key/value cache and log p(next token | it).
         self._prefix_ids: list[int] = []
@@ -77,6 +81,7 @@ class TransformersLM(LanguageModel):
         if dtype not in _DTYPES:
             raise UserError(f"unknown dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        _check_memory(location, kind, dtype)
         source, extra = location, {}
         if kind == "gguf":
             source, extra = str(Path(location).parent), {"gguf_file": Path(location).name}
@@ -97,7 +102,8 @@ class TransformersLM(LanguageModel):
 
     # -- tokens -------------------------------------------------------------------------------------
 
-    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
+        # Hugging Face tokenizers split added special tokens out of the text either way.
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         bos = self.tokenizer.bos_token_id
         return ([bos] if add_bos and bos is not None else []) + list(ids)
@@ -182,12 +188,8 @@ class TransformersLM(LanguageModel):
                                 np.concatenate([nan_row, known_values[:, :top]]),
                                 new_ids[-1, :top], new_values[-1, :top])
 
-    def chat_template(self) -> str | None:
-        """The tokenizer's chat template (from `tokenizer_config.json` or the GGUF), if any."""
-        return getattr(self.tokenizer, "chat_template", None) or None
-
     def format_chat(self, messages: Sequence[dict]) -> str:
-        if not self.chat_template():
+        if not self.chat_template:
             raise UserError(f"{self.name} has no chat template")
         return self.tokenizer.apply_chat_template([dict(m) for m in messages], add_generation_prompt=True,
                                                   tokenize=False)
@@ -476,3 +478,44 @@ _CORPUS = [
     "Once upon a time there was a little language model that answered questions about the world.",
     "The quick brown fox jumps over the lazy dog. 0123456789 !?.,;:'\"()[]{}",
 ]
+
+
+def _check_memory(location: str, kind: str, dtype: str) -> None:
+    """Refuse, before loading, a model whose weights at `dtype` exceed the memory available.
+
+    The parameter count comes from the GGUF header or the safetensors headers (a few KB each), so
+    nothing is loaded to find it; hub ids and pickle-only folders are not checked.
+    """
+    from zeroshot.models.memory import check_memory
+
+    if kind == "gguf":
+        from zeroshot.models.gguf_info import read_gguf_info
+
+        n_params = read_gguf_info(location).n_params
+    elif kind == "folder":
+        n_params = _safetensors_params(Path(location))
+    else:
+        return
+    if n_params:
+        width = 2 if dtype in ("bf16", "bfloat16", "fp16", "float16") else 4
+        weights = n_params * width
+        check_memory({"weights": weights, "overhead": 256 << 20, "total": weights + (256 << 20)}, location)
+
+
+def _safetensors_params(folder: Path) -> int:
+    """Elements of every tensor in the folder's safetensors files, read from their JSON headers."""
+    import json
+    import struct
+
+    total = 0
+    for path in folder.glob("*.safetensors"):
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                count = 1
+                for d in entry["shape"]:
+                    count *= d
+                total += count
+    return total

@@ -21,7 +21,7 @@ from zeroshot.errors import UserError
 def export_tokenizer(model: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> str:
     """A folder (or hub id) holding the tokenizer of `model` (None: the built-in GGUF), ready for
     `AutoTokenizer.from_pretrained`. GGUF tokenizers are exported to `out` (default: the cache)."""
-    from zeroshot.models.lm import resolve_model
+    from zeroshot.models.loader import resolve_model
 
     kind, location = resolve_model(model)
     if kind != "gguf":

@@ -1,4 +1,5 @@
-"""Chat: a list of messages written out with the model's own chat template, then completed.
+"""Chat templates: a list of messages written out with the model's own template, and few-shot prompts
+inside it.
 
 The template comes from the model (GGUF metadata `tokenizer.chat_template`, or the Hugging Face
 tokenizer config), so the prompt is the one the instruct model was trained on. The rules for valid
@@ -6,16 +7,27 @@ messages live here, so the CLI, the HTTP API and Python users refuse the same th
 
     >>> lm = load_lm()
     >>> prompt = chat_prompt(lm, [{"role": "user", "content": "Name a colour."}])
-    >>> lm.generate(prompt, GenerationConfig(max_new_tokens=8))
+
+Few-shot prompts (`chat_prompt_template`): the task description becomes the system turn, each
+demonstration a user turn (the query) and an assistant turn (the answer), and the query a last user turn
+followed by the opening of the assistant's turn; each candidate answer then continues that opening. To
+keep prefix reuse (every query shares the token ids of the system turn and the demonstrations), the
+template is rendered once with marker strings in place of two demonstrations, and cut at the markers
+into the pieces a `PromptTemplate` is made of: the opening (system turn and the first user turn's
+start), what joins a query to its answer (end of the user turn, start of the assistant turn) and what
+joins an answer to the next query (end of the assistant turn, start of the next user turn). A template
+that does not repeat turns identically cannot be cut so and is refused with one line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import LanguageModel
+from zeroshot.text.prompts import PromptTemplate
 
 ROLES = ("system", "developer", "user", "assistant")
 MAX_MESSAGES = 256
@@ -61,3 +73,53 @@ def _text_of(content: Any, index: int) -> str:
 def chat_prompt(lm: LanguageModel, messages: Sequence[Mapping[str, Any]]) -> str:
     """The prompt `lm` continues to answer `messages`: its chat template, ending with the assistant's turn."""
     return lm.format_chat(check_messages(messages))
+
+
+_Q1, _A1, _Q2, _A2 = "\x01Q1\x01", "\x01A1\x01", "\x01Q2\x01", "\x01A2\x01"
+
+
+def render_chat(template: str, messages: list[dict], bos: str = "", eos: str = "",
+                add_generation_prompt: bool = False) -> str:
+    """`messages` rendered by a Jinja chat template, in the sandbox transformers uses."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    try:
+        return env.from_string(template).render(messages=messages, bos_token=bos, eos_token=eos,
+                                                add_generation_prompt=add_generation_prompt)
+    except TemplateError as exc:
+        raise UserError(f"the model's chat template failed: {exc}") from None
+
+
+def chat_prompt_template(lm: LanguageModel, description: str, base: PromptTemplate) -> PromptTemplate:
+    """`base` (query and answer formats) wrapped in `lm`'s chat template, with `description` as system turn.
+
+    `UserError` if the model has no chat template or its template cannot be cut into repeated turns.
+    """
+    if not lm.chat_template:
+        raise UserError(f"{lm.name} has no chat template (neither in its GGUF metadata nor in its tokenizer "
+                        "config): run without --chat-template")
+    messages = [{"role": "system", "content": description}] if description else []
+    messages += [{"role": "user", "content": _Q1}, {"role": "assistant", "content": _A1},
+                 {"role": "user", "content": _Q2}, {"role": "assistant", "content": _A2}]
+    text = render_chat(lm.chat_template, messages, lm.bos_text, lm.eos_text)
+    try:
+        q1, a1, q2, a2 = (text.index(m) for m in (_Q1, _A1, _Q2, _A2))
+    except ValueError:
+        raise UserError(f"{lm.name}'s chat template drops message contents; cannot build prompts with it") \
+            from None
+    opening = text[:q1]
+    to_answer = text[q1 + len(_Q1): a1]
+    to_next = text[a1 + len(_A1): q2]
+    if text[q2 + len(_Q2): a2] != to_answer:
+        raise UserError(f"{lm.name}'s chat template formats its turns differently each time; "
+                        "cannot share a prompt prefix with it: run without --chat-template")
+    if lm.bos_text and opening.startswith(lm.bos_text):
+        opening = opening[len(lm.bos_text):]  # the prompt builder adds BOS as a token, not as text
+    return replace(base, query=base.query + to_answer, answer=base.answer.lstrip(" "),
+                   example_separator=to_next, head=opening, special=True)

@@ -36,6 +36,8 @@ class PromptTemplate:
     query: str = "Text: {text}\nAnswer:"
     answer: str = " {answer}"
     example_separator: str = "\n\n"
+    head: str | None = None  # replaces "description + separator" (a chat template's opening turn)
+    special: bool = False  # parse special tokens such as <|im_start|> in the template's own text
 
     def __post_init__(self) -> None:
         if "{text}" not in self.query:
@@ -144,13 +146,23 @@ class PromptBuilder:
         self.template = template or PromptTemplate()
         self.description = description
         self.demonstrations = list(demonstrations)
-        head = description + self.template.example_separator if description else ""
         # The begin-of-sequence token goes on the first piece only.
-        self._head_ids = lm.tokenize(head, add_bos=True) if head else lm.tokenize("", add_bos=True)
+        self._head_ids = self._tokenize(self.head_text(), add_bos=True)
         self._demo_ids = [
-            lm.tokenize(self.template.format_demonstration(d.text, d.answer)) for d in self.demonstrations
+            self._tokenize(self.template.format_demonstration(d.text, d.answer)) for d in self.demonstrations
         ]
         self._full_prefix = self.prefix_ids(len(self.demonstrations))
+
+    def _tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+        if self.template.special:
+            return self.lm.tokenize(text, add_bos=add_bos, special=True)
+        return self.lm.tokenize(text, add_bos=add_bos)
+
+    def head_text(self) -> str:
+        """What comes before the demonstrations: the description block, or the chat template's opening."""
+        if self.template.head is not None:
+            return self.template.head
+        return self.description + self.template.example_separator if self.description else ""
 
     def prefix_ids(self, n_demonstrations: int) -> list[int]:
         """Token ids of the description and the first `n_demonstrations` demonstrations."""
@@ -162,13 +174,13 @@ class PromptBuilder:
     def prefix_text(self, n_demonstrations: int | None = None) -> str:
         """The prefix as text (for showing a user what the model reads)."""
         n = len(self.demonstrations) if n_demonstrations is None else n_demonstrations
-        head = self.description + self.template.example_separator if self.description else ""
+        head = self.head_text()
         demos = self.demonstrations[:n]
         return head + "".join(self.template.format_demonstration(d.text, d.answer) for d in demos)
 
     def build(self, text: str, longest_answer_tokens: int = 0) -> PromptIds:
         """The context ids for the query `text`, leaving room for `longest_answer_tokens` more."""
-        query = self.lm.tokenize(self.template.format_query(text))
+        query = self._tokenize(self.template.format_query(text))
         budget = self.lm.context_length - len(query) - longest_answer_tokens
         n = len(self.demonstrations)
         prefix = self._full_prefix

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from zeroshot.errors import UserError
+from zeroshot.validation import check_labels
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
@@ -17,12 +18,9 @@ def read_labels(labels: str | None, labels_file: str | os.PathLike | None) -> li
     if (labels is None) == (labels_file is None):
         raise UserError("give the class names with exactly one of --labels a,b,c or --labels-file FILE")
     if labels is not None:
-        names = [name.strip() for name in labels.split(",") if name.strip()]
-    else:
-        names = read_string_list(Path(labels_file).expanduser(), "class names")
-    if not names:
-        raise UserError("no class names given")
-    return names
+        return check_labels(labels, minimum=1, what="class names")
+    return check_labels(read_string_list(Path(labels_file).expanduser(), "class names"), minimum=1,
+                        what="class names")
 
 
 def read_string_list(path: Path, what: str, json_key: str | None = None) -> list[str]:

@@ -1,0 +1,100 @@
+"""Markdown tables from the checkpoints and sample logs `bench.ladder_scaling` leaves behind.
+
+    python -m bench.ladder_report DIR [DIR ...] [--subset N --task bbc-news --max-chars 100]
+
+For each DIR, every `runs/<task>-<model>.json` checkpoint becomes rows: model, series, and per K the
+mean ± std over the seeds that finished (with their count). With `--subset N`, accuracy on the first N
+evaluation documents at seed 0 is recomputed from the sample logs of every DIR, so runs made with
+different `--limit` values compare on the same documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from zeroshot.eval.tasks import load_task
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.1%} (1)"
+    return f"{mean:.1%} ± {statistics.stdev(values):.1%} ({len(values)})"
+
+
+def checkpoint_table(folder: Path) -> str:
+    lines = []
+    for path in sorted((folder / "runs").glob("*.json")):
+        data = json.loads(path.read_text())
+        settings, runs = data["settings"], data["runs"]
+        shots = settings["shots"]
+        if not lines:
+            lines += ["| model | docs | series | " + " | ".join(f"K={k}" for k in shots) + " |",
+                      "|---|---|---|" + "---|" * len(shots)]
+        series = sorted({s for r in runs.values() for s in r["accuracy"]}, key=["plain", "calibrated",
+                        "exact_match", "contains"].index)
+        for name in series:
+            per_k = defaultdict(list)
+            for key, result in runs.items():
+                per_k[int(key.split(":")[0])].append(result["accuracy"][name])
+            model = Path(settings["model"]).name.removesuffix(".gguf")
+            lines.append(f"| {model} | {settings['n_docs']} | {name} | "
+                         + " | ".join(_cell(per_k[k]) for k in shots) + " |")
+    return "\n".join(lines)
+
+
+def subset_table(folders: list[Path], task_name: str, max_chars: int, n: int) -> str:
+    wanted = {d.line for d in load_task(task_name, max_chars=max_chars).docs[:n]}
+    hits: dict[tuple[str, int, str], list[bool]] = defaultdict(list)
+    for folder in folders:
+        for path in sorted((folder / "samples").glob(f"{task_name}-*.jsonl")):
+            seen = set()
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                key = (record["k"], record["seed"], record["doc_id"])
+                if record["seed"] != 0 or record["doc_id"] not in wanted or key in seen:
+                    continue
+                seen.add(key)
+                model = Path(record["model"]).name.removesuffix(".gguf")
+                for series, ok in record["correct"].items():
+                    hits[(model, record["k"], series)].append(ok)
+    models = sorted({m for m, _, _ in hits}, key=lambda m: [s in m for s in ("1.5b", "0.5b", "gemma")])
+    shots = sorted({k for _, k, _ in hits})
+    series_all = sorted({s for _, _, s in hits})
+    lines = [f"| model (first {n} docs, seed 0) | series | " + " | ".join(f"K={k}" for k in shots) + " |",
+             "|---|---|" + "---|" * len(shots)]
+    for model in models:
+        for series in series_all:
+            cells = []
+            for k in shots:
+                v = hits.get((model, k, series), [])
+                cells.append(f"{sum(v) / len(v):.1%} ({len(v)})" if len(v) == n else
+                             (f"partial {len(v)}" if v else "—"))
+            lines.append(f"| {model} | {series} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--subset", type=int)
+    parser.add_argument("--task", default="bbc-news")
+    parser.add_argument("--max-chars", type=int, default=100)
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        print(f"\n{folder}:\n")
+        print(checkpoint_table(folder))
+    if args.subset:
+        print()
+        print(subset_table(args.folders, args.task, args.max_chars, args.subset))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
