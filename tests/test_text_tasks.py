@@ -190,3 +190,17 @@ def test_example_files_for_classify_text(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "a goal", "label": "sport"}, {"label": "x"}])
     with pytest.raises(UserError, match=r"line 2: an example needs a \"text\" string"):
         load_examples(bad)
+
+
+def test_the_demo_is_a_library_call():
+    """`zeroshot demo` prints `run_demo(lm).format()`: zero-shot and K-shot answers, per article, in all."""
+    from zeroshot.eval.demo import run_demo
+
+    result = run_demo(FakeLM(), n_articles=3, shots=5, seed=0)
+    summary = result.to_dict()
+    assert set(summary["settings"]) == {"zero-shot", "5-shot"} and len(summary["articles"]) == 3
+    assert all(0 <= s["right"] <= 3 and len(s["predictions"]) == 3 for s in summary["settings"].values())
+    text = result.format()
+    assert text.count("true topic:") == 3 and f"5-shot: {result.hits('5-shot')}/3 right" in text
+    with pytest.raises(UserError, match="--articles must be at least 1"):
+        run_demo(FakeLM(), n_articles=0)

@@ -138,7 +138,8 @@ OPTION_NAMES: dict[str, str] = {
     "--text": "overlaid text", "--sizes": "sizes", "--positions": "positions", "--colours": "colours",
     "--opacities": "opacities", "--variants": "variants", "--grid": "grid", "--added": "added labels",
     "--child": "child labels", "--group-column": "group column", "--path-column": "path column",
-    "--help": "help",
+    "--rounds": "timing rounds", "--chat-template": "use the model's chat template",
+    "--log-samples": "one JSONL record per document", "--help": "help",
 }
 
 # Spellings from before the names were unified: command -> {old option: its replacement tokens}.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import typer
@@ -36,64 +35,15 @@ def demo(
     backend: str = options.lm_backend(),
 ) -> None:
     """Classify a few real BBC News articles zero-shot and few-shot with the default model."""
-    from zeroshot.eval.tasks import bbc_news_task
-    from zeroshot.text.classify import ZeroShotTextClassifier
-    from zeroshot.text.prompts import sample_demonstrations
+    from zeroshot.eval.demo import demo_epilogue, run_demo
 
-    if n_articles < 1:
+    if n_articles < 1:  # before the model loads
         raise UserError(f"--articles must be at least 1, got {n_articles}")
-    task = bbc_news_task()
-    docs = task.docs[:n_articles]
-    task.check_shots([shots])
-    lm = _load_lm(model, backend)
-    demos = sample_demonstrations(task.demonstration_pool(), shots, seed, balanced=True)
-    texts = [d.query for d in docs]
-    answers = {}
-    for name, examples in (("zero-shot", []), (f"{shots}-shot", demos)):
-        clf = ZeroShotTextClassifier(
-            lm, task.labels, task.description, examples, task.template, calibrate=True
-        )
-        started = time.perf_counter()
-        answers[name] = clf.predict_proba(texts)
-        typer.echo(f"{name}: {len(texts)} articles in {time.perf_counter() - started:.1f} s", err=True)
-    typer.echo(
-        f"\nTask: {task.description}\nLabels: {', '.join(task.labels)}; calibrated scores; "
-        f"{shots} demonstrations drawn with seed {seed} from the training split.\n"
-    )
-    for i, doc in enumerate(docs):
-        title = doc.query.split(" ", 12)
-        typer.echo(f"[{i + 1}] {' '.join(title[:12])} ...")
-        typer.echo(f"    true topic: {doc.target}")
-        for name, proba in answers.items():
-            best = int(proba[i].argmax())
-            mark = "right" if task.labels[best] == doc.target else "wrong"
-            typer.echo(f"    {name:>9}: {task.labels[best]:<13} p={proba[i, best]:.2f}  ({mark})")
-    for name, proba in answers.items():
-        hits = sum(task.labels[int(p.argmax())] == d.target for p, d in zip(proba, docs, strict=True))
-        typer.echo(f"{name}: {hits}/{len(docs)} right")
-    typer.echo(_demo_epilogue(model))
-
-
-def _demo_epilogue(model: str | None) -> str:
-    """What the default model does well and badly (measured, docs/notes/issue-13.md), and how to go bigger."""
-    from zeroshot.models.ladder import installed_ladder
-
-    lines = []
-    if model is None:
-        lines.append(
-            "\nAbout this model: SmolLM2-135M is the zero-set-up default, small enough to run anywhere. "
-            "It picks up the answer format from demonstrations, but on BBC News its topic choices are "
-            "weak and extra demonstrations do not make them better; larger models on the same prompts "
-            "do better (see docs/notes/issue-13.md for the measured curves)."
-        )
-    bigger = installed_ladder()
-    if bigger:
-        lines.append("Larger models installed; rerun with one of them:")
-        lines += [f"  zeroshot demo --model {path}" for path in bigger]
-    else:
-        lines.append("Larger models (270M to 1.5B, 1.9 GB in all): `make setup-ladder`, then "
-                     "`zeroshot demo --model <path it prints>`.")
-    return "\n".join(lines)
+    result = run_demo(_load_lm(model, backend), n_articles, shots, seed)
+    for name, seconds in result.seconds.items():
+        typer.echo(f"{name}: {n_articles} articles in {seconds:.1f} s", err=True)
+    typer.echo(result.format())
+    typer.echo(demo_epilogue(model))
 
 
 @app.command("classify-text")

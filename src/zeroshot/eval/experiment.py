@@ -9,6 +9,8 @@ a ±1 std band.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,33 +36,88 @@ class Summary:
 
 
 def summarize(k: int, per_seed: Mapping[int, float]) -> Summary:
-    """Mean, sample std, min and max of the per-seed accuracies at `k`."""
+    """Mean, sample std, min and max of the per-seed accuracies at `k` (NaN when no seed finished)."""
+    if not per_seed:
+        return Summary(k, {}, *(float("nan"),) * 4)
     values = np.array(list(per_seed.values()), dtype=np.float64)
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return Summary(k, dict(per_seed), float(values.mean()), std, float(values.min()), float(values.max()))
 
 
-Measure = Callable[[int, int], Mapping[str, float]]
+class Checkpoint:
+    """A JSON file keeping every finished (K, seed) run, so that an interrupted experiment started again
+    with the same `settings` skips them. Written whole to a temporary file first: never half-written."""
+
+    def __init__(self, path: str | Path | None, settings: dict) -> None:
+        self.path = None if path is None else Path(path)
+        self.settings = settings
+        self.done: dict[str, dict] = self._load()
+
+    def _load(self) -> dict[str, dict]:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return {}  # unreadable: start again (it is rewritten after the first run)
+        return dict(data.get("runs", {})) if data.get("settings") == self.settings else {}
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"settings": self.settings, "runs": self.done}, indent=1), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+@dataclass
+class Grid:
+    """What `run_grid` measured: per series the summary at each K, every run's own record, and the runs
+    a deadline left out (as "K:seed")."""
+
+    series: dict[str, list[Summary]]
+    runs: dict[str, dict]
+    missing: list[str]
+
+
+Measure = Callable[[int, int], Mapping]
+
+
+def grid_runs(shots: Sequence[int], seeds: Sequence[int], once_at_zero: bool = True) -> list[tuple[int, int]]:
+    """The (K, seed) runs in seed-major order, so an interrupted experiment has whole curves for its first
+    seeds. K=0 has no randomness: with `once_at_zero` it runs for the first seed only."""
+    return [(k, seed) for seed in seeds for k in shots if k > 0 or not once_at_zero or seed == seeds[0]]
 
 
 def run_grid(shots: Sequence[int], seeds: Sequence[int], measure: Measure, *, once_at_zero: bool = True,
-             progress: bool = True, desc: str = "runs",
-             on_point: Callable[[str, int, int, float], None] | None = None) -> dict[str, list[Summary]]:
-    """Call `measure(k, seed)` for every K and seed and summarise each series per K.
+             progress: bool = True, desc: str = "runs", checkpoint: Checkpoint | None = None,
+             deadline: float | None = None) -> Grid:
+    """Call `measure(k, seed)` for every run and summarise each series per K.
 
-    `measure` returns {series name: accuracy} (a series it has nothing for is left out). K=0 has no
-    randomness, so with `once_at_zero` it runs for the first seed only. `on_point` sees each accuracy
-    as it is measured (for partial results that survive an interruption).
+    `measure` returns a JSON-able record whose "accuracy" maps series names to accuracies (a series it
+    has nothing for is left out); the rest of the record is kept in `Grid.runs`. Runs in `checkpoint`
+    are not measured again, and each new one is saved as it finishes. After `deadline` (a `time.time()`
+    value) no new run starts; they are listed in `Grid.missing`.
     """
-    jobs = [(k, seed) for k in shots for seed in (seeds[:1] if (k == 0 and once_at_zero) else seeds)]
-    measured: dict[str, dict[int, dict[int, float]]] = {}
-    for k, seed in tqdm(jobs, desc=desc, unit="run", disable=not progress):
-        for name, accuracy in measure(k, seed).items():
-            measured.setdefault(name, {}).setdefault(k, {})[seed] = float(accuracy)
-            if on_point is not None:
-                on_point(name, k, seed, float(accuracy))
-    return {name: [summarize(k, by_seed[k]) for k in shots if k in by_seed]
-            for name, by_seed in measured.items()}
+    checkpoint = checkpoint or Checkpoint(None, {})
+    missing: list[str] = []
+    accuracy: dict[str, dict[int, dict[int, float]]] = {}
+    for k, seed in tqdm(grid_runs(shots, seeds, once_at_zero), desc=desc, unit="run", disable=not progress):
+        key = f"{k}:{seed}"
+        if key not in checkpoint.done:
+            if deadline is not None and time.time() > deadline:
+                missing.append(key)
+                continue
+            checkpoint.done[key] = dict(measure(k, seed))
+            checkpoint.save()
+        for name, value in checkpoint.done[key]["accuracy"].items():
+            accuracy.setdefault(name, {}).setdefault(k, {})[seed] = float(value)
+    # A series has a point at each K it measured, and a NaN point where a deadline left every run out.
+    skipped = {int(key.split(":")[0]) for key in missing}
+    series = {name: [summarize(k, by_k.get(k, {})) for k in shots if k in by_k or k in skipped]
+              for name, by_k in accuracy.items()}
+    return Grid(series, dict(checkpoint.done), missing)
 
 
 def format_table(series: Mapping[str, Sequence[Summary]], shots: Sequence[int],

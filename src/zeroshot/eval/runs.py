@@ -19,23 +19,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from zeroshot.errors import UserError
+from zeroshot.eval.experiment import Checkpoint, Summary, grid_runs, plot_curves, run_grid
 from zeroshot.eval.tasks import Task
 from zeroshot.models.lm import GenerationConfig, LanguageModel
 from zeroshot.text.chat import chat_prompt_template
 from zeroshot.text.prompts import PromptBuilder, sample_demonstrations
 from zeroshot.text.scoring import DEFAULT_CONTENT_FREE_INPUTS, LikelihoodScorer, check_normalization
-
-
-@dataclass
-class SeriesPoint:
-    """Accuracy at one K over its seeds."""
-
-    k: int
-    per_seed: dict[int, float]
-    mean: float
-    std: float  # sample standard deviation over seeds (0 with one seed)
-    min: float
-    max: float
 
 
 @dataclass
@@ -53,7 +42,7 @@ class EvalReport:
     normalization: str
     balanced: bool
     chance: float | None
-    series: dict[str, list[SeriesPoint]] = field(default_factory=dict)  # "plain", "calibrated"
+    series: dict[str, list[Summary]] = field(default_factory=dict)  # "plain", "calibrated"
     dropped_demonstrations: dict[int, int] = field(default_factory=dict)  # K -> prompts that dropped some
     seconds: float = 0.0
     n_params: int | None = None
@@ -66,14 +55,6 @@ class EvalReport:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def _summarize(k: int, per_seed: dict[int, float]) -> SeriesPoint:
-    if not per_seed:  # every run of this K was skipped (deadline)
-        return SeriesPoint(k, {}, float("nan"), float("nan"), float("nan"), float("nan"))
-    values = np.array(list(per_seed.values()))
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return SeriesPoint(k, per_seed, float(values.mean()), std, float(values.min()), float(values.max()))
 
 
 def evaluate(
@@ -112,8 +93,6 @@ def evaluate(
     template = chat_prompt_template(lm, task.description, task.template) if chat else task.template
     docs = task.docs[:limit] if limit else task.docs
     seed_list = list(range(first_seed, first_seed + seeds))
-    # Seed-major order: an interrupted or time-limited evaluation has whole curves for its first seeds.
-    runs = [(k, s) for s in seed_list for k in shots if k > 0 or s == seed_list[0]]
     free_form = task.kind == "free_form"
     calibrate = calibrate and not free_form
     series_names = list(task.extractor.metrics) if free_form else (
@@ -121,38 +100,25 @@ def evaluate(
     settings = {"task": task.name, "model": lm.name, "n_docs": len(docs), "shots": shots, "seeds": seed_list,
                 "normalization": normalization, "calibrate": calibrate, "balanced": balanced, "chat": chat,
                 "max_new_tokens": max_new_tokens}
-    done = _load_checkpoint(checkpoint, settings)
-    accuracy: dict[str, dict[int, dict[int, float]]] = {name: {k: {} for k in shots} for name in series_names}
-    dropped: dict[int, int] = {k: 0 for k in shots}
-    missing: list[str] = []
+    progress_file = Checkpoint(checkpoint, settings)
     pool = task.demonstration_pool()
     pool_ids = {id(d): doc.line for d, doc in zip(pool, task.pool, strict=True)}
     started = time.perf_counter()
-    todo = [run for run in runs if f"{run[0]}:{run[1]}" not in done]
+    todo = [run for run in grid_runs(shots, seed_list) if f"{run[0]}:{run[1]}" not in progress_file.done]
     bar = tqdm(total=len(todo) * len(docs), desc=f"{task.name} {Path(lm.name).name}", unit="doc",
                disable=not progress)
-    for k, seed in runs:
-        key = f"{k}:{seed}"
-        if key in done:
-            result = done[key]
-        elif deadline is not None and time.time() > deadline:
-            missing.append(key)
-            continue
-        else:
-            bar.set_postfix_str(f"K={k} seed={seed}")
-            demos = sample_demonstrations(pool, k, seed, balanced)
-            builder = PromptBuilder(lm, task.description, demos, template)
-            context = _RunContext(task, k, seed, [pool_ids[id(d)] for d in demos], builder, sample_log)
-            if free_form:
-                result = _run_free_form(lm, context, docs, bar, max_new_tokens)
-            else:
-                scorer = LikelihoodScorer(builder, DEFAULT_CONTENT_FREE_INPUTS if calibrate else ())
-                result = _run_likelihood(scorer, context, docs, bar, normalization, series_names)
-            done[key] = result
-            _save_checkpoint(checkpoint, settings, done)
-        dropped[k] = max(dropped[k], result["short"])
-        for name in series_names:
-            accuracy[name][k][seed] = result["accuracy"][name]
+
+    def measure(k: int, seed: int) -> dict:
+        bar.set_postfix_str(f"K={k} seed={seed}")
+        demos = sample_demonstrations(pool, k, seed, balanced)
+        builder = PromptBuilder(lm, task.description, demos, template)
+        context = _RunContext(task, k, seed, [pool_ids[id(d)] for d in demos], builder, sample_log)
+        if free_form:
+            return _run_free_form(lm, context, docs, bar, max_new_tokens)
+        scorer = LikelihoodScorer(builder, DEFAULT_CONTENT_FREE_INPUTS if calibrate else ())
+        return _run_likelihood(scorer, context, docs, bar, normalization, series_names)
+
+    grid = run_grid(shots, seed_list, measure, progress=False, checkpoint=progress_file, deadline=deadline)
     bar.close()
     chance = None
     if not free_form:
@@ -169,13 +135,14 @@ def evaluate(
         normalization,
         balanced,
         chance,
-        dropped_demonstrations=dropped,
+        dropped_demonstrations={k: max((r["short"] for key, r in grid.runs.items()
+                                        if int(key.split(":")[0]) == k), default=0) for k in shots},
         n_params=lm.n_params,
         chat_template=chat,
         extraction=task.extractor.to_json() if free_form else None,
-        missing_runs=missing,
+        missing_runs=grid.missing,
     )
-    report.series = {name: [_summarize(k, accuracy[name][k]) for k in shots] for name in series_names}
+    report.series = grid.series
     report.seconds = time.perf_counter() - started
     return report
 
@@ -267,26 +234,6 @@ class SampleLog:
         self._fh.close()
 
 
-def _load_checkpoint(path: str | Path | None, settings: dict) -> dict:
-    if path is None or not Path(path).is_file():
-        return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}  # unreadable: start again (it is rewritten after the first run)
-    return dict(data.get("runs", {})) if data.get("settings") == settings else {}
-
-
-def _save_checkpoint(path: str | Path | None, settings: dict, done: dict) -> None:
-    if path is None:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"settings": settings, "runs": done}, indent=1), encoding="utf-8")
-    tmp.replace(path)  # never a half-written checkpoint
-
-
 def format_table(report: EvalReport) -> str:
     """Accuracy per K as a plain-text table (mean ± std [min, max] over seeds)."""
     names = list(report.series)
@@ -326,32 +273,8 @@ def save_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
 
 
 def plot_report(report: EvalReport, path: str | Path) -> None:
-    """Accuracy against K (symmetric-log axis so K=0 shows), mean with min-max band per series."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, points in report.series.items():
-        ks = [p.k for p in points]
-        mean = np.array([p.mean for p in points])
-        ax.plot(ks, mean * 100, marker="o", label=name)
-        ax.fill_between(ks, [p.min * 100 for p in points], [p.max * 100 for p in points], alpha=0.2)
-    if report.chance is not None:
-        ax.axhline(report.chance * 100, color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xticks(report.shots)
-    ax.set_xticklabels([str(k) for k in report.shots])
-    ax.set_xlabel("number of demonstrations in the prompt (K)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(
-        f"{report.task}: {report.n_docs} docs, {len(report.seeds)} seeds, {report.normalization}\n"
-        f"{Path(report.model).name} ({report.backend})",
-        fontsize=9,
-    )
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    """Accuracy against K: per series the mean with a ±1 std band over seeds (as `fewshot-curve` draws)."""
+    plot_curves(report.series, path, shots=report.shots, chance=report.chance,
+                xlabel="number of demonstrations in the prompt (K)",
+                title=f"{report.task}: {report.n_docs} docs, {len(report.seeds)} seeds, "
+                      f"{report.normalization}; {Path(report.model).name} ({report.backend})")

@@ -129,10 +129,11 @@ def run_curve(
             estimator.fit(X_fit, labels[support] if k else None)
             scores[method] = float(estimator.score(X_test, y_test))
             seconds[method].append(time.perf_counter() - started)
-        return scores
+        return {"accuracy": scores}
 
     shot_list = sorted(set(shots) | ({0} if "zeroshot" in methods else set()))
-    series = run_grid(shot_list, list(range(seeds)), measure, progress=progress, desc=f"{task.name} curve")
+    series = run_grid(shot_list, list(range(seeds)), measure, progress=progress,
+                      desc=f"{task.name} curve").series
     return {
         "task": task.name,
         "encoder": task.encoder,

@@ -1,0 +1,102 @@
+"""The demo: a few held-out BBC News articles classified zero-shot and few-shot, side by side.
+
+What `zeroshot demo` prints, as a library call (`run_demo(lm).format()`), so the demo's numbers come from
+the same code a user would run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from zeroshot.errors import UserError
+from zeroshot.eval.tasks import Task, bbc_news_task
+from zeroshot.models.lm import LanguageModel
+from zeroshot.text.classify import ZeroShotTextClassifier
+from zeroshot.text.prompts import sample_demonstrations
+
+
+@dataclass
+class DemoResult:
+    """Per setting ("zero-shot", "5-shot") the calibrated probabilities of each article's topics."""
+
+    task: Task
+    n_articles: int
+    shots: int
+    seed: int
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def docs(self) -> list:
+        return self.task.docs[: self.n_articles]
+
+    def predictions(self, setting: str) -> list[str]:
+        return [self.task.labels[int(row.argmax())] for row in self.probabilities[setting]]
+
+    def hits(self, setting: str) -> int:
+        return sum(p == d.target for p, d in zip(self.predictions(setting), self.docs, strict=True))
+
+    def to_dict(self) -> dict:
+        return {"task": self.task.name, "labels": list(self.task.labels), "shots": self.shots,
+                "seed": self.seed, "articles": [d.target for d in self.docs],
+                "settings": {name: {"predictions": self.predictions(name), "right": self.hits(name),
+                                    "seconds": round(self.seconds[name], 3)} for name in self.probabilities}}
+
+    def format(self) -> str:
+        """The demo's report: each article's true topic and each setting's answer, then the totals."""
+        labels = self.task.labels
+        lines = [f"\nTask: {self.task.description}\nLabels: {', '.join(labels)}; calibrated scores; "
+                 f"{self.shots} demonstrations drawn with seed {self.seed} from the training split.\n"]
+        for i, doc in enumerate(self.docs):
+            lines.append(f"[{i + 1}] {' '.join(doc.query.split(' ', 12)[:12])} ...")
+            lines.append(f"    true topic: {doc.target}")
+            for name, proba in self.probabilities.items():
+                best = int(proba[i].argmax())
+                mark = "right" if labels[best] == doc.target else "wrong"
+                lines.append(f"    {name:>9}: {labels[best]:<13} p={proba[i, best]:.2f}  ({mark})")
+        lines += [f"{name}: {self.hits(name)}/{len(self.docs)} right" for name in self.probabilities]
+        return "\n".join(lines)
+
+
+def run_demo(lm: LanguageModel, n_articles: int = 5, shots: int = 5, seed: int = 0) -> DemoResult:
+    """Classify the first `n_articles` held-out BBC News articles zero-shot and with `shots` class-balanced
+    demonstrations (drawn with `seed`), both calibrated."""
+    if n_articles < 1:
+        raise UserError(f"--articles must be at least 1, got {n_articles}")
+    task = bbc_news_task()
+    task.check_shots([shots])
+    result = DemoResult(task, n_articles, shots, seed)
+    demos = sample_demonstrations(task.demonstration_pool(), shots, seed, balanced=True)
+    texts = [d.query for d in result.docs]
+    for name, examples in (("zero-shot", []), (f"{shots}-shot", demos)):
+        classifier = ZeroShotTextClassifier(lm, task.labels, task.description, examples, task.template,
+                                            calibrate=True)
+        started = time.perf_counter()
+        result.probabilities[name] = classifier.predict_proba(texts)
+        result.seconds[name] = time.perf_counter() - started
+    return result
+
+
+def demo_epilogue(model: str | None) -> str:
+    """What the default model does well and badly (measured, docs/notes/issue-13.md), and how to go bigger."""
+    from zeroshot.models.ladder import installed_ladder
+
+    lines = []
+    if model is None:
+        lines.append(
+            "\nAbout this model: SmolLM2-135M is the zero-set-up default, small enough to run anywhere. "
+            "It picks up the answer format from demonstrations, but on BBC News its topic choices are "
+            "weak and extra demonstrations do not make them better; larger models on the same prompts "
+            "do better (see docs/notes/issue-13.md for the measured curves)."
+        )
+    bigger = installed_ladder()
+    if bigger:
+        lines.append("Larger models installed; rerun with one of them:")
+        lines += [f"  zeroshot demo --model {path}" for path in bigger]
+    else:
+        lines.append("Larger models (270M to 1.5B, 1.9 GB in all): `make setup-ladder`, then "
+                     "`zeroshot demo --model <path it prints>`.")
+    return "\n".join(lines)
