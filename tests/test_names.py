@@ -106,7 +106,7 @@ HTTP_ONLY = {
     "messages", "role", "content", "input", "encoding_format", "dimensions", "tokens", "add_special_tokens",
     "with_pieces", "images", "max_completion_tokens", "tools", "tool_choice", "response_format",
     "parallel_tool_calls", "top_logprobs", "name", "image", "image_url", "url", "detail", "type",
-    "prefix_length", "num_return_sequences", "length_penalty", "encoder", "lm",
+    "prefix_length", "num_return_sequences", "length_penalty", "encoder", "lm", "add_special",
 }
 
 

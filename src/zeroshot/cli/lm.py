@@ -90,8 +90,8 @@ def bench_lm_command(
 @app.command("bench-lm-ladder")
 def bench_lm_ladder_command(
     models: list[str] = typer.Option(
-        None, "--model", help="GGUF to time; repeatable (default: the built-in model and every installed "
-        "ladder model, see `make setup-ladder`)."
+        None, "--model", help=options.LM_HELP + " Repeatable; without it, the built-in model and every "
+        "installed ladder model (`make setup-ladder`) are timed."
     ),
     lengths: str = typer.Option("32,128,512", "--lengths", help="Comma-separated prompt lengths to score."),
     max_tokens: int = typer.Option(
