@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zeroshot.errors import UserError
-from zeroshot.server import openai_compat, routes_text, routes_vision
+from zeroshot.server import openai_compat, routes_caption, routes_text, routes_vision
 from zeroshot.server.guard import LastResort, RequestGuard
 from zeroshot.server.resources import Resources
 from zeroshot.server.security import BodySizeLimit, check_api_key
@@ -67,7 +67,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.resources = resources
     protected = [Depends(check_api_key)]
-    for module in (routes_text, openai_compat, routes_vision):
+    for module in (routes_text, openai_compat, routes_vision, routes_caption):
         app.include_router(module.router, dependencies=protected)
     _add_error_handlers(app)
     # Added innermost first: the size limit sees the body before the guard buffers it, and the last

@@ -39,10 +39,14 @@ def torch_preprocess(pixels: torch.Tensor, spec: ImageSpec, round_to_8bit: bool 
         size = (int(short * height / width), short) if width <= height else (short, int(short * width / height))
     else:
         size = (height, width)
-    if tuple(size) != (height, width):
-        pixels = F.interpolate(pixels, size=tuple(size), mode="bicubic", antialias=True, align_corners=False)
     if round_to_8bit:
-        pixels = pixels + ((pixels * 255).round().clamp(0, 255) / 255 - pixels).detach()
+        # PIL resizes width first, then height, and stores each pass as 8-bit: so do we.
+        if size[1] != width:
+            pixels = _to_8bit(_resize(pixels, (height, size[1])))
+        if size[0] != height:
+            pixels = _to_8bit(_resize(pixels, tuple(size)))
+    elif tuple(size) != (height, width):
+        pixels = _resize(pixels, tuple(size))
     if spec.crop_size is not None:
         pixels = _centre_crop(pixels, spec.crop_size)
     pixels = pixels * (spec.rescale_factor * 255)
@@ -51,6 +55,16 @@ def torch_preprocess(pixels: torch.Tensor, spec: ImageSpec, round_to_8bit: bool 
         std = torch.tensor(spec.std, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
         pixels = (pixels - mean) / std
     return pixels
+
+
+def _resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    # Antialiased bicubic with a = -0.5: PIL's filter (torch's antialias path was written to match it).
+    return F.interpolate(pixels, size=size, mode="bicubic", antialias=True, align_corners=False)
+
+
+def _to_8bit(pixels: torch.Tensor) -> torch.Tensor:
+    # Round to the 8-bit grid in the forward pass; let the gradient through unchanged (straight-through).
+    return pixels + ((pixels * 255).round().clamp(0, 255) / 255 - pixels).detach()
 
 
 def _centre_crop(pixels: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
@@ -90,7 +104,7 @@ def clip_consistency_loss(model: ImageTextModel, images: torch.Tensor,
     targets = torch.as_tensor(targets)
     if targets.ndim == 4:
         with torch.no_grad():
-            wanted = image_features(model, targets.to(images.dtype))
+            wanted = image_features(model, targets.to(images.dtype), round_to_8bit=True)
     elif targets.ndim in (1, 2):
         if targets.shape[-1] != features.shape[-1]:
             raise UserError(f"target embeddings are {targets.shape[-1]}-dimensional but {model.name} gives "
