@@ -37,8 +37,10 @@ from zeroshot.vision.caption import CaptionerConfig, PrefixCaptioner, load_capti
 
 def truncate_bodies(lm, bodies, n_tokens: int) -> list[str]:
     tokenizer = lm.tokenizer
-    return [tokenizer.decode(tokenizer(b, add_special_tokens=False)["input_ids"][:n_tokens]).strip()
-            for b in bodies]
+    return [
+        tokenizer.decode(tokenizer(b, add_special_tokens=False)["input_ids"][:n_tokens]).strip()
+        for b in bodies
+    ]
 
 
 @torch.inference_mode()
@@ -51,9 +53,11 @@ def generate_batch(lm, prompts: list[str], max_tokens: int, batch_size: int = 32
     config = lm._hf_config(GenerationConfig(max_new_tokens=max_tokens))
     out = []
     for begin in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[begin: begin + batch_size], return_tensors="pt", padding=True).to(lm.device)
+        batch = tokenizer(prompts[begin : begin + batch_size], return_tensors="pt", padding=True).to(
+            lm.device
+        )
         ids = lm.model.generate(**batch, generation_config=config)
-        for row in ids[:, batch["input_ids"].shape[1]:]:
+        for row in ids[:, batch["input_ids"].shape[1] :]:
             out.append(tokenizer.decode(row, skip_special_tokens=True).strip().split("\n")[0].strip())
     return out
 
@@ -80,7 +84,11 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 as on the CPU
 
     data = np.load(args.inputs)
-    emb, titles, bodies = data["embeddings"], [str(t) for t in data["titles"]], [str(b) for b in data["bodies"]]
+    emb, titles, bodies = (
+        data["embeddings"],
+        [str(t) for t in data["titles"]],
+        [str(b) for b in data["bodies"]],
+    )
     pool, test = data["pool"][: args.limit], data["test"][: args.limit]
     dev_rng = np.random.default_rng(14)
     dev = np.sort(dev_rng.choice(pool, size=min(args.dev_size, len(pool) // 5), replace=False))
@@ -89,13 +97,27 @@ def main() -> None:
     load_started = time.perf_counter()
     lm = load_caption_lm(args.model, device=args.device)
     device_name = torch.cuda.get_device_name() if lm.device.type == "cuda" else "cpu"
-    results = {"setup": {"device": device_name, "lm": lm.name, "n_pool": len(pool), "n_test": len(test),
-                         "n_dev": len(dev), "n_train_for_dev": len(train), "epochs": args.epochs,
-                         "batch_size": args.batch_size, "body_tokens": args.body_tokens,
-                         "max_tokens": args.max_tokens, "lm_load_s": time.perf_counter() - load_started,
-                         "torch": torch.__version__},
-               "references": {"test": [titles[i] for i in test], "dev": [titles[i] for i in dev]},
-               "test_ids": [str(data["ids"][i]) for i in test], "baselines": {}, "dev_runs": [], "runs": []}
+    results = {
+        "setup": {
+            "device": device_name,
+            "lm": lm.name,
+            "n_pool": len(pool),
+            "n_test": len(test),
+            "n_dev": len(dev),
+            "n_train_for_dev": len(train),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "body_tokens": args.body_tokens,
+            "max_tokens": args.max_tokens,
+            "lm_load_s": time.perf_counter() - load_started,
+            "torch": torch.__version__,
+        },
+        "references": {"test": [titles[i] for i in test], "dev": [titles[i] for i in dev]},
+        "test_ids": [str(data["ids"][i]) for i in test],
+        "baselines": {},
+        "dev_runs": [],
+        "runs": [],
+    }
 
     def save() -> None:
         results["elapsed_s"] = time.perf_counter() - started
@@ -104,18 +126,27 @@ def main() -> None:
     # (a) nearest neighbour: the title of the most similar pool article (cosine; the rows are unit vectors)
     began = time.perf_counter()
     nearest = pool[np.argmax(emb[test] @ emb[pool].T, axis=1)]
-    results["baselines"]["nearest_neighbour"] = {"test": [titles[i] for i in nearest],
-                                                 "seconds": time.perf_counter() - began}
+    results["baselines"]["nearest_neighbour"] = {
+        "test": [titles[i] for i in nearest],
+        "seconds": time.perf_counter() - began,
+    }
     # (b) zero-shot and (c) 4 fixed demonstrations, both greedy from the same LM.
-    short = dict(zip(np.concatenate([pool, test]).tolist(),
-                     truncate_bodies(lm, [bodies[i] for i in np.concatenate([pool, test])], args.body_tokens)))
+    short = dict(
+        zip(
+            np.concatenate([pool, test]).tolist(),
+            truncate_bodies(lm, [bodies[i] for i in np.concatenate([pool, test])], args.body_tokens),
+            strict=True,
+        )
+    )
     demos = np.random.default_rng(4).choice(pool, size=4, replace=False)
     shots = "".join(f"Article: {short[i]}\nHeadline: {titles[i]}\n\n" for i in demos)
     for name, prefix in (("zero_shot", ""), ("four_shot", shots)):
         began = time.perf_counter()
         prompts = [f"{prefix}Article: {short[i]}\nHeadline:" for i in test]
-        results["baselines"][name] = {"test": generate_batch(lm, prompts, args.max_tokens),
-                                      "seconds": time.perf_counter() - began}
+        results["baselines"][name] = {
+            "test": generate_batch(lm, prompts, args.max_tokens),
+            "seconds": time.perf_counter() - began,
+        }
     results["baselines"]["four_shot"]["demonstrations"] = [str(data["ids"][i]) for i in demos]
     save()
     print(f"baselines done at {time.perf_counter() - started:.0f} s", flush=True)
@@ -124,13 +155,23 @@ def main() -> None:
 
     def train_one(mapper, length, lr, seed, rows):
         config = CaptionerConfig(embedding_dim=emb.shape[1], prefix_length=length, mapper=mapper)
-        captioner = PrefixCaptioner(config, lm, encoder={"kind": "sentence", "name": "all-MiniLM-L6-v2",
-                                                         "embedding_dim": int(emb.shape[1])}, seed=seed)
+        captioner = PrefixCaptioner(
+            config,
+            lm,
+            encoder={"kind": "sentence", "name": "all-MiniLM-L6-v2", "embedding_dim": int(emb.shape[1])},
+            seed=seed,
+        )
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
         began = time.perf_counter()
-        captioner.fit(emb[rows], [titles[i] for i in rows], epochs=args.epochs, batch_size=args.batch_size,
-                      lr=lr, seed=seed)
+        captioner.fit(
+            emb[rows],
+            [titles[i] for i in rows],
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=lr,
+            seed=seed,
+        )
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
         return captioner, time.perf_counter() - began
@@ -138,8 +179,11 @@ def main() -> None:
     @torch.inference_mode()
     def dev_loss(captioner) -> float:
         ids = captioner.caption_ids([titles[i] for i in dev])
-        losses = [float(captioner.loss(torch.as_tensor(emb[dev[b: b + 64]]).to(lm.device), ids[b: b + 64]))
-                  * len(ids[b: b + 64]) for b in range(0, len(dev), 64)]
+        losses = [
+            float(captioner.loss(torch.as_tensor(emb[dev[b : b + 64]]).to(lm.device), ids[b : b + 64]))
+            * len(ids[b : b + 64])
+            for b in range(0, len(dev), 64)
+        ]
         return sum(losses) / len(dev)
 
     chosen_lr = {}
@@ -150,15 +194,24 @@ def main() -> None:
                 if time.perf_counter() - started > args.budget_s:
                     break
                 captioner, seconds = train_one(mapper, length, lr, 0, train)
-                row = {"mapper": mapper, "prefix_length": length, "lr": lr, "seed": 0,
-                       "train_seconds": seconds, "dev_loss": dev_loss(captioner),
-                       "epoch_losses": captioner.history.epoch_losses,
-                       "dev": captioner.generate(emb[dev], decode, batch_size=128)}
+                row = {
+                    "mapper": mapper,
+                    "prefix_length": length,
+                    "lr": lr,
+                    "seed": 0,
+                    "train_seconds": seconds,
+                    "dev_loss": dev_loss(captioner),
+                    "epoch_losses": captioner.history.epoch_losses,
+                    "dev": captioner.generate(emb[dev], decode, batch_size=128),
+                }
                 results["dev_runs"].append(row)
                 if best is None or row["dev_loss"] < best["dev_loss"]:
                     best = row
                 save()
-                print(f"dev {mapper} p={length} lr={lr}: loss {row['dev_loss']:.3f} ({seconds:.0f} s)", flush=True)
+                print(
+                    f"dev {mapper} p={length} lr={lr}: loss {row['dev_loss']:.3f} ({seconds:.0f} s)",
+                    flush=True,
+                )
             if best is not None:
                 chosen_lr[f"{mapper}-{length}"] = best["lr"]
     results["chosen_lr"] = chosen_lr
@@ -172,11 +225,19 @@ def main() -> None:
                 captioner, seconds = train_one(mapper, length, chosen_lr[key], seed, pool)
                 began = time.perf_counter()
                 predictions = captioner.generate(emb[test], decode, batch_size=128)
-                results["runs"].append({"mapper": mapper, "prefix_length": length, "lr": chosen_lr[key],
-                                        "seed": seed, "train_seconds": seconds,
-                                        "caption_seconds": time.perf_counter() - began,
-                                        "epoch_losses": captioner.history.epoch_losses,
-                                        "parameters": captioner.parameter_counts(), "test": predictions})
+                results["runs"].append(
+                    {
+                        "mapper": mapper,
+                        "prefix_length": length,
+                        "lr": chosen_lr[key],
+                        "seed": seed,
+                        "train_seconds": seconds,
+                        "caption_seconds": time.perf_counter() - began,
+                        "epoch_losses": captioner.history.epoch_losses,
+                        "parameters": captioner.parameter_counts(),
+                        "test": predictions,
+                    }
+                )
                 save()
                 print(f"test {key} seed {seed}: {seconds:.0f} s, e.g. {predictions[0]!r}", flush=True)
     save()

@@ -35,10 +35,17 @@ def main() -> None:
     started = time.perf_counter()
     embeddings = encoder.encode([a.body for a in articles], batch_size=32, progress=True)
     seconds = time.perf_counter() - started
-    np.savez_compressed(args.out, embeddings=embeddings, titles=np.array([a.title for a in articles]),
-                        bodies=np.array([a.body for a in articles]), ids=np.array([a.id for a in articles]),
-                        pool=pool, test=test, encoder=np.array(encoder.fingerprint()),
-                        embed_seconds=np.array(seconds))
+    np.savez_compressed(
+        args.out,
+        embeddings=embeddings,
+        titles=np.array([a.title for a in articles]),
+        bodies=np.array([a.body for a in articles]),
+        ids=np.array([a.id for a in articles]),
+        pool=pool,
+        test=test,
+        encoder=np.array(encoder.fingerprint()),
+        embed_seconds=np.array(seconds),
+    )
     print(f"{len(articles)} bodies embedded in {seconds:.0f} s -> {args.out}")
 
 

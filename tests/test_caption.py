@@ -70,8 +70,9 @@ def test_lm_stays_frozen_and_only_the_mapper_learns(models):
     lm = load_caption_lm(str(models["lm"]))
     captioner = PrefixCaptioner(CaptionerConfig(embedding_dim=8, prefix_length=3), lm)
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
-    captioner.fit(np.random.default_rng(0).normal(size=(6, 8)), ["one", "two", "three"] * 2, epochs=2,
-                  batch_size=3)
+    captioner.fit(
+        np.random.default_rng(0).normal(size=(6, 8)), ["one", "two", "three"] * 2, epochs=2, batch_size=3
+    )
     assert all(not p.requires_grad and p.grad is None for p in lm.model.parameters())
     assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
     assert all(p.requires_grad for p in captioner.mapper.parameters())
@@ -100,9 +101,26 @@ def test_loss_falls_when_captions_follow_the_embedding(models, mapper):
 def test_image_captioner_end_to_end_and_fresh_process_reload(models, image_data, tmp_path, capsys):
     _, captions = image_data
     out = tmp_path / "captioner"
-    code, stdout, err = run_cli(["train-captioner", captions, "--output-dir", out, "--clip-model", models["clip"],
-                                 "--model", models["lm"], "--epochs", 2, "--batch-size", 4, "--prefix-length", 2,
-                                 "-q"], capsys)
+    code, stdout, err = run_cli(
+        [
+            "train-captioner",
+            captions,
+            "--output-dir",
+            out,
+            "--clip-model",
+            models["clip"],
+            "--model",
+            models["lm"],
+            "--epochs",
+            2,
+            "--batch-size",
+            4,
+            "--prefix-length",
+            2,
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["epochs"] == 2 and len(summary["epoch_losses"]) == 2
@@ -111,14 +129,31 @@ def test_image_captioner_end_to_end_and_fresh_process_reload(models, image_data,
     record = json.loads((out / "captioner.json").read_text())
     assert record["encoder"]["kind"] == "clip-image" and record["lm"]["hidden_size"] == 64
     image = image_data[0] / "photos" / "red0.png"
-    code, stdout, err = run_cli(["caption", image, "--captioner", out, "--format", "json", "--max-tokens", 6],
-                                capsys)
+    code, stdout, err = run_cli(
+        ["caption", image, "--captioner", out, "--format", "json", "--max-tokens", 6], capsys
+    )
     assert code == 0, err
     here = json.loads(stdout)
     assert here[0]["input"] == str(image) and isinstance(here[0]["caption"], str)
-    fresh = subprocess.run([sys.executable, "-m", "zeroshot", "caption", str(image), "--captioner", str(out),
-                            "--format", "json", "--max-tokens", "6"], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": SRC}, timeout=120)
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zeroshot",
+            "caption",
+            str(image),
+            "--captioner",
+            str(out),
+            "--format",
+            "json",
+            "--max-tokens",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        timeout=120,
+    )
     assert fresh.returncode == 0, fresh.stderr
     assert json.loads(fresh.stdout) == here
 
@@ -129,8 +164,11 @@ def test_text_captioner_with_clip_text_tower_saves_and_loads(models, tmp_path):
     encoder = load_caption_encoder("clip-text", str(models["clip"]))
     lm = load_caption_lm(str(models["lm"]))
     texts = ["a photo of a cat", "a photo of a dog", "a red car", "a blue truck"]
-    captioner = PrefixCaptioner(CaptionerConfig(encoder.embedding_dim, prefix_length=2, mapper="transformer"),
-                                lm, encoder=encoder.describe())
+    captioner = PrefixCaptioner(
+        CaptionerConfig(encoder.embedding_dim, prefix_length=2, mapper="transformer"),
+        lm,
+        encoder=encoder.describe(),
+    )
     captioner.fit(encoder.encode(texts), ["cat", "dog", "car", "truck"], epochs=3, batch_size=2)
     captioner.save(tmp_path / "c")
     again = load_captioner(tmp_path / "c")
@@ -163,39 +201,71 @@ def test_bad_input_is_one_line_and_exit_2(models, image_data, tmp_path, capsys):
     base = ["--clip-model", models["clip"], "--model", models["lm"], "--epochs", 1, "-q"]
     missing = root / "missing.jsonl"
     missing.write_text(captions.read_text() + json.dumps({"image": "photos/nope.png", "caption": "x"}) + "\n")
-    line = _one_line_exit_2(*run_cli(["train-captioner", missing, "--output-dir", tmp_path / "a", *base], capsys)[::2])
+    line = _one_line_exit_2(
+        *run_cli(["train-captioner", missing, "--output-dir", tmp_path / "a", *base], capsys)[::2]
+    )
     assert "do not exist" in line and "nope.png" in line
     empty = root / "empty.jsonl"
     empty.write_text(captions.read_text() + json.dumps({"image": "photos/red0.png", "caption": "  "}) + "\n")
-    line = _one_line_exit_2(*run_cli(["train-captioner", empty, "--output-dir", tmp_path / "b", *base], capsys)[::2])
+    line = _one_line_exit_2(
+        *run_cli(["train-captioner", empty, "--output-dir", tmp_path / "b", *base], capsys)[::2]
+    )
     assert "empty caption" in line
     out = tmp_path / "good"
-    assert run_cli(["train-captioner", captions, "--output-dir", out, *base, "--prefix-length", 1], capsys)[0] == 0
+    assert (
+        run_cli(["train-captioner", captions, "--output-dir", out, *base, "--prefix-length", 1], capsys)[0]
+        == 0
+    )
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((2, 7), np.float32))
     line = _one_line_exit_2(*run_cli(["caption", "--captioner", out, "--embeddings", wrong], capsys)[::2])
     assert "16-dimensional" in line and "7-dimensional" in line
-    line = _one_line_exit_2(*run_cli(["caption", root / "photos" / "red0.png", "--captioner", out, "--model",
-                                      models["narrow"]], capsys)[::2])
+    line = _one_line_exit_2(
+        *run_cli(
+            ["caption", root / "photos" / "red0.png", "--captioner", out, "--model", models["narrow"]], capsys
+        )[::2]
+    )
     assert "hidden size 32" in line
     line = _one_line_exit_2(*run_cli(["train-captioner", captions, "--output-dir", out, *base], capsys)[::2])
     assert "already holds a captioner" in line
-    line = _one_line_exit_2(*run_cli(["train-captioner", captions, "--output-dir", tmp_path / "c", *base,
-                                      "--resume"], capsys)[::2])
+    line = _one_line_exit_2(
+        *run_cli(["train-captioner", captions, "--output-dir", tmp_path / "c", *base, "--resume"], capsys)[
+            ::2
+        ]
+    )
     assert "nothing to resume" in line
 
 
 def test_kill_during_training_then_resume_keeps_finished_epochs(models, tmp_path):
     texts = tmp_path / "pairs.jsonl"
-    texts.write_text("".join(json.dumps({"text": f"item {i}", "caption": f"label {i % 5}"}) + "\n"
-                             for i in range(40)))
+    texts.write_text(
+        "".join(json.dumps({"text": f"item {i}", "caption": f"label {i % 5}"}) + "\n" for i in range(40))
+    )
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "zeroshot", "train-captioner", str(texts), "--output-dir", str(out),
-            "--encoder", "clip-text", "--clip-model", str(models["clip"]), "--model", str(models["lm"]),
-            "--batch-size", "4", "--prefix-length", "2", "-q"]
+    args = [
+        sys.executable,
+        "-m",
+        "zeroshot",
+        "train-captioner",
+        str(texts),
+        "--output-dir",
+        str(out),
+        "--encoder",
+        "clip-text",
+        "--clip-model",
+        str(models["clip"]),
+        "--model",
+        str(models["lm"]),
+        "--batch-size",
+        "4",
+        "--prefix-length",
+        "2",
+        "-q",
+    ]
     env = {**os.environ, "PYTHONPATH": SRC}
-    process = subprocess.Popen([*args, "--epochs", "1000"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [*args, "--epochs", "1000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     state = out / "checkpoint" / "state.json"
     deadline = time.monotonic() + 90
     done = 0
@@ -211,12 +281,25 @@ def test_kill_during_training_then_resume_keeps_finished_epochs(models, tmp_path
     kept = json.loads(state.read_text())
     finished = kept["history"]["epoch_losses"]
     assert len(finished) == kept["epochs_done"]
-    plain = subprocess.run([*args, "--epochs", str(kept["epochs_done"] + 1)], env=env, capture_output=True,
-                           text=True, timeout=120)
+    plain = subprocess.run(
+        [*args, "--epochs", str(kept["epochs_done"] + 1)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert plain.returncode == 2 and "pass --resume" in plain.stderr
-    resumed = subprocess.run([*args, "--epochs", str(kept["epochs_done"] + 1), "--resume"], env=env,
-                             capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [*args, "--epochs", str(kept["epochs_done"] + 1), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
     assert result["resumed_from_epoch"] == kept["epochs_done"]
-    assert result["epoch_losses"][: len(finished)] == finished and len(result["epoch_losses"]) == len(finished) + 1
+    assert (
+        result["epoch_losses"][: len(finished)] == finished
+        and len(result["epoch_losses"]) == len(finished) + 1
+    )

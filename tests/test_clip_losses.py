@@ -33,8 +33,10 @@ def test_torch_preprocessing_matches_the_pil_path_on_photos(tiny_clip, name):
     # The rare exceptions are one 8-bit level apart (0.015 after normalising), where rounding ties differ.
     assert (difference > 1e-3).float().mean() < 1e-3
     assert difference.max() < 0.02
-    cosine = (image_features(tiny_clip, _pixels(image), round_to_8bit=True)[0].detach().numpy()
-              @ tiny_clip.encode_images(expected)[0])
+    cosine = (
+        image_features(tiny_clip, _pixels(image), round_to_8bit=True)[0].detach().numpy()
+        @ tiny_clip.encode_images(expected)[0]
+    )
     assert cosine > 1 - 1e-3
 
 
@@ -78,7 +80,9 @@ def test_targets_as_images_or_embeddings_agree_and_a_photo_is_its_own_best_match
 
 def test_optimising_noise_lowers_the_loss(tiny_clip):
     target = image_features(tiny_clip, _pixels(_photo("astronaut")), round_to_8bit=True).detach()
-    logits = torch.zeros(1, 3, 64, 64).normal_(generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    logits = (
+        torch.zeros(1, 3, 64, 64).normal_(generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    )
     optimiser = torch.optim.Adam([logits], lr=0.05)
     losses = []
     for _ in range(15):

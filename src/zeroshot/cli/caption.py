@@ -17,17 +17,33 @@ _ENCODER_HELP = "clip-image (images), clip-text or sentence (texts; default for 
 
 @app.command("train-captioner")
 def train_captioner_command(
-    data: Path = typer.Argument(..., help="Captions .jsonl/.csv naming images ({\"image\", \"caption\"}, paths "
-                                          "relative to the file), or a .jsonl/.csv of {\"text\", \"caption\"}."),
-    output_dir: Path = typer.Option(..., "--output-dir", help="Folder for captioner.json, mapper.safetensors, "
-                                                              "loss.png and the per-epoch checkpoint."),
-    encoder: str = typer.Option(None, "--encoder", help=_ENCODER_HELP + " Default: clip-image when "
-                                                                        "--clip-model is given, else sentence."),
-    clip_model: str = typer.Option(None, "--clip-model", help="CLIP folder or hub id (clip-image / clip-text)."),
-    text_encoder: str = typer.Option(None, "--text-encoder", help="sentence-transformers folder or id "
-                                                                  "(default: all-MiniLM-L6-v2)."),
-    model: str = typer.Option(None, "--model", help="The frozen LM: GGUF, HF folder or hub id "
-                                                    "(default: the built-in SmolLM2-135M, de-quantised once)."),
+    data: Path = typer.Argument(
+        ...,
+        help='Captions .jsonl/.csv naming images ({"image", "caption"}, paths '
+        'relative to the file), or a .jsonl/.csv of {"text", "caption"}.',
+    ),
+    output_dir: Path = typer.Option(
+        ...,
+        "--output-dir",
+        help="Folder for captioner.json, mapper.safetensors, loss.png and the per-epoch checkpoint.",
+    ),
+    encoder: str = typer.Option(
+        None,
+        "--encoder",
+        help=_ENCODER_HELP + " Default: clip-image when --clip-model is given, else sentence.",
+    ),
+    clip_model: str = typer.Option(
+        None, "--clip-model", help="CLIP folder or hub id (clip-image / clip-text)."
+    ),
+    text_encoder: str = typer.Option(
+        None, "--text-encoder", help="sentence-transformers folder or id (default: all-MiniLM-L6-v2)."
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        help="The frozen LM: GGUF, HF folder or hub id "
+        "(default: the built-in SmolLM2-135M, de-quantised once).",
+    ),
     mapper: str = typer.Option("mlp", "--mapper", help="mlp or transformer."),
     prefix_length: int = typer.Option(10, "--prefix-length", help="LM input vectors the mapper makes."),
     layers: int = typer.Option(2, "--layers", help="Transformer mapper layers."),
@@ -47,9 +63,18 @@ def train_captioner_command(
     name = clip_model if kind.startswith("clip") else text_encoder
     config = CaptionerConfig(embedding_dim=1, prefix_length=prefix_length, mapper=mapper, layers=layers)
     config.check()
-    result = train_captioner(data, output_dir, kind, name, model, config,
-                             CaptionerTraining(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
-                             resume=resume, progress=not quiet, device=device)
+    result = train_captioner(
+        data,
+        output_dir,
+        kind,
+        name,
+        model,
+        config,
+        CaptionerTraining(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+        resume=resume,
+        progress=not quiet,
+        device=device,
+    )
     print(json.dumps(result.to_dict(), indent=1))
 
 
@@ -58,10 +83,14 @@ def caption_command(
     inputs: list[str] = typer.Argument(None, help="Image files (clip-image captioners) or texts."),
     captioner: Path = typer.Option(..., "--captioner", "-c", help="Folder written by train-captioner."),
     texts_file: Path = typer.Option(None, "--texts-file", help="Texts to caption, one per line."),
-    embeddings: Path = typer.Option(None, "--embeddings", help="A .npy of embeddings (n, d) instead of inputs."),
+    embeddings: Path = typer.Option(
+        None, "--embeddings", help="A .npy of embeddings (n, d) instead of inputs."
+    ),
     model: str = typer.Option(None, "--model", help="The LM (default: the one the captioner records)."),
     clip_model: str = typer.Option(None, "--clip-model", help="The CLIP model (default: the recorded one)."),
-    text_encoder: str = typer.Option(None, "--text-encoder", help="The sentence encoder (default: recorded)."),
+    text_encoder: str = typer.Option(
+        None, "--text-encoder", help="The sentence encoder (default: recorded)."
+    ),
     max_tokens: int = typer.Option(24, "--max-tokens", help="Most tokens per caption."),
     beams: int = typer.Option(1, "--beams", help="Beam search width (1: greedy)."),
     temperature: float = typer.Option(0.0, "--temperature", help="0: greedy or beam search; > 0 samples."),
@@ -82,13 +111,22 @@ def caption_command(
 
     if output_format not in ("text", "json"):
         raise UserError(f"unknown --format {output_format!r}: choose text or json")
-    config = GenerationConfig(max_new_tokens=max_tokens, num_beams=beams, temperature=temperature, top_p=top_p,
-                              top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
+    config = GenerationConfig(
+        max_new_tokens=max_tokens,
+        num_beams=beams,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+    )
     config.validate()
     items: list[str] = list(inputs or [])
     if texts_file is not None:
         try:
-            items += [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            items += [
+                line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()
+            ]
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read {texts_file}: {exc}") from None
     source = None

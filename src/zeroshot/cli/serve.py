@@ -38,7 +38,8 @@ def serve(
     from zeroshot.server.settings import ServerSettings
 
     settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
-                              device=device, db=db, captioner=captioner, image_roots=list(image_root), api_key=api_key,
+                              device=device, db=db, captioner=captioner, image_roots=list(image_root),
+                              api_key=api_key,
                               allowed_origins=list(allowed_origins),
                               max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                               max_prompt_chars=max_prompt_chars, max_tokens=max_tokens, preload=preload)

@@ -40,8 +40,9 @@ def _service(request: Request):
     state = request.app.state
     folder = getattr(state.settings, "captioner", None)
     if folder is None:
-        raise Unavailable("captioning is off: start the server with --captioner DIR (made by "
-                          "`zeroshot train-captioner`)")
+        raise Unavailable(
+            "captioning is off: start the server with --captioner DIR (made by `zeroshot train-captioner`)"
+        )
     if getattr(state, "caption_service", None) is None:
         with _LOCK:
             if getattr(state, "caption_service", None) is None:
@@ -63,16 +64,22 @@ async def caption(request: Request) -> dict[str, Any]:
     body, uploads = await parse_body(request, CaptionRequest, ("files",))
     if body.max_tokens > settings.max_tokens:
         raise UserError(f"max_tokens {body.max_tokens} is over this server's limit of {settings.max_tokens}")
-    config = GenerationConfig(max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
-                              num_beams=body.num_beams, seed=body.seed)
+    config = GenerationConfig(
+        max_new_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        num_beams=body.num_beams,
+        seed=body.seed,
+    )
     config.validate()
     loop = asyncio.get_running_loop()
     resources = request.app.state.resources
     service = await loop.run_in_executor(resources.lm_executor, _service, request)
     if service.kind == "clip-image":
         if body.input:
-            raise UserError("this captioner captions images: send `files` (multipart) or `paths`, not `input`",
-                            422)
+            raise UserError(
+                "this captioner captions images: send `files` (multipart) or `paths`, not `input`", 422
+            )
         images = await load_images(settings, uploads["files"], body.paths)
         if not images:
             raise UserError("no image: upload `files` (multipart) or name `paths` (JSON)", 422)
@@ -83,12 +90,20 @@ async def caption(request: Request) -> dict[str, Any]:
         if not body.input or any(not text.strip() for text in body.input):
             raise UserError("`input` must hold at least one non-empty text", 422)
         if len(body.input) > settings.max_texts_per_request:
-            raise UserError(f"{len(body.input)} texts in one request; this server accepts at most "
-                            f"{settings.max_texts_per_request}", 413)
+            raise UserError(
+                f"{len(body.input)} texts in one request; this server accepts at most "
+                f"{settings.max_texts_per_request}",
+                413,
+            )
         if any(len(text) > settings.max_prompt_chars for text in body.input):
             raise UserError(f"a text is longer than {settings.max_prompt_chars} characters", 413)
         names, items = list(body.input), list(body.input)
     results = await loop.run_in_executor(resources.lm_executor, lambda: service.caption(items, config))
-    return {"model": service.captioner.lm.name, "encoder": service.kind,
-            "data": [{"index": i, "input": name, "caption": r.caption}
-                     for i, (name, r) in enumerate(zip(names, results, strict=True))]}
+    return {
+        "model": service.captioner.lm.name,
+        "encoder": service.kind,
+        "data": [
+            {"index": i, "input": name, "caption": r.caption}
+            for i, (name, r) in enumerate(zip(names, results, strict=True))
+        ],
+    }

@@ -1,4 +1,4 @@
-"""A prefix captioner (ClipCap, Mokady et al. 2021): a frozen encoder's embedding -> a frozen causal LM's text.
+"""A prefix captioner (ClipCap, Mokady et al. 2021): a frozen encoder's embedding -> frozen causal LM text.
 
 Only a small mapping network trains. It turns one embedding (a CLIP image or text embedding, or a
 sentence-transformers vector) into `prefix_length` vectors in the LM's input-embedding space; the LM
@@ -68,8 +68,9 @@ class MLPMapper(nn.Module):
         super().__init__()
         hidden = hidden or max(1, width * prefix_length // 2)
         self.prefix_length, self.width = prefix_length, width
-        self.net = nn.Sequential(nn.Linear(embedding_dim, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, width * prefix_length))
+        self.net = nn.Sequential(
+            nn.Linear(embedding_dim, hidden), nn.Tanh(), nn.Linear(hidden, width * prefix_length)
+        )
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.net(embeddings).view(-1, self.prefix_length, self.width)
@@ -85,14 +86,15 @@ class TransformerMapper(nn.Module):
         heads = next(h for h in (8, 4, 2, 1) if width % h == 0)
         self.project = nn.Linear(embedding_dim, prefix_length * width)
         self.constants = nn.Parameter(torch.randn(prefix_length, width))
-        block = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0,
-                                           batch_first=True, norm_first=True)
+        block = nn.TransformerEncoderLayer(
+            width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         projected = self.project(embeddings).view(-1, self.prefix_length, self.width)
         constants = self.constants.unsqueeze(0).expand(projected.shape[0], -1, -1)
-        return self.encoder(torch.cat([projected, constants], dim=1))[:, self.prefix_length:]
+        return self.encoder(torch.cat([projected, constants], dim=1))[:, self.prefix_length :]
 
 
 def build_mapper(config: CaptionerConfig, width: int) -> nn.Module:
@@ -115,9 +117,12 @@ def lm_identity(lm) -> dict:
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     weights = model.get_input_embeddings().weight.detach().reshape(-1)
     digest.update(weights[:: max(1, weights.numel() // 8192)].float().cpu().numpy().tobytes())
-    return {"name": str(lm.name), "hidden_size": int(model.get_input_embeddings().weight.shape[1]),
-            "vocab_size": int(model.get_input_embeddings().weight.shape[0]),
-            "fingerprint": digest.hexdigest()[:16]}
+    return {
+        "name": str(lm.name),
+        "hidden_size": int(model.get_input_embeddings().weight.shape[1]),
+        "vocab_size": int(model.get_input_embeddings().weight.shape[0]),
+        "fingerprint": digest.hexdigest()[:16],
+    }
 
 
 @dataclass
@@ -141,11 +146,14 @@ class PrefixCaptioner:
         config.check()
         self.config = config
         self.lm = lm
-        self.encoder = dict(encoder or {"kind": "embeddings", "name": None,
-                                        "embedding_dim": config.embedding_dim})
+        self.encoder = dict(
+            encoder or {"kind": "embeddings", "name": None, "embedding_dim": config.embedding_dim}
+        )
         if int(self.encoder.get("embedding_dim", config.embedding_dim)) != config.embedding_dim:
-            raise UserError(f"the encoder gives {self.encoder['embedding_dim']}-dimensional embeddings but the "
-                            f"captioner expects {config.embedding_dim}")
+            raise UserError(
+                f"the encoder gives {self.encoder['embedding_dim']}-dimensional embeddings but the "
+                f"captioner expects {config.embedding_dim}"
+            )
         _freeze(lm.model)
         torch.manual_seed(seed)
         width = lm.model.get_input_embeddings().weight.shape[1]
@@ -190,14 +198,24 @@ class PrefixCaptioner:
         token_embeddings = self.lm.model.get_input_embeddings()(tokens)
         inputs = torch.cat([prefix.to(token_embeddings.dtype), token_embeddings], dim=1)
         attention = torch.cat([torch.ones((n, p), dtype=torch.long, device=mask.device), mask], dim=1)
-        labels = torch.cat([torch.full((n, p), -100, device=tokens.device),
-                            tokens.masked_fill(mask == 0, -100)], dim=1)
+        labels = torch.cat(
+            [torch.full((n, p), -100, device=tokens.device), tokens.masked_fill(mask == 0, -100)], dim=1
+        )
         return self.lm.model(inputs_embeds=inputs, attention_mask=attention, labels=labels).loss
 
-    def fit(self, embeddings: np.ndarray, captions: Sequence[str], epochs: int = 5, batch_size: int = 32,
-            lr: float = 1e-3, seed: int = 0, checkpoint: str | os.PathLike | None = None,
-            resume: bool = False, progress: bool = False,
-            on_epoch: Callable[[PrefixCaptioner, int], None] | None = None) -> PrefixCaptioner:
+    def fit(
+        self,
+        embeddings: np.ndarray,
+        captions: Sequence[str],
+        epochs: int = 5,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        seed: int = 0,
+        checkpoint: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = False,
+        on_epoch: Callable[[PrefixCaptioner, int], None] | None = None,
+    ) -> PrefixCaptioner:
         """Train the mapper on (embedding, caption) pairs; return self.
 
         With `checkpoint` (a folder), the mapper, the optimiser and the history are written there after
@@ -216,7 +234,9 @@ class PrefixCaptioner:
         total = steps_per_epoch * epochs
         warmup = max(1, total // 20)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+            optimizer,
+            lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)),
+        )
         start = 0
         if resume:
             if checkpoint is None or not (Path(checkpoint) / "state.json").is_file():
@@ -231,10 +251,15 @@ class PrefixCaptioner:
             order = np.random.default_rng([seed, epoch]).permutation(len(ids))
             self.mapper.train()
             losses = []
-            bar = tqdm(range(0, len(ids), batch_size), desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                       disable=not progress, leave=False)
+            bar = tqdm(
+                range(0, len(ids), batch_size),
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="batch",
+                disable=not progress,
+                leave=False,
+            )
             for begin in bar:
-                batch = order[begin: begin + batch_size]
+                batch = order[begin : begin + batch_size]
                 loss = self.loss(data[batch].to(self.lm.device), [ids[i] for i in batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -255,8 +280,9 @@ class PrefixCaptioner:
     # -- decoding -------------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def generate(self, embeddings: np.ndarray, config: GenerationConfig | None = None,
-                 batch_size: int = 32) -> list[str]:
+    def generate(
+        self, embeddings: np.ndarray, config: GenerationConfig | None = None, batch_size: int = 32
+    ) -> list[str]:
         """One caption per embedding: greedy, beam search or sampling, as `config` says."""
         config = config or GenerationConfig(max_new_tokens=24)
         hf_config = self.lm._hf_config(config)
@@ -264,12 +290,16 @@ class PrefixCaptioner:
         self.mapper.eval()
         captions: list[str] = []
         for begin in range(0, len(embeddings), batch_size):
-            batch = torch.as_tensor(embeddings[begin: begin + batch_size]).to(self.lm.device)
+            batch = torch.as_tensor(embeddings[begin : begin + batch_size]).to(self.lm.device)
             prefix = self.mapper(batch).to(self.lm.model.dtype)
             attention = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
             with self.lm._seeded(config):
-                out = self.lm.model.generate(inputs_embeds=prefix, attention_mask=attention,
-                                             generation_config=hf_config, tokenizer=self.lm.tokenizer)
+                out = self.lm.model.generate(
+                    inputs_embeds=prefix,
+                    attention_mask=attention,
+                    generation_config=hf_config,
+                    tokenizer=self.lm.tokenizer,
+                )
             for row in out:
                 text = self.lm.tokenizer.decode(row, skip_special_tokens=True).strip()
                 for stop in config.stop:
@@ -283,8 +313,10 @@ class PrefixCaptioner:
             array = array[None, :]
         if array.ndim != 2 or array.shape[1] != self.config.embedding_dim:
             got = array.shape[-1] if array.ndim else 0
-            raise UserError(f"the captioner was trained on {self.config.embedding_dim}-dimensional embeddings "
-                            f"({self.encoder.get('name') or 'its encoder'}), got {got}-dimensional ones")
+            raise UserError(
+                f"the captioner was trained on {self.config.embedding_dim}-dimensional embeddings "
+                f"({self.encoder.get('name') or 'its encoder'}), got {got}-dimensional ones"
+            )
         if not np.isfinite(array).all():
             raise UserError("the embeddings hold NaN or infinite values")
         return array
@@ -297,9 +329,15 @@ class PrefixCaptioner:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        record = {"format": "zeroshot-prefix-captioner", "version": FORMAT_VERSION,
-                  "config": asdict(self.config), "encoder": self.encoder, "lm": lm_identity(self.lm),
-                  "parameters": self.parameter_counts(), "history": asdict(self.history)}
+        record = {
+            "format": "zeroshot-prefix-captioner",
+            "version": FORMAT_VERSION,
+            "config": asdict(self.config),
+            "encoder": self.encoder,
+            "lm": lm_identity(self.lm),
+            "parameters": self.parameter_counts(),
+            "history": asdict(self.history),
+        }
         _write_atomic(folder / WEIGHTS_FILE, lambda path: save_file(_state(self.mapper), str(path)))
         _write_atomic(folder / CONFIG_FILE, lambda path: path.write_text(json.dumps(record, indent=1)))
         return folder
@@ -312,12 +350,20 @@ class PrefixCaptioner:
         scratch.mkdir(parents=True)
         save_file(_state(self.mapper), str(scratch / WEIGHTS_FILE))
         state = optimizer.state_dict()
-        tensors = {f"{i}.{k}": v.contiguous() for i, slots in state["state"].items()
-                   for k, v in slots.items() if isinstance(v, torch.Tensor)}
+        tensors = {
+            f"{i}.{k}": v.contiguous()
+            for i, slots in state["state"].items()
+            for k, v in slots.items()
+            if isinstance(v, torch.Tensor)
+        }
         save_file(tensors or {"empty": torch.zeros(1)}, str(scratch / "optimizer.safetensors"))
-        meta = {"epochs_done": epochs_done, "param_groups": state["param_groups"],
-                "schedule": schedule.state_dict(), "history": asdict(self.history),
-                "config": asdict(self.config)}
+        meta = {
+            "epochs_done": epochs_done,
+            "param_groups": state["param_groups"],
+            "schedule": schedule.state_dict(),
+            "history": asdict(self.history),
+            "config": asdict(self.config),
+        }
         (scratch / "state.json").write_text(json.dumps(meta, default=_jsonable))
         old = folder.with_name(folder.name + ".old")
         if folder.exists():
@@ -336,8 +382,10 @@ class PrefixCaptioner:
         except (OSError, ValueError) as exc:
             raise UserError(f"the checkpoint in {folder} cannot be read: {exc}") from None
         if meta.get("config") != asdict(self.config):
-            raise UserError(f"the checkpoint in {folder} was made with other captioner settings: resume with "
-                            "the same options, or train into a new --output-dir")
+            raise UserError(
+                f"the checkpoint in {folder} was made with other captioner settings: resume with "
+                "the same options, or train into a new --output-dir"
+            )
         self.mapper.load_state_dict(weights)
         slots: dict = {}
         for key, value in tensors.items():
@@ -395,11 +443,15 @@ def load_captioner(folder: str | os.PathLike, lm=None) -> PrefixCaptioner:
         lm = load_caption_lm(None if saved["name"] == "default" else saved["name"])
     found = lm_identity(lm)
     if found["hidden_size"] != saved["hidden_size"]:
-        raise UserError(f"the captioner feeds {saved['hidden_size']}-wide input embeddings but {lm.name} has "
-                        f"hidden size {found['hidden_size']}: use the LM it was trained with ({saved['name']})")
+        raise UserError(
+            f"the captioner feeds {saved['hidden_size']}-wide input embeddings but {lm.name} has "
+            f"hidden size {found['hidden_size']}: use the LM it was trained with ({saved['name']})"
+        )
     if found["fingerprint"] != saved["fingerprint"]:
-        raise UserError(f"{lm.name} is not the LM this captioner was trained with ({saved['name']}, "
-                        f"fingerprint {saved['fingerprint']}): use that LM")
+        raise UserError(
+            f"{lm.name} is not the LM this captioner was trained with ({saved['name']}, "
+            f"fingerprint {saved['fingerprint']}): use that LM"
+        )
     captioner = PrefixCaptioner(CaptionerConfig(**record["config"]), lm, encoder=record["encoder"])
     try:
         weights = load_file(str(Path(folder) / WEIGHTS_FILE))
@@ -426,4 +478,6 @@ def load_caption_lm(model: str | os.PathLike | None = None, device: str | None =
         lm.name = name or "default"
         return lm
     kind = "folder" if Path(name).expanduser().exists() else "hub"
-    return TransformersLM.load(str(Path(name).expanduser()) if kind == "folder" else name, kind, device=device)
+    return TransformersLM.load(
+        str(Path(name).expanduser()) if kind == "folder" else name, kind, device=device
+    )

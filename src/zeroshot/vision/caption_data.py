@@ -48,16 +48,22 @@ class CaptionEncoder:
     def describe(self) -> dict:
         fingerprint = self.model.fingerprint
         fingerprint = fingerprint() if callable(fingerprint) else fingerprint
-        return {"kind": self.kind, "name": self.name, "embedding_dim": self.embedding_dim,
-                "fingerprint": str(fingerprint)}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "embedding_dim": self.embedding_dim,
+            "fingerprint": str(fingerprint),
+        }
 
     def encode(self, inputs: Sequence, batch_size: int = 32) -> np.ndarray:
         """Embeddings of image paths (clip-image) or texts (clip-text, sentence)."""
         if self.kind == "sentence":
             return self.model.encode(list(inputs), batch_size=batch_size)
         if self.kind == "clip-text":
-            rows = [self.model.encode_texts(list(inputs[b: b + batch_size]))
-                    for b in range(0, len(inputs), batch_size)]
+            rows = [
+                self.model.encode_texts(list(inputs[b : b + batch_size]))
+                for b in range(0, len(inputs), batch_size)
+            ]
             return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
         from zeroshot.vision.images import load_image
         from zeroshot.vision.transforms import preprocess
@@ -65,7 +71,7 @@ class CaptionEncoder:
         rows = []
         for begin in range(0, len(inputs), batch_size):
             images = []
-            for source in inputs[begin: begin + batch_size]:
+            for source in inputs[begin : begin + batch_size]:
                 try:
                     images.append(load_image(source))
                 except UserError:
@@ -77,7 +83,7 @@ class CaptionEncoder:
 
 
 def load_caption_encoder(kind: str, name: str | None = None, device: str | None = None) -> CaptionEncoder:
-    """`kind` is clip-image, clip-text or sentence; `name` a model folder or hub id (sentence: default MiniLM)."""
+    """`kind`: clip-image, clip-text or sentence; `name`: a model folder or hub id (default MiniLM)."""
     if kind not in ENCODER_KINDS:
         raise UserError(f"unknown encoder {kind!r}: choose one of {', '.join(ENCODER_KINDS)}")
     if kind == "sentence":
@@ -97,14 +103,19 @@ def check_encoder(encoder: CaptionEncoder, record: dict) -> None:
     if saved.get("kind") not in (None, "embeddings") and encoder.kind != saved["kind"]:
         raise UserError(f"the captioner was trained on {saved['kind']} embeddings, not {encoder.kind}")
     if encoder.embedding_dim != int(saved["embedding_dim"]):
-        raise UserError(f"{encoder.name} gives {encoder.embedding_dim}-dimensional embeddings but the captioner "
-                        f"was trained on {saved['embedding_dim']}-dimensional ones ({saved.get('name')})")
+        raise UserError(
+            f"{encoder.name} gives {encoder.embedding_dim}-dimensional embeddings but the captioner "
+            f"was trained on {saved['embedding_dim']}-dimensional ones ({saved.get('name')})"
+        )
     if saved.get("fingerprint") and encoder.describe()["fingerprint"] != saved["fingerprint"]:
-        raise UserError(f"{encoder.name} is not the encoder the captioner was trained with "
-                        f"({saved.get('name')}): pass that model")
+        raise UserError(
+            f"{encoder.name} is not the encoder the captioner was trained with "
+            f"({saved.get('name')}): pass that model"
+        )
 
 
 # ------------------------------------------------------------------------------------------ training files
+
 
 def read_caption_pairs(path: str | os.PathLike, kind: str) -> tuple[list, list[str]]:
     """(inputs, captions) from a training file: image paths for clip-image, texts otherwise."""
@@ -135,9 +146,14 @@ def read_caption_pairs(path: str | os.PathLike, kind: str) -> tuple[list, list[s
                         row = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise UserError(f"{path.name} line {number} is not JSON: {exc.msg}") from None
-                    if not isinstance(row, dict) or not isinstance(row.get("text"), str) \
-                            or not isinstance(row.get("caption"), str):
-                        raise UserError(f'{path.name} line {number} needs {{"text": "...", "caption": "..."}}')
+                    if (
+                        not isinstance(row, dict)
+                        or not isinstance(row.get("text"), str)
+                        or not isinstance(row.get("caption"), str)
+                    ):
+                        raise UserError(
+                            f'{path.name} line {number} needs {{"text": "...", "caption": "..."}}'
+                        )
                     rows.append((number, row["text"], row["caption"]))
     except UnicodeDecodeError as exc:
         raise UserError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
@@ -152,6 +168,7 @@ def read_caption_pairs(path: str | os.PathLike, kind: str) -> tuple[list, list[s
 
 
 # ------------------------------------------------------------------------------------------ one-call tasks
+
 
 @dataclass
 class CaptionerTraining:
@@ -178,15 +195,25 @@ class TrainCaptionerResult:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["output_dir"], data["loss_png"] = str(self.output_dir), str(self.loss_png) if self.loss_png else None
+        data["output_dir"], data["loss_png"] = (
+            str(self.output_dir),
+            str(self.loss_png) if self.loss_png else None,
+        )
         return data
 
 
-def train_captioner(data: str | os.PathLike, output_dir: str | os.PathLike, encoder_kind: str = "sentence",
-                    encoder_name: str | None = None, model: str | None = None,
-                    config: CaptionerConfig | None = None, training: CaptionerTraining | None = None,
-                    resume: bool = False, progress: bool = True, device: str | None = None
-                    ) -> TrainCaptionerResult:
+def train_captioner(
+    data: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    encoder_kind: str = "sentence",
+    encoder_name: str | None = None,
+    model: str | None = None,
+    config: CaptionerConfig | None = None,
+    training: CaptionerTraining | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    device: str | None = None,
+) -> TrainCaptionerResult:
     """Read `data`, embed it with the frozen encoder (cached in `output_dir`), train, save, plot.
 
     Checkpoints after every epoch into `output_dir/checkpoint`; `resume` continues from the last one.
@@ -198,8 +225,9 @@ def train_captioner(data: str | os.PathLike, output_dir: str | os.PathLike, enco
     if resume and not has_checkpoint:
         raise UserError(f"nothing to resume: {out} holds no unfinished training")
     if not resume and has_checkpoint:
-        raise UserError(f"{out} holds an unfinished run: pass --resume to continue it, or choose another "
-                        "--output-dir")
+        raise UserError(
+            f"{out} holds an unfinished run: pass --resume to continue it, or choose another --output-dir"
+        )
     if not resume and (out / CONFIG_FILE).exists():
         raise UserError(f"{out} already holds a captioner: choose another --output-dir")
     inputs, captions = read_caption_pairs(data, encoder_kind)
@@ -221,19 +249,37 @@ def train_captioner(data: str | os.PathLike, output_dir: str | os.PathLike, enco
         trained.save(out)  # the latest finished epoch is always a usable captioner
         plot_losses(trained.history.epoch_losses, trained.history.step_losses, out / "loss.png")
 
-    captioner.fit(embeddings, captions, epochs=training.epochs, batch_size=training.batch_size, lr=training.lr,
-                  seed=training.seed, checkpoint=checkpoint, resume=resume, progress=progress,
-                  on_epoch=after_epoch)
+    captioner.fit(
+        embeddings,
+        captions,
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        lr=training.lr,
+        seed=training.seed,
+        checkpoint=checkpoint,
+        resume=resume,
+        progress=progress,
+        on_epoch=after_epoch,
+    )
     captioner.save(out)
     png = plot_losses(captioner.history.epoch_losses, captioner.history.step_losses, out / "loss.png")
     shutil.rmtree(checkpoint, ignore_errors=True)
-    return TrainCaptionerResult(out, training.epochs, resumed_from, captioner.history.seconds,
-                                captioner.history.epoch_losses, captioner.parameter_counts(), png)
+    return TrainCaptionerResult(
+        out,
+        training.epochs,
+        resumed_from,
+        captioner.history.seconds,
+        captioner.history.epoch_losses,
+        captioner.parameter_counts(),
+        png,
+    )
 
 
 def _cached_embeddings(out: Path, encoder: CaptionEncoder, inputs: list, progress: bool) -> np.ndarray:
     # Kept beside the checkpoint so that a resumed run does not embed everything again.
-    digest = hashlib.sha256(json.dumps([encoder.describe(), [str(i) for i in inputs]]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps([encoder.describe(), [str(i) for i in inputs]]).encode()).hexdigest()[
+        :16
+    ]
     path = out / f"embeddings-{digest}.npy"
     if path.is_file():
         return np.load(path)
@@ -256,8 +302,12 @@ def plot_losses(epoch_losses: Sequence[float], step_losses: Sequence[float], pat
     ax.plot(range(1, len(step_losses) + 1), step_losses, alpha=0.4, label="step")
     if epoch_losses:
         per_epoch = len(step_losses) / len(epoch_losses)
-        ax.plot([per_epoch * (i + 1) for i in range(len(epoch_losses))], epoch_losses, marker="o",
-                label="epoch mean")
+        ax.plot(
+            [per_epoch * (i + 1) for i in range(len(epoch_losses))],
+            epoch_losses,
+            marker="o",
+            label="epoch mean",
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("caption cross-entropy")
     ax.grid(alpha=0.3)
@@ -283,8 +333,13 @@ class Caption:
 class CaptionService:
     """A loaded captioner with its encoder, for captioning many requests (the CLI and the server)."""
 
-    def __init__(self, folder: str | os.PathLike, model: str | None = None, encoder_name: str | None = None,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        model: str | None = None,
+        encoder_name: str | None = None,
+        device: str | None = None,
+    ) -> None:
         record = read_captioner_record(folder)
         saved = record["encoder"]
         lm = load_caption_lm(model, device=device) if model else None

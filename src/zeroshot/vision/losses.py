@@ -36,7 +36,9 @@ def torch_preprocess(pixels: torch.Tensor, spec: ImageSpec, round_to_8bit: bool 
     elif spec.resize_shortest_edge is not None:
         short = spec.resize_shortest_edge
         # transformers' rule (the long side truncated), as `transforms._shortest_edge_size`
-        size = (int(short * height / width), short) if width <= height else (short, int(short * width / height))
+        size = (
+            (int(short * height / width), short) if width <= height else (short, int(short * width / height))
+        )
     else:
         size = (height, width)
     if round_to_8bit:
@@ -77,7 +79,7 @@ def _centre_crop(pixels: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
     if any(pad):
         pixels = F.pad(pixels, pad)
         top, left = max(0, top), max(0, left)
-    return pixels[..., top: top + crop_height, left: left + crop_width]
+    return pixels[..., top : top + crop_height, left : left + crop_width]
 
 
 def image_features(model: ImageTextModel, pixels: torch.Tensor, round_to_8bit: bool = False) -> torch.Tensor:
@@ -91,8 +93,9 @@ def image_features(model: ImageTextModel, pixels: torch.Tensor, round_to_8bit: b
     return F.normalize(output, dim=-1)
 
 
-def clip_consistency_loss(model: ImageTextModel, images: torch.Tensor,
-                          targets: torch.Tensor | np.ndarray) -> torch.Tensor:
+def clip_consistency_loss(
+    model: ImageTextModel, images: torch.Tensor, targets: torch.Tensor | np.ndarray
+) -> torch.Tensor:
     """Mean of 1 - cos(CLIP(images), CLIP(targets)); differentiable with respect to `images`.
 
     `images`: (N, 3, H, W) pixels in [0, 1]. `targets`: pixels of the same layout (any size; no
@@ -107,11 +110,17 @@ def clip_consistency_loss(model: ImageTextModel, images: torch.Tensor,
             wanted = image_features(model, targets.to(images.dtype), round_to_8bit=True)
     elif targets.ndim in (1, 2):
         if targets.shape[-1] != features.shape[-1]:
-            raise UserError(f"target embeddings are {targets.shape[-1]}-dimensional but {model.name} gives "
-                            f"{features.shape[-1]}-dimensional ones")
-        wanted = F.normalize(targets.to(features.device, features.dtype).reshape(-1, features.shape[-1]), dim=-1)
+            raise UserError(
+                f"target embeddings are {targets.shape[-1]}-dimensional but {model.name} gives "
+                f"{features.shape[-1]}-dimensional ones"
+            )
+        wanted = F.normalize(
+            targets.to(features.device, features.dtype).reshape(-1, features.shape[-1]), dim=-1
+        )
     else:
-        raise UserError(f"targets must be images (N, 3, H, W) or embeddings (N, D), got {tuple(targets.shape)}")
+        raise UserError(
+            f"targets must be images (N, 3, H, W) or embeddings (N, D), got {tuple(targets.shape)}"
+        )
     if wanted.shape[0] not in (1, features.shape[0]):
         raise UserError(f"{features.shape[0]} images but {wanted.shape[0]} targets")
     return (1 - (features * wanted).sum(-1)).mean()
