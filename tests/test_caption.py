@@ -139,7 +139,7 @@ def test_image_captioner_end_to_end_and_fresh_process_reload(models, image_data,
         [
             sys.executable,
             "-m",
-            "zeroshot",
+            "zeroshot.cli",
             "caption",
             str(image),
             "--captioner",
@@ -245,7 +245,7 @@ def test_kill_during_training_then_resume_keeps_finished_epochs(models, tmp_path
     args = [
         sys.executable,
         "-m",
-        "zeroshot",
+        "zeroshot.cli",
         "train-captioner",
         str(texts),
         "--output-dir",

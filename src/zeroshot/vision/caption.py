@@ -468,16 +468,17 @@ def load_caption_lm(model: str | os.PathLike | None = None, device: str | None =
     A GGUF (and the default, None) is de-quantised once into a cached float32 Hugging Face folder
     (`zeroshot.models.dequantise.gguf_to_hf_folder`); a folder or hub id loads as it is.
     """
+    from zeroshot.models.clip import _quiet_transformers  # one place that hushes loading bars
     from zeroshot.models.dequantise import gguf_to_hf_folder
     from zeroshot.models.lm_transformers import TransformersLM
 
     name = None if model is None else str(model)
-    if name is None or name.lower().endswith(".gguf"):
-        folder = gguf_to_hf_folder(name)
-        lm = TransformersLM.load(str(folder), "folder", device=device)
-        lm.name = name or "default"
-        return lm
-    kind = "folder" if Path(name).expanduser().exists() else "hub"
-    return TransformersLM.load(
-        str(Path(name).expanduser()) if kind == "folder" else name, kind, device=device
-    )
+    with _quiet_transformers():  # progress bars on stderr would bury a one-line error after them
+        if name is None or name.lower().endswith(".gguf"):
+            lm = TransformersLM.load(str(gguf_to_hf_folder(name)), "folder", device=device)
+            lm.name = name or "default"
+            return lm
+        local = Path(name).expanduser()
+        if local.exists():
+            return TransformersLM.load(str(local), "folder", device=device)
+        return TransformersLM.load(name, "hub", device=device)
