@@ -32,7 +32,7 @@ class CaptionRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     num_beams: int = Field(1, ge=1, le=8)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
 
 def _service(request: Request):
