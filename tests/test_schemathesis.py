@@ -28,7 +28,7 @@ SEEN: dict[str, Counter] = defaultdict(Counter)
 
 
 @pytest.fixture(scope="module")
-def api_app(tiny_clip, tmp_path_factory):
+def api_app(tiny_clip, tiny_clip_dir, tmp_path_factory):
     from text_fake_lm import FakeLM
     from zeroshot.vision.search import ImageIndex
 
@@ -41,7 +41,7 @@ def api_app(tiny_clip, tmp_path_factory):
         index.add([root])
     settings_ = ServerSettings(api_key=KEY, image_roots=[root], db=db, max_tokens=64, max_upload_mb=1,
                                max_pixels=1_000_000, max_label_prompts=400, max_images_per_request=2,
-                               batch_window_ms=0)
+                               batch_window_ms=0, captioner=_tiny_captioner(tiny_clip_dir, tmp_path_factory))
     app = create_app(settings_)
     resources = app.state.resources
     resources._lm = FakeLM()  # the loaders are not under test here: the routes and their refusals are
@@ -56,6 +56,19 @@ def api_app(tiny_clip, tmp_path_factory):
         report = {route: dict(sorted(counts.items())) for route, counts in sorted(SEEN.items())}
         with open(os.environ["ZEROSHOT_SCHEMATHESIS_REPORT"], "w") as handle:
             json.dump({"examples_per_route": EXAMPLES, "status_codes": report}, handle, indent=1)
+
+
+def _tiny_captioner(tiny_clip_dir, tmp_path_factory):
+    """An untrained text captioner on the tiny CLIP and a tiny LM, so that /v1/caption is on."""
+    from zeroshot.models.lm_transformers import save_random_lm
+    from zeroshot.vision.caption import CaptionerConfig, PrefixCaptioner, load_caption_lm
+    from zeroshot.vision.caption_data import load_caption_encoder
+
+    root = tmp_path_factory.mktemp("schemathesis-captioner")
+    encoder = load_caption_encoder("clip-text", str(tiny_clip_dir))
+    lm = load_caption_lm(str(save_random_lm(root / "lm")))
+    config = CaptionerConfig(encoder.embedding_dim, prefix_length=1)
+    return PrefixCaptioner(config, lm, encoder=encoder.describe()).save(root / "captioner")
 
 
 @pytest.fixture(scope="module")

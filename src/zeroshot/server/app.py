@@ -29,6 +29,7 @@ from zeroshot.optional import OPTIONAL
 from zeroshot.server import (
     docs_assets,
     openai_compat,
+    routes_caption,
     routes_chat,
     routes_embeddings,
     routes_text,
@@ -73,7 +74,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.resources = resources
     protected = [Depends(check_api_key)]
-    for module in (routes_text, openai_compat, routes_vision, routes_chat, routes_embeddings, routes_tokens):
+    for module in (routes_text, openai_compat, routes_vision, routes_chat, routes_embeddings, routes_tokens,
+                   routes_caption):
         app.include_router(module.router, dependencies=protected)
     docs_assets.install(app)
     _add_error_handlers(app)

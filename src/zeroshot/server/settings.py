@@ -25,6 +25,7 @@ class ServerSettings:
     clip_model: str | None = None  # CLIP hub id or folder; None means zeroshot's default
     device: str | None = None  # for CLIP; None picks CUDA when visible
     db: Path | None = None  # image-search index folder
+    captioner: Path | None = None  # a `zeroshot train-captioner` folder, served at /v1/caption
     image_roots: list[Path] = field(default_factory=list)  # folders whose images may be read by path
     api_key: str | None = None  # when set, every /v1 request needs `Authorization: Bearer <key>`
     # Without a key, only loopback Host names and same-origin requests are served; these origins
