@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
 
 _ENCODER_HELP = "clip-image (images), clip-text or sentence (texts; default for text files)."
 
@@ -32,18 +32,12 @@ def train_captioner_command(
         "--encoder",
         help=_ENCODER_HELP + " Default: clip-image when --clip-model is given, else sentence.",
     ),
-    clip_model: str = typer.Option(
-        None, "--clip-model", help="CLIP folder or hub id (clip-image / clip-text)."
-    ),
+    clip_model: str = typer.Option(None, "--clip-model",
+                                   help=options.CLIP_HELP + " For clip-image / clip-text."),
     text_encoder: str = typer.Option(
         None, "--text-encoder", help="sentence-transformers folder or id (default: all-MiniLM-L6-v2)."
     ),
-    model: str = typer.Option(
-        None,
-        "--model",
-        help="The frozen LM: GGUF, HF folder or hub id "
-        "(default: the built-in SmolLM2-135M, de-quantised once).",
-    ),
+    model: str = typer.Option(None, "--model", help=options.LM_HELP + " Frozen; de-quantised once."),
     mapper: str = typer.Option("mlp", "--mapper", help="mlp or transformer."),
     prefix_length: int = typer.Option(10, "--prefix-length", help="LM input vectors the mapper makes."),
     layers: int = typer.Option(2, "--layers", help="Transformer mapper layers."),
@@ -86,13 +80,15 @@ def caption_command(
     embeddings: Path = typer.Option(
         None, "--embeddings", help="A .npy of embeddings (n, d) instead of inputs."
     ),
-    model: str = typer.Option(None, "--model", help="The LM (default: the one the captioner records)."),
-    clip_model: str = typer.Option(None, "--clip-model", help="The CLIP model (default: the recorded one)."),
+    model: str = typer.Option(None, "--model",
+                              help=options.LM_HELP + " Default: the one the captioner records."),
+    clip_model: str = typer.Option(None, "--clip-model",
+                                   help=options.CLIP_HELP + " Default: the one the captioner records."),
     text_encoder: str = typer.Option(
         None, "--text-encoder", help="The sentence encoder (default: recorded)."
     ),
     max_tokens: int = typer.Option(24, "--max-tokens", help="Most tokens per caption."),
-    beams: int = typer.Option(1, "--beams", help="Beam search width (1: greedy)."),
+    num_beams: int = typer.Option(1, "--num-beams", help="Beam search width (1: greedy)."),
     temperature: float = typer.Option(0.0, "--temperature", help="0: greedy or beam search; > 0 samples."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass."),
     top_k: int = typer.Option(0, "--top-k", help="Sample among the k likeliest tokens (0: all)."),
@@ -113,7 +109,7 @@ def caption_command(
         raise UserError(f"unknown --format {output_format!r}: choose text or json")
     config = GenerationConfig(
         max_new_tokens=max_tokens,
-        num_beams=beams,
+        num_beams=num_beams,
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,

@@ -139,7 +139,10 @@ OPTION_NAMES: dict[str, str] = {
     "--opacities": "opacities", "--variants": "variants", "--grid": "grid", "--added": "added labels",
     "--child": "child labels", "--group-column": "group column", "--path-column": "path column",
     "--rounds": "timing rounds", "--chat-template": "use the model's chat template",
-    "--log-samples": "one JSONL record per document", "--help": "help",
+    "--log-samples": "one JSONL record per document", "--captioner": "a trained captioner folder",
+    "--embeddings": "precomputed embeddings", "--text-encoder": "sentence encoder", "--texts-file": "texts",
+    "--layers": "mapper layers", "--mapper": "mlp or transformer", "--prefix-length": "LM prefix vectors",
+    "--help": "help",
 }
 
 # Spellings from before the names were unified: command -> {old option: its replacement tokens}.
@@ -149,6 +152,7 @@ DEPRECATED: dict[str, dict[str, tuple[str, ...]]] = {
     "classify-text": {"--json": ("--format", "json")},
     "eval-text": _FOLDER_RENAMES,
     "generate": {"--beams": ("--num-beams",)},
+    "caption": {"--beams": ("--num-beams",)},
     "bench-lm": {"--out": ("--output",)},
     "classify-images": _CLIP_RENAMES,
     "index": _CLIP_RENAMES,

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
 
 
 @app.command("export-tokenizer")
 def export_tokenizer_command(
-    model: str = typer.Option(None, "--model",
-                              help="Hub id, local folder or .gguf file (default: SmolLM2-135M)."),
+    model: str = options.lm_model(),
     output_dir: Path = typer.Option(None, "--output-dir",
                                     help="Folder to write (default: zeroshot's cache)."),
 ) -> None:
