@@ -32,7 +32,7 @@ def _root() -> None:
     """Zero-shot and few-shot learning with frozen pre-trained Transformers (GPT-style LMs, CLIP)."""
 
 # Each module registers its commands on `app` when imported; a module that is not written yet is skipped.
-_COMMAND_MODULES = ("text", "lm", "vision", "search", "fewshot", "detect", "serve", "train", "audit")
+_COMMAND_MODULES = ("text", "lm", "vision", "search", "fewshot", "detect", "serve", "train", "audit", "adapt")
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"zeroshot.cli.{_name}")

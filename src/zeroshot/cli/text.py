@@ -16,6 +16,15 @@ MODEL_HELP = (
 )
 BACKEND_HELP = "auto (llama.cpp when installed), transformers or llama.cpp."
 NORMALIZATION_HELP = "Score normalisation: sum (total log-prob), token (per token) or char (per character)."
+SOFT_PROMPT_HELP = "A soft prompt folder from `zeroshot tune-prompt` (loads its base model unless --model)."
+
+
+def _soft_prompt_model(soft_prompt: Path | None, model: str | None, backend: str) -> tuple[str | None, str]:
+    if soft_prompt is None:
+        return model, backend
+    from zeroshot.text.soft_prompt import soft_prompt_model
+
+    return soft_prompt_model(soft_prompt, model, backend)
 
 
 def _load_lm(model: str | None, backend: str):
@@ -101,6 +110,7 @@ def classify_text(
         None, "--max-chars", min=1, help="Shorten each text to this many characters."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the probability table as JSON."),
+    soft_prompt: Path = typer.Option(None, "--soft-prompt", help=SOFT_PROMPT_HELP),
     model: str = typer.Option(None, "--model", help=MODEL_HELP),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
@@ -121,6 +131,7 @@ def classify_text(
     elif shots:
         raise UserError("--shots needs demonstrations: pass --examples FILE.jsonl")
     n_shots = len(pool_texts) if shots is None else shots
+    model, backend = _soft_prompt_model(soft_prompt, model, backend)
     lm = _load_lm(model, backend)
     clf = ZeroShotTextClassifier(
         lm,
@@ -132,6 +143,7 @@ def classify_text(
         n_shots=n_shots,
         seed=seed,
         balanced=balanced,
+        soft_prompt=soft_prompt,
     )
     clf.fit(pool_texts or None, pool_labels or None)
     proba = clf.predict_proba(texts)
@@ -187,6 +199,7 @@ def eval_text(
         None, "--max-chars", min=1, help="Shorten each text field to N characters (bbc-news default: 400)."
     ),
     out: Path = typer.Option(Path("results"), "--out", help="Folder for the JSON results and the PNG plot."),
+    soft_prompt: Path = typer.Option(None, "--soft-prompt", help=SOFT_PROMPT_HELP),
     model: str = typer.Option(None, "--model", help=MODEL_HELP),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
@@ -199,8 +212,10 @@ def eval_text(
     check_normalization(normalization)
     task = load_task(task_name, max_chars=max_chars)
     task.check_shots(shot_list)  # before the model loads: bad input fails fast
+    model, backend = _soft_prompt_model(soft_prompt, model, backend)
     lm = _load_lm(model, backend)
-    report = evaluate(lm, task, shot_list, seeds, limit, normalization, calibrate, balanced, first_seed)
+    report = evaluate(lm, task, shot_list, seeds, limit, normalization, calibrate, balanced, first_seed,
+                      soft_prompt=soft_prompt)
     typer.echo(
         f"{task.name} ({task.kind}): {report.n_docs} documents, pool of {report.n_pool}, "
         f"seeds {report.seeds}, {report.seconds:.0f} s"

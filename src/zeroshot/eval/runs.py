@@ -90,13 +90,19 @@ def evaluate(
     balanced: bool = False,
     first_seed: int = 0,
     progress: bool = True,
+    soft_prompt=None,
 ) -> EvalReport:
-    """Accuracy of `lm` on `task` for each K in `shots` over `seeds` seeds: first_seed, first_seed+1, ..."""
+    """Accuracy of `lm` on `task` for each K in `shots` over `seeds` seeds: first_seed, first_seed+1, ...
+
+    `soft_prompt` (classification only) is passed to `ZeroShotTextClassifier`.
+    """
     shots = sorted(set(shots))
     task.check_shots(shots)
     check_normalization(normalization)
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
+    if soft_prompt is not None and task.kind != "classification":
+        raise UserError(f"a soft prompt is for classification tasks; {task.name} is {task.kind}")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     docs = task.docs[:limit] if limit else task.docs
@@ -117,7 +123,8 @@ def evaluate(
         else:
             if task.kind == "classification":
                 model = ZeroShotTextClassifier(
-                    lm, task.labels, task.description, demos, task.template, normalization, calibrate
+                    lm, task.labels, task.description, demos, task.template, normalization, calibrate,
+                    soft_prompt=soft_prompt,
                 ).fit()
             else:
                 model = MultipleChoiceScorer(
