@@ -52,6 +52,7 @@ test: setup-llama setup-browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/lint-imports
 
 # lm-evaluation-harness for bench/lm_eval_compare.py, in a venv of its own (it pins datasets, evaluate...).
 LM_EVAL_VENV := .cache/lm-eval-venv

@@ -33,7 +33,7 @@ def _save(path: Path, rows: list[dict], meta: dict) -> None:
 def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
     import torch
 
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
     from zeroshot.text.classify import ZeroShotTextClassifier
     from zeroshot.text.prompts import Demonstration
     from zeroshot.text.soft_prompt import SoftPromptConfig, train_soft_prompt, trainable_model
@@ -43,7 +43,9 @@ def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) ->
     icl_lm = lm if args.icl_backend == "transformers" else load_lm(args.model, backend=args.icl_backend)
     meta["icl_backend"] = icl_lm.backend
     meta["model"] = lm.name
-    meta["device"] = str(lm.device) + (f" ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "")
+    meta["device"] = str(lm.device) + (
+        f" ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else ""
+    )
     meta["total_params"] = int(sum(p.numel() for p in lm.model.parameters()))
     texts = [d.query for d in test_docs]
     targets = [d.target for d in test_docs]
@@ -60,38 +62,72 @@ def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) ->
                 demos = [Demonstration(pool_texts[i], pool_labels[i]) for i in chosen]
                 random.Random(seed).shuffle(demos)
                 started = time.perf_counter()
-                clf = ZeroShotTextClassifier(icl_lm, task.labels, task.description, demos, task.template,
-                                             calibrate=True).fit()
+                clf = ZeroShotTextClassifier(
+                    icl_lm, task.labels, task.description, demos, task.template, calibrate=True
+                ).fit()
                 scores = [clf.scorer_.score(t, task.labels) for t in texts]
                 seconds = time.perf_counter() - started
                 for name, calibrate in (("icl", False), ("icl-calibrated", True)):
                     predicted = [r.choices[int(np.argmax(r.scores("sum", calibrate)))] for r in scores]
-                    rows.append({"method": name, "k": k, "seed": seed, "accuracy": accuracy(predicted),
-                                 "demonstrations_kept": int(np.mean([r.n_demonstrations for r in scores])),
-                                 "seconds": seconds})
+                    rows.append(
+                        {
+                            "method": name,
+                            "k": k,
+                            "seed": seed,
+                            "accuracy": accuracy(predicted),
+                            "demonstrations_kept": int(np.mean([r.n_demonstrations for r in scores])),
+                            "seconds": seconds,
+                        }
+                    )
                 _save(out, rows, meta)
                 print(rows[-1], flush=True)
             if "soft" not in args.methods:
                 continue
             for n_virtual in args.virtual_tokens:
-                config = SoftPromptConfig(n_virtual_tokens=n_virtual, init="text", epochs=args.epochs,
-                                          learning_rate=args.lr, batch_size=4, patience=args.patience,
-                                          max_steps=args.max_steps, seed=seed)
+                config = SoftPromptConfig(
+                    n_virtual_tokens=n_virtual,
+                    init="text",
+                    epochs=args.epochs,
+                    learning_rate=args.lr,
+                    batch_size=4,
+                    patience=args.patience,
+                    max_steps=args.max_steps,
+                    seed=seed,
+                )
                 with tempfile.TemporaryDirectory() as folder:
                     result = train_soft_prompt(
-                        lm, [pool_texts[i] for i in chosen], [pool_labels[i] for i in chosen], folder, config,
-                        description=task.description, template=task.template, label_set=task.labels,
-                        progress=False)
+                        lm,
+                        [pool_texts[i] for i in chosen],
+                        [pool_labels[i] for i in chosen],
+                        folder,
+                        config,
+                        description=task.description,
+                        template=task.template,
+                        label_set=task.labels,
+                        progress=False,
+                    )
                     started = time.perf_counter()
                     clf = ZeroShotTextClassifier(lm, task.labels, soft_prompt=folder).fit()
                     predicted = clf.predict(texts)
                     eval_seconds = time.perf_counter() - started
-                rows.append({"method": f"soft-{n_virtual}", "k": k, "seed": seed, "accuracy": accuracy(predicted),
-                             "train_seconds": result.seconds, "eval_seconds": eval_seconds,
-                             "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-                             "n_train": result.n_train, "n_dev": result.n_dev,
-                             "trainable_params": result.trainable_params, "trained_share": result.trained_share,
-                             "train_loss": result.train_loss, "dev_loss": result.dev_loss})
+                rows.append(
+                    {
+                        "method": f"soft-{n_virtual}",
+                        "k": k,
+                        "seed": seed,
+                        "accuracy": accuracy(predicted),
+                        "train_seconds": result.seconds,
+                        "eval_seconds": eval_seconds,
+                        "epochs_run": result.epochs_run,
+                        "best_epoch": result.best_epoch,
+                        "n_train": result.n_train,
+                        "n_dev": result.n_dev,
+                        "trainable_params": result.trainable_params,
+                        "trained_share": result.trained_share,
+                        "train_loss": result.train_loss,
+                        "dev_loss": result.dev_loss,
+                    }
+                )
                 _save(out, rows, meta)
                 print({k2: v for k2, v in rows[-1].items() if "loss" not in k2}, flush=True)
 
@@ -114,14 +150,25 @@ def run_kernel(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
             started = time.perf_counter()
             model = KernelAdapter(prior=emb.prior).fit(emb.embeddings[support], emb.labels[support])
             acc = float(np.mean(model.predict(emb.embeddings[test_rows]) == targets))
-            rows.append({"method": "kernel-minilm", "k": k, "seed": seed, "accuracy": acc,
-                         "seconds": time.perf_counter() - started})
+            rows.append(
+                {
+                    "method": "kernel-minilm",
+                    "k": k,
+                    "seed": seed,
+                    "accuracy": acc,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
     _save(out, rows, meta)
 
 
-NAMES = {"soft-10": "soft prompt, 10 tokens", "soft-20": "soft prompt, 20 tokens",
-         "icl": "in-context K-shot", "icl-calibrated": "in-context K-shot, calibrated",
-         "kernel-minilm": "KernelAdapter (MiniLM)"}
+NAMES = {
+    "soft-10": "soft prompt, 10 tokens",
+    "soft-20": "soft prompt, 20 tokens",
+    "icl": "in-context K-shot",
+    "icl-calibrated": "in-context K-shot, calibrated",
+    "kernel-minilm": "KernelAdapter (MiniLM)",
+}
 
 
 def plot(paths: list[str], png: Path) -> None:
@@ -148,8 +195,10 @@ def plot(paths: list[str], png: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labelled examples per label (k)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"BBC News, {meta.get('n_test')} test articles ({meta.get('max_chars')} chars); "
-                 "SmolLM2-135M frozen", fontsize=9)
+    ax.set_title(
+        f"BBC News, {meta.get('n_test')} test articles ({meta.get('max_chars')} chars); SmolLM2-135M frozen",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -167,8 +216,12 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--lr", type=float, default=0.03)
     parser.add_argument("--limit", type=int, default=444)
-    parser.add_argument("--per-label", type=int, default=None,
-                        help="test on the first N test articles of each label instead of --limit")
+    parser.add_argument(
+        "--per-label",
+        type=int,
+        default=None,
+        help="test on the first N test articles of each label instead of --limit",
+    )
     parser.add_argument("--max-chars", type=int, default=400)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--icl-backend", default="transformers", help="transformers, auto or llama.cpp")
@@ -194,15 +247,27 @@ def main() -> None:
     task = bbc_news_task(max_chars=args.max_chars)
     test_docs = task.docs[: args.limit]
     if args.per_label:
-        test_docs = [d for d in task.docs if sum(e.target == d.target for e in task.docs[: task.docs.index(d)])
-                     < args.per_label]
+        test_docs = [
+            d
+            for d in task.docs
+            if sum(e.target == d.target for e in task.docs[: task.docs.index(d)]) < args.per_label
+        ]
     pool_labels = [d.target for d in task.pool]
     chosen_by = {(s, k): sample_per_label(pool_labels, k, s) for s in range(args.seeds) for k in args.shots}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"n_test": len(test_docs), "shots": args.shots, "seeds": args.seeds, "epochs": args.epochs,
-            "patience": args.patience, "lr": args.lr, "max_chars": args.max_chars, "threads": args.threads,
-            "max_steps": args.max_steps, "virtual_tokens": args.virtual_tokens}
+    meta = {
+        "n_test": len(test_docs),
+        "shots": args.shots,
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "lr": args.lr,
+        "max_chars": args.max_chars,
+        "threads": args.threads,
+        "max_steps": args.max_steps,
+        "virtual_tokens": args.virtual_tokens,
+    }
     rows: list[dict] = []
     if "kernel" in args.methods:
         run_kernel(args, task, test_docs, chosen_by, rows, meta, out)

@@ -1,7 +1,7 @@
 """The whole vision half on real images, with a CLIP trained here (`zeroshot train-clip`) on Fashion-MNIST.
 
     python bench/fashion_mnist_setup.py                       # image folders under .cache/fashion-mnist
-    zeroshot train-clip .cache/fashion-mnist/train-1000-seed0 --out .cache/fashion-mnist/lit-model \\
+    zeroshot train-clip .cache/fashion-mnist/train-1000-seed0 --output-dir .cache/fashion-mnist/lit-model \\
         --epochs 8 --threads 1
     python bench/fashion_mnist_clip.py [--model .cache/fashion-mnist/lit-model] [--scenes 40] [--seeds 10]
 

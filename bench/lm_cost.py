@@ -1,4 +1,7 @@
-"""Inference cost table of the LM backends: `python -m bench.lm_cost` (same as `zeroshot bench-lm`)."""
+"""Inference cost table of the LM backends: `python -m bench.lm_cost` (same as `zeroshot bench-lm`).
+
+Writes bench/results/bench_lm.json unless `-o/--output` says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -7,4 +10,7 @@ import sys
 from zeroshot.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["bench-lm", *sys.argv[1:]]))
+    args = sys.argv[1:]
+    if not any(a in ("-o", "--output") or a.startswith("--output=") for a in args):
+        args += ["--output", "bench/results/bench_lm.json"]
+    sys.exit(main(["bench-lm", *args]))

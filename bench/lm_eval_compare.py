@@ -103,7 +103,7 @@ def time_zeroshot_engine(model: str, contexts: list[str], choices: list[str]) ->
     """
     from tqdm import tqdm
 
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
 
     started = time.perf_counter()
     lm = load_lm(model, backend="transformers")
@@ -120,7 +120,7 @@ def time_zeroshot_engine(model: str, contexts: list[str], choices: list[str]) ->
 
 def time_zeroshot(model: str | None, backend: str, task, demos, texts: list[str]) -> dict:
     """Load + classify `texts` with shared-prefix reuse; log-likelihood sums per text and label."""
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
     from zeroshot.text.classify import ZeroShotTextClassifier
 
     started = time.perf_counter()
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"no interpreter at {args.lm_eval_python}: run `make setup-lm-eval` first")
 
     from zeroshot.eval.tasks import bbc_news_task
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
     from zeroshot.text.prompts import PromptBuilder, sample_demonstrations
 
     hf_dir = export_hf_folder(HF_DIR)

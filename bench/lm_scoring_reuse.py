@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.eval.datasets import load_bbc_news
-from zeroshot.models.lm import load_lm
+from zeroshot.models.loader import load_lm
 
 LABELS = [" business", " entertainment", " politics", " sport", " tech"]
 

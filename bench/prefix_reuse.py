@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from zeroshot.eval.tasks import bbc_news_task
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
     from zeroshot.text.classify import ZeroShotTextClassifier
     from zeroshot.text.prompts import sample_demonstrations
 

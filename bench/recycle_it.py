@@ -31,7 +31,8 @@ def _save(path: Path, data: dict) -> None:
 
 
 def _samples(folder: str, device: str, seed: int) -> list[str]:
-    from zeroshot.models.lm import GenerationConfig, load_lm
+    from zeroshot.models.lm import GenerationConfig
+    from zeroshot.models.loader import load_lm
 
     lm = load_lm(folder, backend="transformers", device=device)
     out = []
@@ -70,16 +71,25 @@ def main() -> None:
     held_eval = held[: args.held_out_limit] if args.held_out_limit else held
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data: dict = {"corpus": args.corpus, "train_paragraphs": len(train), "held_out_paragraphs": len(held),
-                  "held_out_scored": len(held_eval), "train_bytes": sum(len(t.encode()) for t in train),
-                  "device": device + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""),
-                  "args": vars(args), "runs": {}}
+    data: dict = {
+        "corpus": args.corpus,
+        "train_paragraphs": len(train),
+        "held_out_paragraphs": len(held),
+        "held_out_scored": len(held_eval),
+        "train_bytes": sum(len(t.encode()) for t in train),
+        "device": device + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""),
+        "args": vars(args),
+        "runs": {},
+    }
 
     started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    data["runs"]["a-base"] = {"held_out": bits_per_byte(model, tokenizer, held_eval, args.seq_len).to_dict(),
-                              "train_tokens_per_byte": None, "eval_seconds": time.perf_counter() - started}
+    data["runs"]["a-base"] = {
+        "held_out": bits_per_byte(model, tokenizer, held_eval, args.seq_len).to_dict(),
+        "train_tokens_per_byte": None,
+        "eval_seconds": time.perf_counter() - started,
+    }
     data["runs"]["a-base"]["samples"] = _samples(base, device, 0)
     del model
     _save(out, data)
@@ -89,14 +99,22 @@ def main() -> None:
     for run in args.runs.split(","):
         mode = "full" if run == "full" else "embeddings"
         init = "random" if run == "random" else "mean"
-        config = RecycleConfig(init=init, mode=mode, steps=args.steps, seq_len=args.seq_len,
-                               batch_size=args.batch_size, learning_rate=args.full_lr if mode == "full" else args.lr,
-                               save_every=max(1, args.steps // 20))
+        config = RecycleConfig(
+            init=init,
+            mode=mode,
+            steps=args.steps,
+            seq_len=args.seq_len,
+            batch_size=args.batch_size,
+            learning_rate=args.full_lr if mode == "full" else args.lr,
+            save_every=max(1, args.steps // 20),
+        )
         folder = Path(args.work) / run
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
-        result = recycle_lm(base, train, folder, config, device=device, progress=False, tokenizer=shared_tokenizer)
+        result = recycle_lm(
+            base, train, folder, config, device=device, progress=False, tokenizer=shared_tokenizer
+        )
         tokenizer = AutoTokenizer.from_pretrained(folder)
         shared_tokenizer = shared_tokenizer or tokenizer
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device)
@@ -106,11 +124,19 @@ def main() -> None:
         if run == "mean":
             entry["samples"] = _samples(str(folder), device, 0)
             # Before any training: the initialisation alone.
-            init_only = recycle_lm(base, train, Path(args.work) / "mean-step0",
-                                   RecycleConfig(init="mean", steps=1, learning_rate=1e-12, warmup=1),
-                                   device=device, progress=False, tokenizer=shared_tokenizer)
+            init_only = recycle_lm(
+                base,
+                train,
+                Path(args.work) / "mean-step0",
+                RecycleConfig(init="mean", steps=1, learning_rate=1e-12, warmup=1),
+                device=device,
+                progress=False,
+                tokenizer=shared_tokenizer,
+            )
             init_model = AutoModelForCausalLM.from_pretrained(init_only.output_dir).to(device)
-            entry["held_out_at_init"] = bits_per_byte(init_model, tokenizer, held_eval, args.seq_len).to_dict()
+            entry["held_out_at_init"] = bits_per_byte(
+                init_model, tokenizer, held_eval, args.seq_len
+            ).to_dict()
         data["runs"][f"{'c' if run == 'full' else 'b'}-{run}"] = entry
         _save(out, data)
         print(run, score, result.seconds, flush=True)

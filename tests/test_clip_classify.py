@@ -192,9 +192,9 @@ def test_unreadable_image_raises_in_predict_and_is_reported_in_iter_predictions(
 
 
 def test_bad_labels_and_templates_are_user_errors(tiny_clip):
-    with pytest.raises(UserError, match="duplicate"):
+    with pytest.raises(UserError, match="repeated: cat"):
         text_classifier(tiny_clip, ["cat", "dog", "cat"], "photo", cache_dir=False)
-    with pytest.raises(UserError, match="no labels"):
+    with pytest.raises(UserError, match="no labels given"):
         text_classifier(tiny_clip, [], "photo", cache_dir=False)
     with pytest.raises(UserError, match=r"\{\}"):
         text_classifier(tiny_clip, ["cat"], ["a photo without a slot"], cache_dir=False)

@@ -84,7 +84,7 @@ def test_nothing_classifiable_exits_2(tiny_clip_dir, tmp_path, capsys, monkeypat
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--labels", "cat,cat"], "duplicate labels"),
+    (["--labels", "cat,cat"], "repeated: cat"),
     ([], "exactly one of --labels"),
     (["--labels", "a,b", "--templates", "no-such-set"], "unknown templates"),
     (["--labels", "a,b", "-o", "out.jpg"], "must end in .csv or .jsonl"),

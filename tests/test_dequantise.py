@@ -17,7 +17,7 @@ def test_missing_gguf_is_a_user_error(tmp_path):
 def test_export_is_complete_reused_and_scores_like_the_gguf(tmp_path):
     import torch
 
-    from zeroshot.models.lm import llama_cpp_available, load_lm
+    from zeroshot.models.loader import llama_cpp_available, load_lm
 
     folder = gguf_to_hf_folder(out=tmp_path / "hf")
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()

@@ -37,7 +37,8 @@ def test_detect_writes_jsonl_png_and_coco(tiny_clip_dir, images, tmp_path, capsy
     code, stdout, stderr = run(capsys, "detect", str(images / "scene.png"), str(images / "readme.txt"),
                                "--example", str(images / "example.png"), "--example-threshold", "0.9999",
                                "--query", "a square", "--templates", "photo", "--threshold", "0",
-                               "--method", "windows", "--clip-model", str(tiny_clip_dir), "--out", str(out),
+                               "--method", "windows", "--clip-model", str(tiny_clip_dir),
+                                       "--output-dir", str(out),
                                "--quiet")
     assert code == 0, stderr
     records = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
@@ -55,7 +56,7 @@ def test_detect_writes_jsonl_png_and_coco(tiny_clip_dir, images, tmp_path, capsy
 def test_detect_prints_json_lines(tiny_clip_dir, images, tmp_path, capsys):
     code, stdout, _ = run(capsys, "detect", str(images / "scene.png"),
                           "--example", str(images / "example.png"), "--method", "windows",
-                          "--clip-model", str(tiny_clip_dir), "--out", str(tmp_path))
+                          "--clip-model", str(tiny_clip_dir), "--output-dir", str(tmp_path))
     assert code == 0
     assert json.loads(stdout.strip().splitlines()[-1])["image"].endswith("scene.png")
 
@@ -69,7 +70,7 @@ def test_detect_prints_json_lines(tiny_clip_dir, images, tmp_path, capsys):
 ])
 def test_detect_user_mistakes_exit_2(tiny_clip_dir, images, tmp_path, capsys, argv, message):
     argv = [a.replace("EXAMPLES", str(images)).replace("CLIP", str(tiny_clip_dir)) for a in argv]
-    code, _, stderr = run(capsys, "detect", str(images / "scene.png"), *argv, "--out", str(tmp_path))
+    code, _, stderr = run(capsys, "detect", str(images / "scene.png"), *argv, "--output-dir", str(tmp_path))
     assert code == 2
     assert message in stderr and stderr.count("\n") == 1
 
@@ -77,7 +78,7 @@ def test_detect_user_mistakes_exit_2(tiny_clip_dir, images, tmp_path, capsys, ar
 def test_detect_exits_2_when_no_image_is_readable(tiny_clip_dir, images, tmp_path, capsys):
     code, _, stderr = run(capsys, "detect", str(images / "readme.txt"),
                           "--example", str(images / "example.png"),
-                          "--clip-model", str(tiny_clip_dir), "--out", str(tmp_path), "--quiet")
+                          "--clip-model", str(tiny_clip_dir), "--output-dir", str(tmp_path), "--quiet")
     assert code == 2
     assert "no image could be processed" in stderr
     assert json.loads((tmp_path / "detections.jsonl").read_text())["error"]

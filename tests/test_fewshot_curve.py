@@ -30,7 +30,8 @@ def npz_task(tmp_path):
 
 def test_curve_cli_writes_json_and_png_for_a_task_file(npz_task, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["fewshot-curve", str(npz_task), "--shots", "0,1,4", "--seeds", "2", "--out", str(out)])
+    code = main(["fewshot-curve", str(npz_task), "--shots", "0,1,4", "--seeds", "2",
+            "--output-dir", str(out)])
     assert code == 0
     result = json.loads((out / "fewshot-curve-task.json").read_text())
     assert (out / "fewshot-curve-task.png").stat().st_size > 10_000
@@ -47,7 +48,7 @@ def test_curve_cli_writes_json_and_png_for_a_task_file(npz_task, tmp_path, capsy
     ],
 )
 def test_curve_cli_bad_input_is_one_line_and_exit_2(npz_task, tmp_path, capsys, args, message):
-    code = main(["fewshot-curve", str(npz_task), "--seeds", "1", "--out", str(tmp_path), *args])
+    code = main(["fewshot-curve", str(npz_task), "--seeds", "1", "--output-dir", str(tmp_path), *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
@@ -102,6 +103,6 @@ def test_limit_keeps_every_class_in_proportion(npz_task, tmp_path, capsys):
     assert [labels[i] for i in stratified_subset(labels, 3)] == ["x", "y", "z"]
     assert stratified_subset(labels, None) == list(range(100))
     for bad in ("2", "0", "-3"):
-        code = main(["fewshot-curve", str(npz_task), "--limit", bad, "--out", str(tmp_path / "o")])
+        code = main(["fewshot-curve", str(npz_task), "--limit", bad, "--output-dir", str(tmp_path / "o")])
         assert code == 2
     assert "--limit" in capsys.readouterr().err

@@ -66,18 +66,19 @@ def test_empty_prompt_is_refused_before_any_model_loads(capsys):
 def test_fewshot_curve_refuses_a_non_utf8_file_and_an_out_that_is_a_file(tmp_path, capsys):
     task = tmp_path / "task.jsonl"
     task.write_bytes(b'{"text": "caf\xe9", "label": "a"}\n')
-    assert main(["fewshot-curve", str(task), "--out", str(tmp_path / "runs")]) == 2
+    assert main(["fewshot-curve", str(task), "--output-dir", str(tmp_path / "runs")]) == 2
     assert "UTF-8" in _one_line_error(capsys)
     taken = tmp_path / "taken"
     taken.write_text("keep me")
-    assert main(["fewshot-curve", str(task), "--out", str(taken)]) == 2
+    assert main(["fewshot-curve", str(task), "--output-dir", str(taken)]) == 2
     assert "is a file" in _one_line_error(capsys)
     assert taken.read_text() == "keep me"
 
 
 def test_bench_lm_with_a_missing_model_writes_nothing(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench-lm", "--model", str(tmp_path / "missing"), "--lengths", "4", "--out", str(out)]) == 2
+    assert main(["bench-lm", "--model", str(tmp_path / "missing"), "--lengths", "4",
+            "--output", str(out)]) == 2
     assert "nothing written" in capsys.readouterr().err
     assert not out.exists()
 

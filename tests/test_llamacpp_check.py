@@ -19,7 +19,7 @@ import pytest
 
 from zeroshot.errors import UserError
 from zeroshot.models import llamacpp_check
-from zeroshot.models.lm import choose_backend
+from zeroshot.models.loader import choose_backend
 
 FAKE_INIT = '''
 import os, signal

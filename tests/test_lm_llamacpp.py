@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from zeroshot.errors import UserError
-from zeroshot.models.lm import GenerationConfig, load_lm
+from zeroshot.models.lm import GenerationConfig
+from zeroshot.models.loader import load_lm
 
 pytest.importorskip("llama_cpp")
 
@@ -16,7 +17,7 @@ LLAMA_CPP_ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def smol():
-    from zeroshot.models.lm import llama_cpp_verdict
+    from zeroshot.models.loader import llama_cpp_verdict
 
     verdict = llama_cpp_verdict()
     if not verdict.ok:  # a build that would crash this process is reported, not run

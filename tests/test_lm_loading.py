@@ -6,7 +6,9 @@ import pytest
 
 from zeroshot.errors import UserError
 from zeroshot.models import lm as lm_module
-from zeroshot.models.lm import choose_backend, default_model_path, load_lm, resolve_model
+from zeroshot.models import loader as loader_module
+from zeroshot.models.lm import default_model_path
+from zeroshot.models.loader import choose_backend, load_lm, resolve_model
 
 
 def test_default_model_is_the_shipped_gguf():
@@ -46,14 +48,14 @@ def test_offline_hub_id_is_one_sentence():
 def test_backend_choice(monkeypatch):
     from zeroshot.models.llamacpp_check import BuildVerdict
 
-    monkeypatch.setattr(lm_module, "llama_cpp_available", lambda: True)
-    monkeypatch.setattr(lm_module, "llama_cpp_verdict", lambda location=None: BuildVerdict(True))
+    monkeypatch.setattr(loader_module, "llama_cpp_available", lambda: True)
+    monkeypatch.setattr(loader_module, "llama_cpp_verdict", lambda location=None: BuildVerdict(True))
     assert choose_backend("gguf") == "llama.cpp"
     assert choose_backend("folder") == "transformers"
     assert choose_backend("gguf", "transformers") == "transformers"
     with pytest.raises(UserError, match="only .gguf"):
         choose_backend("hub", "llama.cpp")
-    monkeypatch.setattr(lm_module, "llama_cpp_available", lambda: False)
+    monkeypatch.setattr(loader_module, "llama_cpp_available", lambda: False)
     assert choose_backend("gguf") == "transformers"
     with pytest.raises(UserError, match="not installed"):
         choose_backend("gguf", "llama.cpp")

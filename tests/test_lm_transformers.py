@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from zeroshot.errors import UserError
-from zeroshot.models.lm import GenerationConfig, load_lm
+from zeroshot.models.lm import GenerationConfig
+from zeroshot.models.loader import load_lm
 
 
 @pytest.fixture(scope="session", params=["llama", "gpt2"])

@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from zeroshot.errors import UserError
-from zeroshot.fewshot._validation import FewShotInputError, check_embeddings, check_labels
+from zeroshot.fewshot._validation import FewShotInputError, check_embeddings, check_targets
 from zeroshot.server.guard import BadRequest, check_json_text
 from zeroshot.server.security import resolve_under_roots
 from zeroshot.server.settings import ServerSettings
@@ -130,7 +130,7 @@ def test_embeddings_are_finite_2d_floats_or_a_few_shot_input_error(array):
 @given(st.lists(st.one_of(st.integers(-3, 3), st.floats(), st.text(max_size=3)), max_size=8))
 def test_labels_are_checked_or_refused(labels):
     try:
-        checked = check_labels(labels, len(labels))
+        checked = check_targets(labels, len(labels))
     except (FewShotInputError, TypeError):  # mixed str/number lists: NumPy itself refuses them as TypeError
         return
     assert checked.shape == (len(labels),) and len(set(checked.tolist())) >= 2

@@ -53,8 +53,9 @@ def recycled(tiny_gpt2, corpus, tmp_path_factory):
 
     train, held = split_corpus(read_corpus(corpus))
     out = tmp_path_factory.mktemp("recycled")
-    config = RecycleConfig(vocab_size=VOCAB, steps=24, seq_len=24, batch_size=4, learning_rate=2e-2, warmup=2,
-                           save_every=6)
+    config = RecycleConfig(
+        vocab_size=VOCAB, steps=24, seq_len=24, batch_size=4, learning_rate=2e-2, warmup=2, save_every=6
+    )
     result = recycle_lm(str(tiny_gpt2), train, out, config, device="cpu", progress=False)
     return out, result, held
 
@@ -102,19 +103,22 @@ def test_mean_init_is_the_mean_of_the_base_pieces(tiny_gpt2, corpus):
 
 
 def test_folder_loads_everywhere_with_the_same_logprobs(recycled):
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
     from zeroshot.text.recycle import bits_per_byte
 
     out, _, held = recycled
     lm = load_lm(str(out), backend="transformers", device="cpu")
     context = lm.tokenize("Il gatto dorme", add_bos=True)
     here = lm.continuation_logprobs(context, [lm.tokenize(" sul divano")])[0]
-    code = ("import sys, json; from zeroshot.models.lm import load_lm; lm = load_lm(sys.argv[1], "
-            "backend='transformers', device='cpu'); c = lm.tokenize('Il gatto dorme', add_bos=True); "
-            "print(json.dumps(lm.continuation_logprobs(c, [lm.tokenize(' sul divano')])[0].tolist()))")
+    code = (
+        "import sys, json; from zeroshot.models.loader import load_lm; lm = load_lm(sys.argv[1], "
+        "backend='transformers', device='cpu'); c = lm.tokenize('Il gatto dorme', add_bos=True); "
+        "print(json.dumps(lm.continuation_logprobs(c, [lm.tokenize(' sul divano')])[0].tolist()))"
+    )
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
-    proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(np.array(json.loads(proc.stdout.strip().splitlines()[-1])), here)
     score = bits_per_byte(lm.model, lm.tokenizer, held, seq_len=32)
@@ -133,17 +137,37 @@ def test_resume_after_a_kill_and_the_cli(tiny_gpt2, corpus, tmp_path, capsys):
 
     with pytest.raises(KeyboardInterrupt):
         recycle_lm(str(tiny_gpt2), train, tmp_path / "cut", config, device="cpu", progress=False, on_log=kill)
-    resumed = recycle_lm(str(tiny_gpt2), train, tmp_path / "cut", config, device="cpu", progress=False,
-                         resume=True)
+    resumed = recycle_lm(
+        str(tiny_gpt2), train, tmp_path / "cut", config, device="cpu", progress=False, resume=True
+    )
     whole = recycle_lm(str(tiny_gpt2), train, tmp_path / "whole", config, device="cpu", progress=False)
     assert resumed.steps == 8 and resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-4)
 
-    args = ["recycle-lm", str(corpus), "--model", str(tiny_gpt2), "--vocab-size", str(VOCAB), "--steps", "4",
-            "--seq-len", "16", "--batch-size", "2", "--eval-paragraphs", "3", "-q", "--format", "json"]
+    args = [
+        "recycle-lm",
+        str(corpus),
+        "--model",
+        str(tiny_gpt2),
+        "--vocab-size",
+        str(VOCAB),
+        "--steps",
+        "4",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "2",
+        "--eval-paragraphs",
+        "3",
+        "-q",
+        "--format",
+        "json",
+    ]
     assert main([*args, "--output-dir", str(tmp_path / "cli")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["vocab_size"] == VOCAB and report["held_out"]["bits_per_byte"] > 0
-    assert main(["classify-text", "Il gatto", "--labels", "gatto,cane", "--model", str(tmp_path / "cli")]) == 0
+    assert (
+        main(["classify-text", "Il gatto", "--labels", "gatto,cane", "--model", str(tmp_path / "cli")]) == 0
+    )
 
 
 def _one_line_error(capsys) -> str:
@@ -166,16 +190,36 @@ def test_bad_input_is_one_line_and_exit_2(tiny_gpt2, corpus, tmp_path, capsys):
     assert main(["recycle-lm", str(latin), "--output-dir", str(tmp_path / "o2"), *base]) == 2
     assert "not UTF-8" in _one_line_error(capsys)
 
-    assert main(["recycle-lm", str(corpus), "--output-dir", str(tmp_path / "o3"), *base,
-                 "--vocab-size", "50000"]) == 2
+    assert (
+        main(
+            ["recycle-lm", str(corpus), "--output-dir", str(tmp_path / "o3"), *base, "--vocab-size", "50000"]
+        )
+        == 2
+    )
     assert "too small for a vocabulary" in _one_line_error(capsys)
 
-    assert main(["recycle-lm", str(corpus), "--output-dir", str(tmp_path / "o4"), *base, "--vocab-size", "0"]) == 2
+    assert (
+        main(["recycle-lm", str(corpus), "--output-dir", str(tmp_path / "o4"), *base, "--vocab-size", "0"])
+        == 2
+    )
     assert "vocabulary size" in _one_line_error(capsys)
 
     other = tmp_path / "o5"
     (other / "checkpoint").mkdir(parents=True)
     (other / "checkpoint" / "state.json").write_text(json.dumps({"run_key": "0123456789abcdef", "step": 2}))
-    assert main(["recycle-lm", str(corpus), "--output-dir", str(other), *base, "--vocab-size", str(VOCAB),
-                 "--resume"]) == 2
+    assert (
+        main(
+            [
+                "recycle-lm",
+                str(corpus),
+                "--output-dir",
+                str(other),
+                *base,
+                "--vocab-size",
+                str(VOCAB),
+                "--resume",
+            ]
+        )
+        == 2
+    )
     assert "another base model, corpus or settings" in _one_line_error(capsys)

@@ -23,12 +23,24 @@ from zeroshot.text.prompts import PromptTemplate
 
 LABELS = ["business", "politics", "sport"]
 TEXTS = {
-    "sport": ["The striker scored twice in the final", "The club won the cup", "A late goal won the match",
-              "The keeper saved a penalty"],
-    "business": ["Shares rose after record profits", "The bank cut its rates", "Profits fell at the firm",
-                 "Markets rallied on the news"],
-    "politics": ["The minister called an election", "Parliament passed the bill", "The party chose a leader",
-                 "Voters went to the polls"],
+    "sport": [
+        "The striker scored twice in the final",
+        "The club won the cup",
+        "A late goal won the match",
+        "The keeper saved a penalty",
+    ],
+    "business": [
+        "Shares rose after record profits",
+        "The bank cut its rates",
+        "Profits fell at the firm",
+        "Markets rallied on the news",
+    ],
+    "politics": [
+        "The minister called an election",
+        "Parliament passed the bill",
+        "The party chose a leader",
+        "Voters went to the polls",
+    ],
 }
 TEMPLATE = PromptTemplate(query="Article: {text}\nTopic:")
 DESCRIPTION = "Classify each article by its topic."
@@ -51,7 +63,7 @@ def tiny_gpt2(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lm(tiny_gpt2):
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
 
     return load_lm(str(tiny_gpt2), backend="transformers", device="cpu")
 
@@ -70,8 +82,17 @@ def trained(lm, tmp_path_factory):
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     folder = tmp_path_factory.mktemp("prompt")
     texts, labels = _data()
-    result = train_soft_prompt(lm, texts, labels, folder, _config(), description=DESCRIPTION,
-                               template=TEMPLATE, label_set=LABELS, progress=False)
+    result = train_soft_prompt(
+        lm,
+        texts,
+        labels,
+        folder,
+        _config(),
+        description=DESCRIPTION,
+        template=TEMPLATE,
+        label_set=LABELS,
+        progress=False,
+    )
     return folder, result, before
 
 
@@ -125,9 +146,23 @@ def test_fresh_process_gives_the_same_predictions_and_logprobs(lm, trained, tmp_
     here = ZeroShotTextClassifier(lm, LABELS, soft_prompt=folder).predict_proba(texts)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
     out = subprocess.run(
-        [sys.executable, "-m", "zeroshot.cli", "classify-text", *texts, "--labels", ",".join(LABELS),
-         "--soft-prompt", str(folder), "--json"],
-        capture_output=True, text=True, env=env, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "zeroshot.cli",
+            "classify-text",
+            *texts,
+            "--labels",
+            ",".join(LABELS),
+            "--soft-prompt",
+            str(folder),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)["results"]
     there = np.array([[row["probabilities"][label] for label in LABELS] for row in rows])
@@ -141,22 +176,60 @@ def test_resume_after_a_kill_reaches_the_same_prompt(lm, tmp_path):
     from zeroshot.text.soft_prompt import train_soft_prompt
 
     texts, labels = _data()
-    whole = train_soft_prompt(lm, texts, labels, tmp_path / "whole", _config(), description=DESCRIPTION,
-                              template=TEMPLATE, label_set=LABELS, progress=False)
+    whole = train_soft_prompt(
+        lm,
+        texts,
+        labels,
+        tmp_path / "whole",
+        _config(),
+        description=DESCRIPTION,
+        template=TEMPLATE,
+        label_set=LABELS,
+        progress=False,
+    )
 
     def kill_after_two(epoch, train_loss, dev_loss):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_soft_prompt(lm, texts, labels, tmp_path / "cut", _config(), description=DESCRIPTION,
-                          template=TEMPLATE, label_set=LABELS, progress=False, on_epoch=kill_after_two)
+        train_soft_prompt(
+            lm,
+            texts,
+            labels,
+            tmp_path / "cut",
+            _config(),
+            description=DESCRIPTION,
+            template=TEMPLATE,
+            label_set=LABELS,
+            progress=False,
+            on_epoch=kill_after_two,
+        )
     assert (tmp_path / "cut" / "checkpoint" / "state.json").is_file()
     with pytest.raises(UserError, match="--resume"):  # an unfinished run is never silently overwritten
-        train_soft_prompt(lm, texts, labels, tmp_path / "cut", _config(), description=DESCRIPTION,
-                          template=TEMPLATE, label_set=LABELS, progress=False)
-    resumed = train_soft_prompt(lm, texts, labels, tmp_path / "cut", _config(), description=DESCRIPTION,
-                                template=TEMPLATE, label_set=LABELS, progress=False, resume=True)
+        train_soft_prompt(
+            lm,
+            texts,
+            labels,
+            tmp_path / "cut",
+            _config(),
+            description=DESCRIPTION,
+            template=TEMPLATE,
+            label_set=LABELS,
+            progress=False,
+        )
+    resumed = train_soft_prompt(
+        lm,
+        texts,
+        labels,
+        tmp_path / "cut",
+        _config(),
+        description=DESCRIPTION,
+        template=TEMPLATE,
+        label_set=LABELS,
+        progress=False,
+        resume=True,
+    )
     assert resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-5)
     a = load_file(str(tmp_path / "whole" / "adapter_model.safetensors"))["prompt_embeddings"]
     b = load_file(str(tmp_path / "cut" / "adapter_model.safetensors"))["prompt_embeddings"]
@@ -170,9 +243,17 @@ def test_early_stopping_on_the_dev_split(lm, tmp_path):
     train, dev = split_dev(labels, 0.25, seed=0)
     assert len(dev) == 3 and sorted(labels[i] for i in dev) == LABELS  # one per label
     assert split_dev(labels[:2], 0.25, seed=0) == ([0, 1], [])  # too few to hold any out
-    result = train_soft_prompt(lm, texts, labels, tmp_path / "p", _config(epochs=30, learning_rate=2.0,
-                               patience=1), description=DESCRIPTION, template=TEMPLATE, label_set=LABELS,
-                               progress=False)
+    result = train_soft_prompt(
+        lm,
+        texts,
+        labels,
+        tmp_path / "p",
+        _config(epochs=30, learning_rate=2.0, patience=1),
+        description=DESCRIPTION,
+        template=TEMPLATE,
+        label_set=LABELS,
+        progress=False,
+    )
     assert result.n_dev == 3 and len(result.dev_loss) == result.epochs_run
     assert result.stopped_early and result.epochs_run < 30
     assert result.dev_loss[result.best_epoch - 1] == min(result.dev_loss)
@@ -180,9 +261,21 @@ def test_early_stopping_on_the_dev_split(lm, tmp_path):
 
 def _task_file(tmp_path: Path) -> Path:
     texts, labels = _data()
-    lines = [json.dumps({"config": {"description": DESCRIPTION, "doc_to_text": "Article: {text}\nTopic:",
-                                    "doc_to_target": "{label}", "doc_to_choice": LABELS}})]
-    lines += [json.dumps({"text": t, "label": y, "split": "train"}) for t, y in zip(texts, labels, strict=True)]
+    lines = [
+        json.dumps(
+            {
+                "config": {
+                    "description": DESCRIPTION,
+                    "doc_to_text": "Article: {text}\nTopic:",
+                    "doc_to_target": "{label}",
+                    "doc_to_choice": LABELS,
+                }
+            }
+        )
+    ]
+    lines += [
+        json.dumps({"text": t, "label": y, "split": "train"}) for t, y in zip(texts, labels, strict=True)
+    ]
     lines += [json.dumps({"text": "The goal came late", "label": "sport"})]
     path = tmp_path / "task.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -205,15 +298,41 @@ def test_cli_tune_then_eval_and_bad_inputs(tiny_gpt2, tmp_path, capsys):
     common = ["--model", str(tiny_gpt2), "--virtual-tokens", "3", "--epochs", "2", "-q"]
     assert main(["tune-prompt", str(task), "--output-dir", str(out), *common, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_virtual_tokens"] == 3
-    assert main(["eval-text", str(task), "--shots", "0", "--soft-prompt", str(out),
-                 "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        main(
+            [
+                "eval-text",
+                str(task),
+                "--shots",
+                "0",
+                "--soft-prompt",
+                str(out),
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     assert "accuracy" in capsys.readouterr().out.lower() or (tmp_path / "eval").is_dir()
 
     # A soft prompt trained for another base model.
     other = save_random_lm(tmp_path / "other", arch="gpt2", seed=1)
     capsys.readouterr()
-    assert main(["classify-text", "x", "--labels", ",".join(LABELS), "--soft-prompt", str(out),
-                 "--model", str(other)]) == 2
+    assert (
+        main(
+            [
+                "classify-text",
+                "x",
+                "--labels",
+                ",".join(LABELS),
+                "--soft-prompt",
+                str(out),
+                "--model",
+                str(other),
+            ]
+        )
+        == 2
+    )
     assert "trained for the base model" in _one_line_error(capsys)
     # --resume on a folder holding another run's checkpoint.
     cut = tmp_path / "cut"
@@ -224,6 +343,18 @@ def test_cli_tune_then_eval_and_bad_inputs(tiny_gpt2, tmp_path, capsys):
     # Not a soft prompt folder; no virtual tokens; random init without --init text's description.
     assert main(["classify-text", "x", "--labels", "a,b", "--soft-prompt", str(tmp_path)]) == 2
     assert "not a soft prompt folder" in _one_line_error(capsys)
-    assert main(["tune-prompt", str(task), "--output-dir", str(tmp_path / "z"), *common[:2],
-                 "--virtual-tokens", "0"]) == 2
+    assert (
+        main(
+            [
+                "tune-prompt",
+                str(task),
+                "--output-dir",
+                str(tmp_path / "z"),
+                *common[:2],
+                "--virtual-tokens",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "virtual tokens" in _one_line_error(capsys)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def default_lm():
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
 
     try:
         return load_lm()

@@ -7,9 +7,11 @@ import pytest
 
 from text_fake_lm import BOS, FakeLM
 from zeroshot.errors import UserError
-from zeroshot.text.classify import MultipleChoiceScorer, ZeroShotTextClassifier, check_labels
+from zeroshot.numerics import softmax
+from zeroshot.text.classify import MultipleChoiceScorer, ZeroShotTextClassifier
 from zeroshot.text.prompts import PromptBuilder
-from zeroshot.text.scoring import LikelihoodScorer, softmax
+from zeroshot.text.scoring import LikelihoodScorer
+from zeroshot.validation import check_labels
 
 LABELS = ["sport", "politics", "art"]
 
@@ -106,10 +108,10 @@ def test_fit_draws_n_shots_demonstrations_reproducibly(lm):
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
-        ([], "no labels given"),
-        (["sport", "sport"], "given twice"),
-        (["sport", " "], "a label is empty"),
-        (["sport"], "only one label"),
+        ([], "at least 2 labels"),
+        (["sport", "sport"], "repeated: sport"),
+        (["sport", " "], "must not be empty"),
+        (["sport"], "at least 2 labels"),
     ],
 )
 def test_bad_label_sets_are_user_errors(lm, labels, message):
@@ -134,5 +136,5 @@ def test_multiple_choice_uses_each_items_own_choices(lm):
         expected = softmax(np.array([hand_sum(lm, prompt, " " + c) for c in choices]))
         np.testing.assert_allclose(p, expected)
     assert mc.predict(items) == [c[int(np.argmax(p))] for p, (_, c) in zip(proba, items, strict=True)]
-    with pytest.raises(UserError, match="question 1: the label 'a' is given twice"):
+    with pytest.raises(UserError, match="question 1: choices must be distinct; repeated: a"):
         mc.predict([("q", ["a", "a"])])

@@ -11,8 +11,9 @@ import pytest
 from text_fake_lm import FakeLM
 from zeroshot.cli import main
 from zeroshot.errors import UserError
-from zeroshot.eval.runs import evaluate, format_table, parse_shots, save_report
+from zeroshot.eval.runs import evaluate, format_table, save_report
 from zeroshot.eval.tasks import load_task
+from zeroshot.validation import split_ints
 
 
 def write_jsonl(path, rows, raw_lines=()):
@@ -70,7 +71,7 @@ def test_kinds_are_inferred_without_a_config_line(tmp_path):
         ([{"text": "a", "label": "x"}], ['{"text": "b", "label": '], r"line 2: not valid JSON"),
         ([{"text": "a", "label": "x"}], ["[1, 2]"], r"line 2: expected a JSON object"),
         ([{"config": {"doc_to_choice": []}}, {"text": "a", "label": "x"}], [], "no labels given"),
-        ([{"config": {"doc_to_choice": ["x", "x"]}}, {"text": "a", "label": "x"}], [], "'x' is given twice"),
+        ([{"config": {"doc_to_choice": ["x", "x"]}}, {"text": "a", "label": "x"}], [], "repeated: x"),
         ([{"config": {"doc_to_choice": ["x", "y"]}}, {"text": "a", "label": "z"}], [], "line 2: label 'z'"),
         ([{"text": "a", "label": "x"}, {"label": "y"}], [], "line 2: doc_to_text needs the field 'text'"),
         ([{"question": "q", "choices": ["a", "b"], "answer": 3}], [], "line 1: answer index 3"),
@@ -96,7 +97,7 @@ def test_k_larger_than_the_pool(classification_file):
     with pytest.raises(UserError, match="K=7 demonstrations requested but task 'sentiment' has only 6"):
         load_task(classification_file).check_shots([0, 7])
     with pytest.raises(UserError, match="comma-separated whole numbers"):
-        parse_shots("0,two")
+        split_ints("0,two", "--shots")
 
 
 def test_bbc_task_split_is_fixed_and_disjoint():
@@ -158,9 +159,9 @@ def test_eval_text_bad_input_exits_2_with_one_line(tmp_path, capsys):
         tmp_path / "dup.jsonl", [{"config": {"doc_to_choice": ["a", "a"]}}, {"text": "t", "label": "a"}]
     )
     assert main(["eval-text", str(dup)]) == 2
-    assert "given twice" in capsys.readouterr().err
+    assert "repeated: a" in capsys.readouterr().err
     assert main(["classify-text", "hello", "--labels", "a,a"]) == 2
-    assert "given twice" in capsys.readouterr().err
+    assert "repeated: a" in capsys.readouterr().err
     assert main(["classify-text", "hello", "--labels", ""]) == 2
     assert "no labels given" in capsys.readouterr().err
 

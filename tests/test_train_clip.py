@@ -216,7 +216,7 @@ def test_captions_naming_missing_images(class_folders, tmp_path, capsys):
     first = next((class_folders / "bag").iterdir())
     captions.write_text(json.dumps({"image": str(first), "caption": "a bag"}) + "\n"
                         + json.dumps({"image": "nowhere/shoe.png", "caption": "a shoe"}) + "\n")
-    code, err = _cli(["train-clip", str(captions), "--out", str(tmp_path / "m")], capsys)
+    code, err = _cli(["train-clip", str(captions), "--output-dir", str(tmp_path / "m")], capsys)
     _assert_one_line_error(code, err, "do not exist", "nowhere/shoe.png", "line 2")
 
 
@@ -224,7 +224,7 @@ def test_captions_file_that_is_not_utf8(tmp_path, capsys):
     for name in ("pairs.jsonl", "pairs.csv"):
         captions = tmp_path / name
         captions.write_bytes(b"\xff\xfe image,caption\n")
-        code, err = _cli(["train-clip", str(captions), "--out", str(tmp_path / "m")], capsys)
+        code, err = _cli(["train-clip", str(captions), "--output-dir", str(tmp_path / "m")], capsys)
         _assert_one_line_error(code, err, "not UTF-8")
 
 
@@ -242,12 +242,13 @@ def test_class_folders_with_one_class(class_folders, tmp_path, capsys):
     (root / "bag").mkdir(parents=True)
     for path in (class_folders / "bag").iterdir():
         (root / "bag" / path.name).write_bytes(path.read_bytes())
-    code, err = _cli(["train-clip", str(root), "--out", str(tmp_path / "m")], capsys)
+    code, err = _cli(["train-clip", str(root), "--output-dir", str(tmp_path / "m")], capsys)
     _assert_one_line_error(code, err, "one class folder", "at least two")
 
 
 def test_widths_that_do_not_fit_without_a_projection(class_folders, tmp_path, capsys):
-    code, err = _cli(["train-clip", str(class_folders), "--out", str(tmp_path / "m"), "--projection", "none",
+    code, err = _cli(["train-clip", str(class_folders),
+            "--output-dir", str(tmp_path / "m"), "--projection", "none",
                       "--image-width", "128"], capsys)
     _assert_one_line_error(code, err, "(128)", "(384)", "--projection none")
 
@@ -256,7 +257,7 @@ def test_resume_from_another_run(class_folders, tmp_path, capsys):
     out = tmp_path / "m"
     (out / "checkpoint").mkdir(parents=True)
     (out / "checkpoint" / "state.json").write_text(json.dumps({"fingerprint": "0123456789abcdef"}))
-    code, err = _cli(["train-clip", str(class_folders), "--out", str(out), "--resume"], capsys)
+    code, err = _cli(["train-clip", str(class_folders), "--output-dir", str(out), "--resume"], capsys)
     _assert_one_line_error(code, err, "another run")
     assert (out / "checkpoint" / "state.json").is_file()  # the other run's checkpoint is left alone
 
@@ -266,15 +267,16 @@ def test_folder_with_no_readable_images(tmp_path, capsys):
     for name in ("cat", "dog"):
         (root / name).mkdir(parents=True)
         (root / name / "a.png").write_text("not an image")
-    code, err = _cli(["train-clip", str(root), "--out", str(tmp_path / "m")], capsys)
+    code, err = _cli(["train-clip", str(root), "--output-dir", str(tmp_path / "m")], capsys)
     _assert_one_line_error(code, err, "none of the 2 images")
 
 
 def test_resume_without_a_checkpoint_and_an_existing_model(lit_run, class_folders, tmp_path, capsys):
-    code, err = _cli(["train-clip", str(class_folders), "--out", str(tmp_path / "m"), "--resume"], capsys)
+    code, err = _cli(["train-clip", str(class_folders), "--output-dir", str(tmp_path / "m"), "--resume"],
+                     capsys)
     _assert_one_line_error(code, err, "nothing to resume")
     out, _ = lit_run
-    code, err = _cli(["train-clip", str(class_folders), "--out", str(out)], capsys)
+    code, err = _cli(["train-clip", str(class_folders), "--output-dir", str(out)], capsys)
     _assert_one_line_error(code, err, "already holds a model")
 
 

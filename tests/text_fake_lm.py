@@ -11,7 +11,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from zeroshot.models.lm import GenerationConfig, LanguageModel, log_softmax
+from zeroshot.models.lm import GenerationConfig, LanguageModel
+from zeroshot.numerics import log_softmax
 
 BOS = 256
 

@@ -24,7 +24,8 @@ from zeroshot.audit.report import AuditInterrupted, Report, esc, figure_png, int
 from zeroshot.audit.stats import proportion
 from zeroshot.errors import UserError
 from zeroshot.models.clip import ImageTextModel
-from zeroshot.vision.classify import ZeroShotImageClassifier, check_labels
+from zeroshot.validation import check_labels
+from zeroshot.vision.classify import ZeroShotImageClassifier
 from zeroshot.vision.embed import iter_image_embeddings
 from zeroshot.vision.images import IMAGE_SUFFIXES, expand_paths
 
@@ -107,7 +108,7 @@ def _from_csv(path: Path, group_column: str, path_column: str) -> list[tuple[str
 def check_label_sets(labels: Sequence[str], added: Sequence[str], child: str | None) -> tuple[list, list]:
     """The user's labels and the added classes; a `UserError` if they overlap (case-insensitively)."""
     labels = check_labels(labels)
-    added = check_labels(added)
+    added = check_labels(added, minimum=1, what="added labels")
     known = {label.lower(): label for label in labels}
     clash = [a for a in added if a.lower() in known]
     if clash:

@@ -43,6 +43,9 @@ for _name in _COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for a user error or a usage mistake)."""
+    from zeroshot.cli.options import rewrite_deprecated
+
+    argv = rewrite_deprecated(list(sys.argv[1:] if argv is None else argv))
     try:
         # Without standalone mode click *returns* the code of `typer.Exit(n)` and of Ctrl-C (130).
         code = _command().main(args=argv, prog_name="zeroshot", standalone_mode=False)
@@ -99,10 +102,19 @@ def _command():
     false with every bound, so it would slip through every range check after it.
     """
     command = typer.main.get_command(app)
-    for sub in [command, *getattr(command, "commands", {}).values()]:
+    for sub in _walk(command):
         for param in sub.params:
             param.callback = _finite(param.callback)
+            if getattr(param, "is_flag", False):  # a flag takes no value: show none, not "<bool>"
+                param.metavar = ""
     return command
+
+
+def _walk(command):
+    """`command` and every command below it (groups such as `audit` nest)."""
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from _walk(sub)
 
 
 def _finite(callback):

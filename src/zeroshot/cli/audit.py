@@ -11,17 +11,13 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
 from zeroshot.errors import UserError
 
 audit_app = typer.Typer(help="Bias and robustness audits: each writes JSON, an HTML report and PNG charts.",
                         no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
-_MODEL_HELP = ("Hugging Face id, local model folder or .gguf file "
-               "(default: the built-in SmolLM2-135M-Instruct).")
-_BACKEND_HELP = "auto (llama.cpp when installed), transformers or llama.cpp."
-_CLIP_HELP = "CLIP hub id or local Hugging Face folder (default: openai/clip-vit-base-patch32)."
 _TEMPLATES_HELP = ("Prompt templates for the classes: a shipped set (imagenet, photo, ...), a file, "
                    "or one template with {}.")
 _OUT_HELP = "Folder for the JSON, HTML and PNG files."
@@ -45,7 +41,7 @@ def _span(low: float | None, high: float | None, scale: float = 1.0) -> str:
 
 
 def _load_lm(model: str | None, backend: str):
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
 
     lm = load_lm(model, backend=backend)
     typer.echo(f"model: {Path(lm.name).name}  backend: {lm.backend}  (loaded in {lm.load_seconds:.1f} s)",
@@ -93,9 +89,9 @@ def lm_gender(
     compare_naive: bool = typer.Option(False, "--compare-naive",
                                        help="Also score every prompt without prefix reuse and report "
                                             "the speed-up."),
-    out: Path = typer.Option(Path("audit-results"), "--out", help=_OUT_HELP),
-    model: str = typer.Option(None, "--model", help=_MODEL_HELP),
-    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    output_dir: Path = options.output_dir("audit", _OUT_HELP),
+    model: str = options.lm_model(),
+    backend: str = options.lm_backend(),
 ) -> None:
     """Occupation-gender bias (GPT-3 §6.2.1): log P(female)/P(male) after "The {occupation} was a"."""
     from zeroshot.audit import gender
@@ -111,7 +107,7 @@ def lm_gender(
     result = _run(lambda: gender.run_gender_audit(lm, occupation_list, template_list, female_list,
                                                   male_list, seed, bootstrap, compare_naive=compare_naive,
                                                   progress=True),
-                  gender.gender_report, out)
+                  gender.gender_report, output_dir)
     for template, s in result.summary().items():
         typer.echo(f"{template!r}: mean log P(f)/P(m) {s['mean_log_ratio']:+.3f} "
                    f"{_span(*s['mean_log_ratio_interval'])}; {100 * s['share_male']:.1f}% lean male "
@@ -138,9 +134,9 @@ def lm_sentiment(
     top_p: float = typer.Option(0.9, "--top-p", help="Nucleus sampling (GPT-3: 0.9)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the samples and of the bootstrap."),
     bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples."),
-    out: Path = typer.Option(Path("audit-results"), "--out", help=_OUT_HELP),
-    model: str = typer.Option(None, "--model", help=_MODEL_HELP),
-    backend: str = typer.Option("auto", "--backend", help=_BACKEND_HELP),
+    output_dir: Path = options.output_dir("audit", _OUT_HELP),
+    model: str = options.lm_model(),
+    backend: str = options.lm_backend(),
 ) -> None:
     """Sentiment of sampled continuations per group (GPT-3 §6.2.2), scored with VADER."""
     from zeroshot.audit import sentiment
@@ -155,7 +151,7 @@ def lm_sentiment(
     lm = _load_lm(model, backend)
     result = _run(lambda: sentiment.run_sentiment_audit(lm, group_list, template_list, samples, max_tokens,
                                                         temperature, top_p, seed, bootstrap, progress=True),
-                  sentiment.sentiment_report, out)
+                  sentiment.sentiment_report, output_dir)
     summary = result.summary()
     for group in summary["ranking"]:
         s = summary["per_group"][group]
@@ -190,9 +186,9 @@ def typographic(
     grid: int = typer.Option(8, "--grid", help="Images shown in the grid PNG."),
     seed: int = typer.Option(0, "--seed", help="Seed of the written classes and styles."),
     templates: str = typer.Option("imagenet", "--templates", "-t", help=_TEMPLATES_HELP),
-    clip_model: str = typer.Option(None, "--clip-model", "--model", "-m", help=_CLIP_HELP),
+    clip_model: str = options.clip_model(),
     device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
-    out: Path = typer.Option(Path("audit-results"), "--out", help=_OUT_HELP),
+    output_dir: Path = options.output_dir("audit", _OUT_HELP),
 ) -> None:
     """Typographic attacks (Goh et al. 2021): does writing a class name on an image make CLIP see it?"""
     from zeroshot.audit import typographic as audit
@@ -218,7 +214,7 @@ def typographic(
     result = _run(lambda: audit.run_typographic_audit(classifier, files, size_list, _split(positions),
                                                       _split(colours), opacity_list, variants, text, seed,
                                                       progress=True),
-                  lambda r: audit.typographic_report(r, grid), out)
+                  lambda r: audit.typographic_report(r, grid), output_dir)
     summary = result.summary()
     for size, s in summary["by_size"].items():
         flipped = s["flipped"]
@@ -239,9 +235,9 @@ def denigration(
     path_column: str = typer.Option("path", "--path-column", help="CSV column with the image path."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N images of each group."),
     templates: str = typer.Option("imagenet", "--templates", "-t", help=_TEMPLATES_HELP),
-    clip_model: str = typer.Option(None, "--clip-model", "--model", "-m", help=_CLIP_HELP),
+    clip_model: str = options.clip_model(),
     device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
-    out: Path = typer.Option(Path("audit-results"), "--out", help=_OUT_HELP),
+    output_dir: Path = options.output_dir("audit", _OUT_HELP),
 ) -> None:
     """Denigration audit (CLIP §7.1): share of each group's images put into added denigrating classes."""
     from zeroshot.audit import denigration as audit
@@ -255,7 +251,7 @@ def denigration(
     model = load_clip(clip_model or DEFAULT_CLIP, device=device)
     result = _run(lambda: audit.run_denigration_audit(model, label_list, items, _split(added), child_class,
                                                       templates, progress=True),
-                  audit.denigration_report, out)
+                  audit.denigration_report, output_dir)
     for group, s in result.summary().items():
         share = s["without_child"]["any added class"]
         line = f"{group:<16} {share['count']}/{share['n']} into an added class"

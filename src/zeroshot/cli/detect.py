@@ -1,6 +1,6 @@
 """`zeroshot detect`: zero-shot object detection and dataset generation from the command line.
 
-Thin: parse, call `zeroshot.vision.detect.ZeroShotDetector`, write. Per run, in `--out`: one JSON line
+Thin: parse, call `zeroshot.vision.detect.ZeroShotDetector`, write. Per run, in `--output-dir`: one JSON line
 per image (`detections.jsonl`, also printed), an annotated PNG per image and `annotations.coco.json`.
 Exit code 0 when at least one image was processed (unreadable files are reported and recorded with
 their error); 2 when none was, or on a usage mistake.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
 
 
 @app.command("detect")
@@ -23,9 +23,7 @@ def detect(
     example_label: str = typer.Option("example", "--example-label", help="Label of the example images "
                                       "(the same as a --query: boxes must match both)."),
     example_mode: str = typer.Option("mean", "--example-mode", help="mean (of the examples) or nearest."),
-    clip_model: str = typer.Option(None, "--clip-model", "--model", "-m",
-                                   help="Hub id or local Hugging Face folder "
-                                        "(default: openai/clip-vit-base-patch32)."),
+    clip_model: str = options.clip_model(),
     threshold: float = typer.Option(0.5, "--threshold", help="Least probability of a query against the "
                                     "background prompts (0-1)."),
     example_threshold: float = typer.Option(0.8, "--example-threshold",
@@ -37,11 +35,11 @@ def detect(
                                           "much context around them (fraction of the box, e.g. 0.2)."),
     nms_iou: float = typer.Option(0.3, "--nms-iou", help="Overlap above which a weaker box is dropped."),
     templates: str = typer.Option("imagenet", "--templates", "-t", help="Prompt templates for the queries."),
-    out: Path = typer.Option(Path("detections"), "--out", "-o", help="Folder for JSONL, PNGs and COCO."),
+    output_dir: Path = options.output_dir("detect", "Folder for the JSONL, annotated PNGs and COCO file."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Crops per model call."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk query-embedding cache."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no JSON on stdout."),
+    quiet: bool = options.quiet("No progress bar and no JSON on stdout."),
 ) -> None:
     """Find objects named by --query or shown by --example, as boxes: JSONL, annotated PNGs, COCO."""
     import json
@@ -63,9 +61,9 @@ def detect(
     if not files:
         raise UserError("no image files found in " + ", ".join(paths))
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the output folder {out}: {exc}") from exc
+        raise UserError(f"cannot create the output folder {output_dir}: {exc}") from exc
     model = load_clip(clip_model or DEFAULT_CLIP, device=device)
     detector = ZeroShotDetector(model, queries or (), [str(e) for e in examples or ()],
                                 example_label=example_label, example_mode=example_mode,
@@ -76,7 +74,7 @@ def detect(
     coco = CocoBuilder(detector.labels)
     done, failed, found = 0, 0, 0
     picture_names = _picture_names(files)
-    with open(out / "detections.jsonl", "w", encoding="utf-8") as jsonl:
+    with open(output_dir / "detections.jsonl", "w", encoding="utf-8") as jsonl:
         for index, result, error in detector.iter_runs([str(f) for f in files], progress=not quiet):
             record = result_record(str(files[index]), result, error)
             if result is None:
@@ -87,14 +85,14 @@ def detect(
                 found += len(result.detections)
                 coco.add_image(str(files[index]), result.width, result.height, result.detections)
                 picture = draw_detections(load_image(files[index]), result.detections, detector.labels)
-                picture.save(out / picture_names[index])
+                picture.save(output_dir / picture_names[index])
                 record["annotated"] = picture_names[index]
             line = json.dumps(record)
             jsonl.write(line + "\n")
             if not quiet:
                 print(line, flush=True)
-    coco.write(out / "annotations.coco.json")
-    err.print(f"{done} images, {found} detections, {failed} skipped; results in {out}/ "
+    coco.write(output_dir / "annotations.coco.json")
+    err.print(f"{done} images, {found} detections, {failed} skipped; results in {output_dir}/ "
               f"(detections.jsonl, annotations.coco.json, PNGs)", highlight=False)
     if done == 0:
         raise UserError(f"no image could be processed ({failed} unreadable; reasons above)")

@@ -7,22 +7,20 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
-
-MODEL_HELP = "Hub id, local folder or .gguf file (default: SmolLM2-135M)."
+from zeroshot.cli import app, options
 
 
 @app.command("generate")
 def generate_command(
     prompt: str = typer.Argument(..., help="Text to continue (raw completion unless --chat)."),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
-    backend: str = typer.Option("auto", "--backend", help="auto, transformers or llama.cpp."),
+    model: str = options.lm_model(),
+    backend: str = options.lm_backend(),
     max_tokens: int = typer.Option(64, "--max-tokens", help="Most tokens to generate."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy decoding."),
     top_k: int = typer.Option(0, "--top-k", help="Sample from the k likeliest tokens (0: off)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (1: off)."),
     repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="1 is off."),
-    beams: int = typer.Option(1, "--beams", help="Beam search width (transformers only)."),
+    num_beams: int = typer.Option(1, "--num-beams", help="Beam search width (transformers only)."),
     stop: list[str] = typer.Option(None, "--stop", help="Stop before this text; repeatable."),
     seed: int = typer.Option(None, "--seed", help="Seed for sampling (drawn and printed if not given)."),
     chat: bool = typer.Option(False, "--chat", help="Apply the model's chat template."),
@@ -30,10 +28,12 @@ def generate_command(
 ) -> None:
     """Continue PROMPT with a language model."""
     from zeroshot.errors import UserError
-    from zeroshot.models.lm import GenerationConfig, load_lm
+    from zeroshot.models.lm import GenerationConfig
+    from zeroshot.models.loader import load_lm
 
     config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                              repetition_penalty=repetition_penalty, num_beams=beams, stop=list(stop or []),
+                              repetition_penalty=repetition_penalty, num_beams=num_beams,
+                              stop=list(stop or []),
                               seed=seed, chat=chat)
     config.validate()
     if not prompt.strip():
@@ -54,20 +54,18 @@ def generate_command(
 
 @app.command("bench-lm")
 def bench_lm_command(
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
+    model: str = options.lm_model(),
     backends: str = typer.Option("transformers,llama.cpp", "--backends", help="Comma-separated backends."),
     lengths: str = typer.Option("32,128,512", "--lengths", help="Comma-separated numbers of new tokens."),
-    out: Path = typer.Option(None, "--out", help="JSON to write (default: bench/results/bench_lm.json)."),
+    output: Path = options.output_file("JSON file to write.", Path("results/bench-lm.json")),
 ) -> None:
     """Load time and generation speed of each installed backend (the GPT-J cost table, on your model)."""
     from zeroshot.errors import UserError
     from zeroshot.models.lm_bench import format_table, run_bench_lm, write_results
+    from zeroshot.validation import split_ints, split_list
 
-    try:
-        token_counts = [int(x) for x in lengths.split(",") if x.strip()]
-    except ValueError as exc:
-        raise UserError(f"--lengths must be comma-separated integers, got {lengths!r}") from exc
-    names = [b.strip() for b in backends.split(",") if b.strip()]
+    token_counts = split_ints(lengths, "--lengths", minimum=1)
+    names = split_list(backends, "--backends")
     rows, skipped = run_bench_lm(model, names, token_counts)
     if not rows:  # nothing was measured: a result file would only record the failure as data
         reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
@@ -75,5 +73,5 @@ def bench_lm_command(
     print(format_table(rows))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
-    path = write_results(rows, skipped, out or Path("bench/results/bench_lm.json"))
+    path = write_results(rows, skipped, output)
     print(f"wrote {path}", file=sys.stderr)

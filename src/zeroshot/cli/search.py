@@ -11,9 +11,8 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
 
-_MODEL_HELP = "Hub id or local Hugging Face folder (default: openai/clip-vit-base-patch32)."
 _STORE_HELP = "Vector store: faiss (embedded, default) or milvus."
 _MILVUS_HELP = "Milvus server URI (default: Milvus Lite in DB/milvus.db). Only with --store milvus."
 _FORMATS = ("table", "json", "html")
@@ -23,13 +22,13 @@ _FORMATS = ("table", "json", "html")
 def index(
     paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
     db: Path = typer.Option(..., "--db", help="Index folder (created if new)."),
-    clip_model: str = typer.Option(None, "--clip-model", "--model", "-m", help=_MODEL_HELP),
+    clip_model: str = options.clip_model(),
     store: str = typer.Option("faiss", "--store", help=_STORE_HELP),
     milvus_uri: str = typer.Option(None, "--milvus-uri", help=_MILVUS_HELP),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call (and per commit)."),
     workers: int = typer.Option(2, "--workers", help="Threads decoding images while the model runs."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no per-file failures."),
+    quiet: bool = options.quiet("No progress bar, no per-file failures."),
 ) -> None:
     """Index images for search; re-running only embeds new or changed files and drops deleted ones."""
     from zeroshot.errors import UserError
@@ -68,10 +67,9 @@ def search(
     image: Path = typer.Option(None, "--image", help="Search by this example image instead of text."),
     k: int = typer.Option(10, "-k", "--top-k", help="How many results."),
     min_score: float = typer.Option(None, "--min-score", help="Drop results below this cosine similarity."),
-    output_format: str = typer.Option("table", "--format", "-f", help="table, json or html."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write the results to this file."),
-    clip_model: str = typer.Option(None, "--clip-model", "--model", "-m",
-                                   help="The index's model (default: the one it recorded)."),
+    output_format: str = options.output_format("table", ("table", "json", "html")),
+    output: Path = options.output_file("Write the results to this file."),
+    clip_model: str = options.clip_model(),
     store: str = typer.Option("faiss", "--store", help=_STORE_HELP),
     milvus_uri: str = typer.Option(None, "--milvus-uri", help=_MILVUS_HELP),
     device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
@@ -108,7 +106,7 @@ def search(
 @app.command("similarity")
 def similarity(
     images: list[Path] = typer.Argument(..., help="Two or more images."),
-    clip_model: str = typer.Option(None, "--clip-model", "--model", "-m", help=_MODEL_HELP),
+    clip_model: str = options.clip_model(),
     device: str = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
 ) -> None:
     """Cosine similarity of images in CLIP space: one number for two images, a matrix for more."""

@@ -6,16 +6,23 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
+from zeroshot.server.settings import ServerSettings
+
+
+def _default(name: str):
+    """The default of a `ServerSettings` field: the server's limits are written once, there."""
+    field = ServerSettings.__dataclass_fields__[name]
+    return field.default
 
 
 @app.command("serve")
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 exposes it to the network."),
-    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
-    model: str | None = typer.Option(None, help="LM: hub id, folder or .gguf file (default SmolLM2-135M)."),
-    backend: str = typer.Option("auto", help="LM backend: auto, llama.cpp or transformers."),
-    clip_model: str | None = typer.Option(None, help="CLIP hub id or local folder."),
+    host: str = typer.Option(_default("host"), help="Address to bind; 0.0.0.0 exposes it to the network."),
+    port: int = typer.Option(_default("port"), min=1, max=65535, help="TCP port."),
+    model: str | None = options.lm_model(),
+    backend: str = options.lm_backend(),
+    clip_model: str | None = options.clip_model(),
     device: str | None = typer.Option(None, help="Device for CLIP (cpu, cuda); default: CUDA if visible."),
     db: Path | None = typer.Option(None, help="Image-search index folder (built by `zeroshot index`)."),
     image_root: list[Path] = typer.Option([], help="Folder whose images may be read by path (repeatable)."),
@@ -24,17 +31,19 @@ def serve(
     allowed_origins: list[str] = typer.Option(
         [], "--allowed-origins", help="Without an API key, also serve web pages from this origin "
                                       "(http://host:port, or * for any); repeatable."),
-    max_upload_mb: float = typer.Option(10.0, help="Largest request body, in MiB (413 above)."),
-    max_pixels: int = typer.Option(40_000_000, help="Largest image, in pixels (413 above)."),
-    max_prompt_chars: int = typer.Option(8_000, help="Longest prompt or text, in characters (413 above)."),
-    max_tokens: int = typer.Option(512, help="Most tokens one generation may ask for (400 above)."),
+    max_upload_mb: float = typer.Option(_default("max_upload_mb"),
+                                        help="Largest request body, in MiB (413 above)."),
+    max_pixels: int = typer.Option(_default("max_pixels"), help="Largest image, in pixels (413 above)."),
+    max_prompt_chars: int = typer.Option(_default("max_prompt_chars"),
+                                         help="Longest prompt or text, in characters (413 above)."),
+    max_tokens: int = typer.Option(_default("max_tokens"),
+                                   help="Most tokens one generation may ask for (400 above)."),
     preload: bool = typer.Option(False, help="Load the LM and CLIP at start-up instead of on first use."),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) and the web page (at /)."""
     import uvicorn
 
     from zeroshot.server.app import create_app
-    from zeroshot.server.settings import ServerSettings
 
     settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
                               device=device, db=db, image_roots=list(image_root), api_key=api_key,

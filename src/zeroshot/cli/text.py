@@ -8,13 +8,10 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
 from zeroshot.errors import UserError
+from zeroshot.validation import check_labels, split_ints
 
-MODEL_HELP = (
-    "Hugging Face id, local model folder or .gguf file (default: the built-in SmolLM2-135M-Instruct)."
-)
-BACKEND_HELP = "auto (llama.cpp when installed), transformers or llama.cpp."
 NORMALIZATION_HELP = "Score normalisation: sum (total log-prob), token (per token) or char (per character)."
 SOFT_PROMPT_HELP = "A soft prompt folder from `zeroshot tune-prompt` (loads its base model unless --model)."
 
@@ -28,19 +25,13 @@ def _soft_prompt_model(soft_prompt: Path | None, model: str | None, backend: str
 
 
 def _load_lm(model: str | None, backend: str):
-    from zeroshot.models.lm import load_lm
+    from zeroshot.models.loader import load_lm
 
     lm = load_lm(model, backend=backend)
     typer.echo(
         f"model: {Path(lm.name).name}  backend: {lm.backend}  (loaded in {lm.load_seconds:.1f} s)", err=True
     )
     return lm
-
-
-def _split_labels(labels: str) -> list[str]:
-    from zeroshot.text.classify import check_labels
-
-    return check_labels(part.strip() for part in labels.split(",")) if labels.strip() else check_labels([])
 
 
 @app.command("demo")
@@ -50,8 +41,8 @@ def demo(
         5, "--shots", help="Demonstrations in the few-shot prompt (one per topic at 5)."
     ),
     seed: int = typer.Option(0, help="Seed for drawing the demonstrations."),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    model: str = options.lm_model(),
+    backend: str = options.lm_backend(),
 ) -> None:
     """Classify a few real BBC News articles zero-shot and few-shot with the default model."""
     from zeroshot.eval.tasks import bbc_news_task
@@ -109,16 +100,16 @@ def classify_text(
     max_chars: int = typer.Option(
         None, "--max-chars", min=1, help="Shorten each text to this many characters."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the probability table as JSON."),
+    output_format: str = options.output_format(),
     soft_prompt: Path = typer.Option(None, "--soft-prompt", help=SOFT_PROMPT_HELP),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    model: str = options.lm_model(),
+    backend: str = options.lm_backend(),
 ) -> None:
     """Classify TEXTs into --labels by likelihood, zero-shot or few-shot; prints every label's probability."""
     from zeroshot.text.classify import ZeroShotTextClassifier
     from zeroshot.text.scoring import check_normalization
 
-    label_list = _split_labels(labels)
+    label_list = check_labels(labels)
     check_normalization(normalization)
     pool_texts: list[str] = []
     pool_labels: list[str] = []
@@ -147,7 +138,7 @@ def classify_text(
     )
     clf.fit(pool_texts or None, pool_labels or None)
     proba = clf.predict_proba(texts)
-    if as_json:
+    if output_format == "json":
         rows = [
             {
                 "text": t,
@@ -198,17 +189,17 @@ def eval_text(
     max_chars: int = typer.Option(
         None, "--max-chars", min=1, help="Shorten each text field to N characters (bbc-news default: 400)."
     ),
-    out: Path = typer.Option(Path("results"), "--out", help="Folder for the JSON results and the PNG plot."),
+    output_dir: Path = options.output_dir("eval-text", "Folder for the JSON results and the PNG plot."),
     soft_prompt: Path = typer.Option(None, "--soft-prompt", help=SOFT_PROMPT_HELP),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    model: str = options.lm_model(),
+    backend: str = options.lm_backend(),
 ) -> None:
     """Accuracy per K (mean and spread over seeds) on TASK; writes JSON and a PNG of accuracy against K."""
-    from zeroshot.eval.runs import evaluate, format_table, parse_shots, save_report
+    from zeroshot.eval.runs import evaluate, format_table, save_report
     from zeroshot.eval.tasks import load_task
     from zeroshot.text.scoring import check_normalization
 
-    shot_list = parse_shots(shots)
+    shot_list = split_ints(shots, "--shots", minimum=0)
     check_normalization(normalization)
     task = load_task(task_name, max_chars=max_chars)
     task.check_shots(shot_list)  # before the model loads: bad input fails fast
@@ -221,5 +212,5 @@ def eval_text(
         f"seeds {report.seeds}, {report.seconds:.0f} s"
     )
     typer.echo(format_table(report))
-    json_path, png_path = save_report(report, out)
+    json_path, png_path = save_report(report, output_dir)
     typer.echo(f"wrote {json_path} and {png_path}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
 
 
 @app.command("train-clip")
@@ -18,7 +18,8 @@ def train_clip_command(
     data: Path = typer.Argument(..., help="A captions file (.jsonl with image/caption, or .csv with "
                                           "image,caption columns; paths relative to it) or a folder of "
                                           "class folders."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model (Hugging Face format), "
+    output_dir: Path = typer.Option(..., "--output-dir",
+                                    help="Folder for the trained model (Hugging Face format), "
                                                       "its checkpoint, training.json and loss_curve.png."),
     mode: str = typer.Option("lit", "--mode", help="lit (frozen pretrained text tower) or full "
                                                    "(both towers train)."),
@@ -49,7 +50,7 @@ def train_clip_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out (same data and "
                                                         "options)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = options.quiet("No progress bar."),
 ) -> None:
     """Train CLIP or LiT on image-text pairs; the result works with every --clip-model option."""
     import json
@@ -74,7 +75,7 @@ def train_clip_command(
                          dev_fraction=dev_fraction,
                          eval_every=eval_every, patience=patience, checkpoint_every=checkpoint_every,
                          max_steps=max_steps, seed=seed)
-    result = train_clip(data, out, config, resume=resume, overwrite=overwrite, progress=not quiet)
+    result = train_clip(data, output_dir, config, resume=resume, overwrite=overwrite, progress=not quiet)
     summary = result.to_dict()
     print(json.dumps({k: summary[k] for k in ("out", "mode", "steps", "epochs_run", "best_dev_loss",
                                               "stopped_early", "seconds", "frozen", "parameters")}, indent=1))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from zeroshot.cli import app
+from zeroshot.cli import app, options
 
 _TEMPLATES_HELP = ("A shipped set (imagenet, imagenet-simple, cifar, textures, food, pets, flowers, cars, "
                    "photo, pipeline), a file of templates (one per line, or JSON), or one template with {}.")
@@ -24,17 +24,15 @@ def classify_images(
     labels: str = typer.Option(None, "--labels", "-l", help="Comma-separated class names: cat,dog,car."),
     labels_file: Path = typer.Option(None, "--labels-file", help="File of class names, one per line."),
     templates: str = typer.Option("imagenet", "--templates", "-t", help=_TEMPLATES_HELP),
-    clip_model: str = typer.Option(None, "--clip-model", "--model", "-m",
-                                   help="Hub id or local Hugging Face folder "
-                                        "(default: openai/clip-vit-base-patch32)."),
+    clip_model: str = options.clip_model(),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many best labels to report per image."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
     workers: int = typer.Option(2, "--workers", help="Threads decoding images while the model runs."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write all results to a .csv or .jsonl file."),
+    output: Path = options.output_file("Write all results to a .csv or .jsonl file."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk label-embedding cache."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table."),
+    quiet: bool = options.quiet("No progress bar and no table."),
 ) -> None:
     """Classify images into classes given only by name (CLIP zero-shot, prompt-ensembled)."""
     from rich.console import Console

@@ -66,19 +66,6 @@ def _summarize(k: int, per_seed: dict[int, float]) -> SeriesPoint:
     return SeriesPoint(k, per_seed, float(values.mean()), std, float(values.min()), float(values.max()))
 
 
-def parse_shots(text: str) -> list[int]:
-    """ "0,1,2,4,8" -> [0, 1, 2, 4, 8]; `UserError` on anything else."""
-    try:
-        shots = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(
-            f"--shots must be comma-separated whole numbers like 0,1,2,4,8, got {text!r}"
-        ) from None
-    if not shots:
-        raise UserError("--shots is empty: give at least one K, e.g. 0,1,4")
-    return sorted(set(shots))
-
-
 def evaluate(
     lm: LanguageModel,
     task: Task,

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from zeroshot.errors import UserError
-from zeroshot.text.classify import check_labels
 from zeroshot.text.prompts import Demonstration, PromptTemplate, truncate_text
+from zeroshot.validation import check_labels
 
 KINDS = ("classification", "multiple_choice", "free_form")
 POOL_SPLITS = ("train", "validation", "dev")

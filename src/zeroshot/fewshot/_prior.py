@@ -9,8 +9,8 @@ from zeroshot.fewshot._validation import (
     FewShotInputError,
     check_embeddings,
     check_every_class_has_examples,
-    check_labels,
     check_no_unknown_labels,
+    check_targets,
 )
 
 
@@ -21,7 +21,7 @@ def fit_support(prior, X, y) -> tuple[np.ndarray, np.ndarray, object | None, np.
     every one of them must have at least one example (docs/fewshot.md, 'Contract').
     """
     X = check_embeddings(X, "support embeddings")
-    y = check_labels(y, X.shape[0])
+    y = check_targets(y, X.shape[0])
     if prior is None:
         return X, y, None, np.unique(y)
     if not hasattr(prior, "fit") or not hasattr(prior, "decision_function"):

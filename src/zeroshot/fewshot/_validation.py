@@ -71,7 +71,7 @@ def check_embeddings(
     return array
 
 
-def check_labels(y, n_rows: int) -> np.ndarray:
+def check_targets(y, n_rows: int) -> np.ndarray:
     """`y` as a 1-D array of `n_rows` class labels with at least two classes."""
     if y is None:
         raise FewShotInputError(

@@ -83,17 +83,6 @@ def sample_support(pool: np.ndarray, labels: np.ndarray, shots: int, seed: int) 
     return np.array(chosen, dtype=int)
 
 
-def parse_int_list(text: str, name: str) -> list[int]:
-    """ "0,1,2,4" -> [0, 1, 2, 4], with a clear error for anything else."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise UserError(f"{name} must be comma-separated whole numbers, got {text!r}") from exc
-    if not values or min(values) < 0:
-        raise UserError(f"{name} must be non-negative whole numbers, got {text!r}")
-    return sorted(set(values))
-
-
 def run_curve(
     task: EmbeddingTask,
     shots: Sequence[int],

@@ -29,8 +29,8 @@ from zeroshot.fewshot.kernels import (
     LogitClassifierMixin,
     cross_entropy,
     kernel_matrix,
-    softmax,
 )
+from zeroshot.numerics import softmax
 
 EARLY_STOPPING = ("cv", "holdout", "loss", None)
 

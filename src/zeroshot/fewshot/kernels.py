@@ -8,19 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from zeroshot.numerics import l2_normalize, log_softmax, softmax
+
 KERNELS = ("exponential", "cosine", "rbf")
-
-
-def l2_normalise(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norms, 1e-12)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def binary_margin(logits: np.ndarray) -> np.ndarray:
@@ -33,9 +23,7 @@ def cross_entropy(logits: np.ndarray, onehot: np.ndarray) -> float:
     """Mean cross-entropy of `logits` against one-hot targets (0 for no rows)."""
     if logits.shape[0] == 0:
         return 0.0
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return float(-(log_probs * onehot).sum(axis=1).mean())
+    return float(-(log_softmax(logits, axis=1) * onehot).sum(axis=1).mean())
 
 
 def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str, beta: float, gamma: float) -> np.ndarray:
@@ -48,7 +36,7 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray, kernel: str, beta: float, gamma:
     if kernel == "rbf":
         squared = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
         return np.exp(-gamma * np.maximum(squared, 0.0))
-    cosine = l2_normalise(A) @ l2_normalise(B).T
+    cosine = l2_normalize(A) @ l2_normalize(B).T
     if kernel == "cosine":
         return cosine
     if kernel == "exponential":

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
-from zeroshot.fewshot._validation import FewShotInputError, check_embeddings, check_labels
+from zeroshot.fewshot._validation import FewShotInputError, check_embeddings, check_targets
 from zeroshot.fewshot.kernels import cross_entropy
 
 DEFAULT_C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -58,7 +58,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y) -> LinearProbe:
         X = check_embeddings(X)
-        y = check_labels(y, X.shape[0])
+        y = check_targets(y, X.shape[0])
         self.classes_, counts = np.unique(y, return_counts=True)
         self.n_features_in_ = X.shape[1]
         self.cv_scores_ = {}

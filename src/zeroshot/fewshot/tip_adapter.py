@@ -15,7 +15,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from zeroshot.fewshot._prior import fit_support, one_hot, prior_logits
 from zeroshot.fewshot._validation import FewShotInputError, check_embeddings
-from zeroshot.fewshot.kernels import LogitClassifierMixin, kernel_matrix, l2_normalise
+from zeroshot.fewshot.kernels import LogitClassifierMixin, kernel_matrix
+from zeroshot.numerics import l2_normalize
 
 
 class TipAdapter(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -43,7 +44,7 @@ class TipAdapter(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             )
         X, y, self.prior_, self.classes_ = fit_support(self.prior, X, y)
         self.n_features_in_ = X.shape[1]
-        self.support_ = l2_normalise(X)
+        self.support_ = l2_normalize(X)
         self.cache_values_ = one_hot(y, self.classes_)
         return self
 

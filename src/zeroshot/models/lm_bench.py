@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zeroshot.errors import UserError
-from zeroshot.models.lm import BACKENDS, GenerationConfig, load_lm
+from zeroshot.models.lm import GenerationConfig
+from zeroshot.models.loader import BACKENDS, load_lm
 
 PROMPT = "The history of the printing press begins"
 

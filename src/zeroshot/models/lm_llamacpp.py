@@ -27,17 +27,22 @@ from zeroshot.models.lm import (
     LanguageModel,
     check_scoring_request,
     common_prefix_length,
-    log_softmax,
     resolve_seed,
 )
+from zeroshot.models.registry import register_backend
+from zeroshot.numerics import log_softmax
 
 MAX_DEFAULT_CONTEXT = 8192  # the logits buffer holds n_ctx x vocabulary floats (virtual until written)
 
 
+@register_backend("llama.cpp")
 class LlamaCppLM(LanguageModel):
     """A GGUF causal LM run by llama.cpp. Build it with `load_lm`."""
 
-    backend = "llama.cpp"
+    @classmethod
+    def load(cls, location: str, kind: str, **options) -> LlamaCppLM:
+        """The GGUF file `location` (llama.cpp reads nothing else; the loader checks `kind`)."""
+        return cls(location, **options)
 
     def __init__(self, path: str, n_ctx: int | None = None, n_threads: int | None = None) -> None:
         from llama_cpp import Llama

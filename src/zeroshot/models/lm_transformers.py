@@ -29,6 +29,8 @@ from zeroshot.models.lm import (
     resolve_seed,
     trim_at_stop,
 )
+from zeroshot.models.registry import register_backend
+from zeroshot.numerics import batched
 
 SCORING_BATCH = 8  # continuations scored per forward pass on top of the shared context cache
 EMBED_BATCH = 16
@@ -37,10 +39,10 @@ _DTYPES = {"auto": None, "fp32": torch.float32, "float32": torch.float32, "bf16"
            "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 
+@register_backend("transformers")
 class TransformersLM(LanguageModel):
     """A frozen causal LM run by PyTorch. Build it with `load_lm` (or `TransformersLM.load`)."""
 
-    backend = "transformers"
 
     def __init__(self, model, tokenizer, name: str) -> None:
         self.model = model.eval()
@@ -139,8 +141,7 @@ class TransformersLM(LanguageModel):
         for c in conts:
             results.append(np.array([next_logp[c[0]].item()]) if c else np.zeros(0))
         longer = [i for i, c in enumerate(conts) if len(c) > 1]
-        for start in range(0, len(longer), SCORING_BATCH):
-            batch = longer[start:start + SCORING_BATCH]
+        for batch in batched(longer, SCORING_BATCH):
             # The last token of a continuation is only predicted, never fed.
             feeds = [conts[i][:-1] for i in batch]
             width = max(len(f) for f in feeds)
@@ -287,9 +288,8 @@ class TransformersLM(LanguageModel):
             return np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
         encoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
         rows = []
-        for start in range(0, len(texts), EMBED_BATCH):
-            encoded = [self.tokenize(t, add_bos=True)[: self.context_length] or [self._pad_id]
-                       for t in texts[start:start + EMBED_BATCH]]
+        for batch in batched(texts, EMBED_BATCH):
+            encoded = [self.tokenize(t, add_bos=True)[: self.context_length] or [self._pad_id] for t in batch]
             width = max(len(e) for e in encoded)
             ids = torch.full((len(encoded), width), self._pad_id, dtype=torch.long)
             mask = torch.zeros((len(encoded), width), dtype=torch.long)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError
+from zeroshot.numerics import batched, l2_normalize
 
 DEFAULT_SENTENCE_ENCODER = "all-MiniLM-L6-v2"
 _BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
@@ -125,22 +126,19 @@ class LMEncoder:
         return f"{self.name}|{self.lm.backend}|{self.lm.context_length}"
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        rows = []
-        for start in range(0, len(texts), batch_size):
-            rows.append(
-                np.asarray(self.lm.embed(list(texts[start : start + batch_size]), pooling=self.pooling))
-            )
+        rows = [np.asarray(self.lm.embed(batch, pooling=self.pooling))
+                for batch in batched(texts, batch_size)]
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
         vectors = np.concatenate(rows).astype(np.float32)
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return l2_normalize(vectors)
 
 
 def load_text_encoder(spec: str | None = None) -> SentenceEncoder | LMEncoder:
     """An encoder from a short spec: None or "minilm" (the bundled MiniLM), a sentence-transformers id or
     folder, or "lm:MODEL" / "lm:MODEL@last" for a causal LM's mean / last-token hidden states."""
     if spec and spec.startswith("lm:"):
-        from zeroshot.models.lm import load_lm
+        from zeroshot.models.loader import load_lm
 
         model, _, pooling = spec[3:].partition("@")
         return LMEncoder(load_lm(model or None), pooling=pooling or "mean")

@@ -102,7 +102,7 @@ class Resources:
     def lm(self):
         """The shared language model (loaded on first call)."""
         if self._lm is None:
-            load_lm = require("zeroshot.models.lm", "load_lm", "text generation and classification")
+            load_lm = require("zeroshot.models.loader", "load_lm", "text generation and classification")
             with self._lock:
                 if self._lm is None:
                     try:

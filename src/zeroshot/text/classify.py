@@ -30,23 +30,7 @@ from zeroshot.text.scoring import (
     LikelihoodScorer,
     check_normalization,
 )
-
-
-def check_labels(labels: Iterable[str]) -> list[str]:
-    """The labels as a list, or a `UserError` if there are none, one is blank, or one repeats."""
-    labels = [str(label) for label in labels]
-    if not labels:
-        raise UserError("no labels given: pass at least two, e.g. --labels sport,politics")
-    seen: set[str] = set()
-    for label in labels:
-        if not label.strip():
-            raise UserError("a label is empty: every label needs some text")
-        if label in seen:
-            raise UserError(f"the label {label!r} is given twice: labels must be distinct")
-        seen.add(label)
-    if len(labels) < 2:
-        raise UserError(f"only one label given ({labels[0]!r}): a classifier needs at least two")
-    return labels
+from zeroshot.validation import check_labels
 
 
 def as_demonstrations(examples: Iterable[Demonstration | tuple[str, str]] | None) -> list[Demonstration]:
@@ -243,7 +227,7 @@ class MultipleChoiceScorer(_LikelihoodTask):
                 (item.question, item.choices) if isinstance(item, MultipleChoiceItem) else item
             )
             try:
-                choices = check_labels(choices)
+                choices = check_labels(choices, what="choices")
             except UserError as exc:
                 raise UserError(f"question {number}: {exc}") from None
             queries.append((question, choices))

@@ -64,8 +64,10 @@ def read_corpus(folder: str | os.PathLike) -> list[str]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise UserError(f"{path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}): "
-                            "convert it, e.g. `iconv -f latin1 -t utf-8`") from None
+            raise UserError(
+                f"{path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}): "
+                "convert it, e.g. `iconv -f latin1 -t utf-8`"
+            ) from None
         for block in text.replace("\r\n", "\n").split("\n\n"):
             block = block.strip()
             if block:
@@ -75,7 +77,9 @@ def read_corpus(folder: str | os.PathLike) -> list[str]:
     return paragraphs
 
 
-def split_corpus(paragraphs: Sequence[str], fraction: float = HELD_OUT_FRACTION) -> tuple[list[str], list[str]]:
+def split_corpus(
+    paragraphs: Sequence[str], fraction: float = HELD_OUT_FRACTION
+) -> tuple[list[str], list[str]]:
     """(train, held-out): a fixed `fraction` of the paragraphs, by a seeded shuffle."""
     order = list(range(len(paragraphs)))
     random.Random(SPLIT_SEED).shuffle(order)
@@ -91,8 +95,11 @@ def split_corpus(paragraphs: Sequence[str], fraction: float = HELD_OUT_FRACTION)
 
 def _special_tokens(base_tokenizer) -> list[str]:
     """The base tokenizer's added special tokens, in id order."""
-    added = base_tokenizer.backend_tokenizer.get_added_tokens_decoder() if hasattr(
-        base_tokenizer, "backend_tokenizer") else {}
+    added = (
+        base_tokenizer.backend_tokenizer.get_added_tokens_decoder()
+        if hasattr(base_tokenizer, "backend_tokenizer")
+        else {}
+    )
     return [token.content for _, token in sorted(added.items()) if token.special]
 
 
@@ -108,25 +115,31 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, base_tokenizer):
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     smallest = len(alphabet) + len(specials)
     if vocab_size < smallest:
-        raise UserError(f"a vocabulary size of {vocab_size} is too small: a byte-level BPE needs at least "
-                        f"{smallest} tokens (256 bytes + {len(specials)} special tokens)")
+        raise UserError(
+            f"a vocabulary size of {vocab_size} is too small: a byte-level BPE needs at least "
+            f"{smallest} tokens (256 bytes + {len(specials)} special tokens)"
+        )
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=alphabet)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False, initial_alphabet=alphabet
+    )
     bpe.train_from_iterator(texts, trainer)
     learned = bpe.get_vocab_size()
     if learned < vocab_size:
-        raise UserError(f"the corpus is too small for a vocabulary of {vocab_size:,} tokens: BPE found only "
-                        f"{learned:,} (give more text, or a smaller --vocab-size)")
+        raise UserError(
+            f"the corpus is too small for a vocabulary of {vocab_size:,} tokens: BPE found only "
+            f"{learned:,} (give more text, or a smaller --vocab-size)"
+        )
     names = {}
     for attr in ("bos_token", "eos_token", "unk_token", "pad_token"):
         value = getattr(base_tokenizer, attr, None)
         if value is not None:
             names[attr] = str(value)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, chat_template=getattr(base_tokenizer, "chat_template",
-                                                                               None), **names)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, chat_template=getattr(base_tokenizer, "chat_template", None), **names
+    )
 
 
 def token_pieces(new_tokenizer, base_tokenizer) -> list[list[int]]:
@@ -148,8 +161,9 @@ def token_pieces(new_tokenizer, base_tokenizer) -> list[list[int]]:
     return pieces
 
 
-def init_embeddings(base_weight: torch.Tensor, pieces: Sequence[Sequence[int]], init: str,
-                    seed: int = 0) -> torch.Tensor:
+def init_embeddings(
+    base_weight: torch.Tensor, pieces: Sequence[Sequence[int]], init: str, seed: int = 0
+) -> torch.Tensor:
     """New embedding rows: the mean of each token's base pieces, or random with the base's mean and std."""
     if init not in INITS:
         raise UserError(f"unknown init {init!r}: choose mean or random")
@@ -184,12 +198,13 @@ class HeldOutScore:
 def _blocks(ids: list[int], seq_len: int, bos: int | None) -> list[list[int]]:
     """Windows of at most `seq_len` tokens; each starts with `bos` (when there is one), not scored."""
     body = seq_len - (1 if bos is not None else 0)
-    return [([bos] if bos is not None else []) + ids[i:i + body] for i in range(0, len(ids), body)]
+    return [([bos] if bos is not None else []) + ids[i : i + body] for i in range(0, len(ids), body)]
 
 
 @torch.inference_mode()
-def bits_per_byte(model, tokenizer, texts: Sequence[str], seq_len: int = 256, batch_size: int = 8,
-                  progress: bool = False) -> HeldOutScore:
+def bits_per_byte(
+    model, tokenizer, texts: Sequence[str], seq_len: int = 256, batch_size: int = 8, progress: bool = False
+) -> HeldOutScore:
     """Negative log-likelihood of `texts` in bits per UTF-8 byte (each text on its own, cut in windows).
 
     The first token of each window is predicted from the begin-of-sequence token, so every byte is
@@ -210,13 +225,13 @@ def bits_per_byte(model, tokenizer, texts: Sequence[str], seq_len: int = 256, ba
     total = 0.0
     model.eval()
     for start in tqdm(range(0, len(windows), batch_size), desc="held-out", disable=not progress):
-        batch = windows[start:start + batch_size]
+        batch = windows[start : start + batch_size]
         width = max(len(w) for w in batch)
         ids = torch.zeros((len(batch), width), dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, w in enumerate(batch):
-            ids[row, :len(w)] = torch.tensor(w)
-            mask[row, :len(w)] = 1
+            ids[row, : len(w)] = torch.tensor(w)
+            mask[row, : len(w)] = 1
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)
         targets = ids[:, 1:].to(device)
@@ -298,11 +313,13 @@ def _batches(ids: np.ndarray, seq_len: int, batch_size: int, seed: int):
     rng = np.random.default_rng(seed)
     last = len(ids) - seq_len
     if last < 1:
-        raise UserError(f"the training text is {len(ids)} tokens, shorter than one window of {seq_len}: "
-                        "give more text or a smaller --seq-len")
+        raise UserError(
+            f"the training text is {len(ids)} tokens, shorter than one window of {seq_len}: "
+            "give more text or a smaller --seq-len"
+        )
     while True:
         starts = rng.integers(0, last, size=batch_size)
-        yield torch.from_numpy(np.stack([ids[s:s + seq_len] for s in starts]).astype(np.int64))
+        yield torch.from_numpy(np.stack([ids[s : s + seq_len] for s in starts]).astype(np.int64))
 
 
 def recycle_lm(
@@ -316,7 +333,7 @@ def recycle_lm(
     tokenizer=None,
     on_log: Callable[[int, float], None] | None = None,
 ) -> RecycleResult:
-    """Recycle the Hugging Face model `base_model` for the language of `train_texts`; write it to `output_dir`.
+    """Recycle the Hugging Face model `base_model` for the language of `train_texts` into `output_dir`.
 
     `tokenizer` reuses an already trained target tokenizer (e.g. to compare inits on one vocabulary).
     """
@@ -331,8 +348,9 @@ def recycle_lm(
     if resume:
         state = _read_state(checkpoint, run_key, out)
     elif (checkpoint / "state.json").is_file():
-        raise UserError(f"{out} holds an unfinished run: pass --resume to continue it, or choose another "
-                        "--output-dir")
+        raise UserError(
+            f"{out} holds an unfinished run: pass --resume to continue it, or choose another --output-dir"
+        )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     base_tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
@@ -350,7 +368,9 @@ def recycle_lm(
     with torch.no_grad():
         model.get_input_embeddings().weight.copy_(init_embeddings(base_in, pieces, config.init, config.seed))
         if not tied:
-            model.get_output_embeddings().weight.copy_(init_embeddings(base_out, pieces, config.init, config.seed))
+            model.get_output_embeddings().weight.copy_(
+                init_embeddings(base_out, pieces, config.init, config.seed)
+            )
     for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
         value = getattr(tokenizer, attr)
         setattr(model.config, attr, value)
@@ -381,8 +401,9 @@ def recycle_lm(
     checkpoint.mkdir(exist_ok=True)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.steps, initial=step, desc=f"recycle ({config.mode})", unit="step",
-               disable=not progress)
+    bar = tqdm(
+        total=config.steps, initial=step, desc=f"recycle ({config.mode})", unit="step", disable=not progress
+    )
     model.train() if config.mode == "full" else model.eval()
     window: list[float] = []
     tick = time.perf_counter()
@@ -407,16 +428,34 @@ def recycle_lm(
                 now = time.perf_counter()
                 seconds += now - tick
                 tick = now
-                _save_state(checkpoint, run_key, model, optimizer, schedule, step, seconds, history, config.mode)
+                _save_state(
+                    checkpoint, run_key, model, optimizer, schedule, step, seconds, history, config.mode
+                )
     finally:
         bar.close()
 
     model.eval()
     _write_folder(model, tokenizer, out)
-    result = RecycleResult(str(out), base_model, len(tokenizer), config.init, config.mode, step, trainable, total,
-                           [h[1] for h in history], seconds, tokenizer_seconds)
-    meta = {"base_model": base_model, "config": asdict(config), "run_key": run_key, "history": history,
-            "result": result.to_dict()}
+    result = RecycleResult(
+        str(out),
+        base_model,
+        len(tokenizer),
+        config.init,
+        config.mode,
+        step,
+        trainable,
+        total,
+        [h[1] for h in history],
+        seconds,
+        tokenizer_seconds,
+    )
+    meta = {
+        "base_model": base_model,
+        "config": asdict(config),
+        "run_key": run_key,
+        "history": history,
+        "result": result.to_dict(),
+    }
     _atomic_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")
     _plot_loss(history, out / "loss.png", config.mode)
     shutil.rmtree(checkpoint, ignore_errors=True)
@@ -473,9 +512,19 @@ def _save_state(folder: Path, run_key: str, model, optimizer, schedule, step, se
     tmp = folder / "state.safetensors.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / "state.safetensors")
-    _atomic_text(folder / "state.json", json.dumps({"run_key": run_key, "step": step, "seconds": seconds,
-                                                    "history": history,
-                                                    "schedule": schedule.state_dict()}) + "\n")
+    _atomic_text(
+        folder / "state.json",
+        json.dumps(
+            {
+                "run_key": run_key,
+                "step": step,
+                "seconds": seconds,
+                "history": history,
+                "schedule": schedule.state_dict(),
+            }
+        )
+        + "\n",
+    )
 
 
 def _read_state(folder: Path, run_key: str, out: Path) -> dict | None:
@@ -489,8 +538,10 @@ def _read_state(folder: Path, run_key: str, out: Path) -> dict | None:
     except (OSError, ValueError):
         raise UserError(f"--resume: {path} is unreadable; remove {folder} to start over") from None
     if state.get("run_key") != run_key:
-        raise UserError(f"--resume: {out} holds a run with another base model, corpus or settings (run "
-                        f"{state.get('run_key')}, this one {run_key}): choose another --output-dir")
+        raise UserError(
+            f"--resume: {out} holds a run with another base model, corpus or settings (run "
+            f"{state.get('run_key')}, this one {run_key}): choose another --output-dir"
+        )
     return state
 
 

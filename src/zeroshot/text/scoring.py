@@ -22,6 +22,7 @@ import numpy as np
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import LanguageModel
+from zeroshot.numerics import softmax
 from zeroshot.text.prompts import PromptBuilder
 
 NORMALIZATIONS = ("sum", "token", "char")
@@ -33,13 +34,6 @@ def check_normalization(normalization: str) -> str:
     if normalization not in NORMALIZATIONS:
         raise UserError(f"unknown normalization {normalization!r}: choose one of {', '.join(NORMALIZATIONS)}")
     return normalization
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Probabilities over the last axis (scores are log-probabilities up to a constant)."""
-    shifted = scores - scores.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 @dataclass

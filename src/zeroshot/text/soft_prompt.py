@@ -129,8 +129,10 @@ def split_dev(labels: Sequence[str], fraction: float, seed: int, min_per_label: 
     for i, label in enumerate(labels):
         by_label.setdefault(label, []).append(i)
     n_dev = {label: int(math.floor(len(idx) * fraction)) for label, idx in by_label.items()}
-    if fraction <= 0 or min(n_dev.values()) < min_per_label or any(
-        len(idx) - n_dev[label] < 1 for label, idx in by_label.items()
+    if (
+        fraction <= 0
+        or min(n_dev.values()) < min_per_label
+        or any(len(idx) - n_dev[label] < 1 for label, idx in by_label.items())
     ):
         return list(range(len(labels))), []
     rng = random.Random(seed)
@@ -139,7 +141,7 @@ def split_dev(labels: Sequence[str], fraction: float, seed: int, min_per_label: 
         idx = list(by_label[label])
         rng.shuffle(idx)
         dev.extend(idx[: n_dev[label]])
-        train.extend(idx[n_dev[label]:])
+        train.extend(idx[n_dev[label] :])
     return sorted(train), sorted(dev)
 
 
@@ -180,7 +182,7 @@ def train_soft_prompt(
     progress: bool = True,
     on_epoch: Callable[[int, float, float | None], None] | None = None,
 ) -> SoftPromptResult:
-    """Train a soft prompt for classifying `texts` into `labels` with the frozen `lm`; save it to `output_dir`.
+    """Train a soft prompt classifying `texts` into `labels` with the frozen `lm`; save it to `output_dir`.
 
     `description` initialises the prompt (with `init="text"`) and is recorded; at prediction time the
     soft prompt takes its place. `template` is the query/answer format (recorded, reused when loaded).
@@ -191,8 +193,10 @@ def train_soft_prompt(
     config = config or SoftPromptConfig()
     config.validate()
     if not isinstance(lm, TransformersLM) or isinstance(lm, SoftPromptLM):
-        raise UserError("soft prompts train through the transformers backend: load the model with "
-                        "--backend transformers (a .gguf is de-quantised to a Hugging Face folder first)")
+        raise UserError(
+            "soft prompts train through the transformers backend: load the model with "
+            "--backend transformers (a .gguf is de-quantised to a Hugging Face folder first)"
+        )
     texts, labels = [str(t) for t in texts], [str(y) for y in labels]
     if not texts or len(texts) != len(labels):
         raise UserError("soft prompt training needs at least one text and one label per text")
@@ -201,8 +205,9 @@ def train_soft_prompt(
     if unknown:
         raise UserError(f"training labels not among the labels: {', '.join(unknown)}")
     if config.init == "text" and not description.strip():
-        raise UserError("--init text needs a task description to copy embeddings from: give one, "
-                        "or use --init random")
+        raise UserError(
+            "--init text needs a task description to copy embeddings from: give one, or use --init random"
+        )
     template = template or PromptTemplate()
     out = Path(output_dir)
     model = lm.model
@@ -211,8 +216,9 @@ def train_soft_prompt(
     checkpoint = out / CHECKPOINT_DIR
     state = _read_checkpoint(checkpoint, run_key, out) if resume else None
     if not resume and (checkpoint / "state.json").is_file():
-        raise UserError(f"{out} holds an unfinished run: pass --resume to continue it, or choose another "
-                        "--output-dir")
+        raise UserError(
+            f"{out} holds an unfinished run: pass --resume to continue it, or choose another --output-dir"
+        )
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.mkdir(exist_ok=True)
 
@@ -236,8 +242,10 @@ def train_soft_prompt(
     for text, label in zip(texts, labels, strict=True):
         context = builder.build(" ".join(text.split()), len(answer_ids[label])).context
         if len(context) + len(answer_ids[label]) + config.n_virtual_tokens > lm.context_length:
-            raise UserError(f"a training text of {len(context)} tokens plus the soft prompt exceeds the "
-                            f"model's context of {lm.context_length} tokens: shorten the texts")
+            raise UserError(
+                f"a training text of {len(context)} tokens plus the soft prompt exceeds the "
+                f"model's context of {lm.context_length} tokens: shorten the texts"
+            )
         encoded.append((context, answer_ids[label]))
     train_idx, dev_idx = split_dev(labels, config.dev_fraction, config.seed, config.min_dev_per_label)
 
@@ -250,8 +258,11 @@ def train_soft_prompt(
         tensors = load_file(str(checkpoint / "state.safetensors"))
         with torch.no_grad():
             prompt_param.copy_(tensors["prompt"])
-        optimizer.state[prompt_param] = {"step": tensors["step"], "exp_avg": tensors["exp_avg"],
-                                         "exp_avg_sq": tensors["exp_avg_sq"]}
+        optimizer.state[prompt_param] = {
+            "step": tensors["step"],
+            "exp_avg": tensors["exp_avg"],
+            "exp_avg_sq": tensors["exp_avg_sq"],
+        }
         history, started_epoch, seconds = state["history"], state["epoch"], state["seconds"]
         best = (state["best_loss"], state["best_epoch"])
         best_prompt = tensors["best_prompt"]
@@ -267,8 +278,7 @@ def train_soft_prompt(
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     done_steps = min(started_epoch * steps_per_epoch, total_steps)
-    bar = tqdm(total=total_steps, initial=done_steps,
-               desc="soft prompt", unit="step", disable=not progress)
+    bar = tqdm(total=total_steps, initial=done_steps, desc="soft prompt", unit="step", disable=not progress)
     stopped_early = False
     epoch = started_epoch
     try:
@@ -284,7 +294,7 @@ def train_soft_prompt(
                 if done_steps >= total_steps:
                     break
                 done_steps += 1
-                batch = order[start:start + config.batch_size]
+                batch = order[start : start + config.batch_size]
                 optimizer.zero_grad(set_to_none=True)
                 total_loss = 0.0
                 for i in batch:
@@ -299,7 +309,9 @@ def train_soft_prompt(
             dev_loss = None
             if dev_idx:
                 with torch.no_grad():
-                    dev_loss = float(np.mean([_example_loss(peft_model, *encoded[i]).item() for i in dev_idx]))
+                    dev_loss = float(
+                        np.mean([_example_loss(peft_model, *encoded[i]).item() for i in dev_idx])
+                    )
                 history["dev"].append(dev_loss)
             epoch += 1
             watched = dev_loss if dev_loss is not None else history["train"][-1]
@@ -307,8 +319,9 @@ def train_soft_prompt(
                 best = (watched, epoch)
                 best_prompt = prompt_param.detach().clone()
             seconds += time.perf_counter() - started
-            _write_checkpoint(checkpoint, run_key, prompt_param, best_prompt, optimizer, history, epoch,
-                              best, seconds)
+            _write_checkpoint(
+                checkpoint, run_key, prompt_param, best_prompt, optimizer, history, epoch, best, seconds
+            )
             if on_epoch is not None:
                 on_epoch(epoch, history["train"][-1], dev_loss)
     finally:
@@ -319,10 +332,21 @@ def train_soft_prompt(
     peft_model.save_pretrained(str(out))
     _fix_adapter_config(out, lm.name)
     result = SoftPromptResult(
-        output_dir=str(out), base_model=lm.name, n_virtual_tokens=config.n_virtual_tokens,
-        trainable_params=trainable, total_params=total, n_train=len(train_idx), n_dev=len(dev_idx),
-        epochs_run=epoch, best_epoch=best[1], stopped_early=stopped_early, train_loss=history["train"],
-        dev_loss=history["dev"], seconds=seconds, seed=config.seed)
+        output_dir=str(out),
+        base_model=lm.name,
+        n_virtual_tokens=config.n_virtual_tokens,
+        trainable_params=trainable,
+        total_params=total,
+        n_train=len(train_idx),
+        n_dev=len(dev_idx),
+        epochs_run=epoch,
+        best_epoch=best[1],
+        stopped_early=stopped_early,
+        train_loss=history["train"],
+        dev_loss=history["dev"],
+        seconds=seconds,
+        seed=config.seed,
+    )
     meta = {
         "format": FORMAT,
         "base_model": lm.name,
@@ -367,8 +391,9 @@ def _example_loss(peft_model, context: list[int], answer: list[int]) -> torch.Te
     return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
 
 
-def _write_checkpoint(folder: Path, run_key: str, prompt, best_prompt, optimizer, history, epoch, best,
-                      seconds) -> None:
+def _write_checkpoint(
+    folder: Path, run_key: str, prompt, best_prompt, optimizer, history, epoch, best, seconds
+) -> None:
     opt = optimizer.state.get(prompt, {})
     tensors = {"prompt": prompt, "best_prompt": best_prompt}
     for name in ("step", "exp_avg", "exp_avg_sq"):
@@ -376,8 +401,14 @@ def _write_checkpoint(folder: Path, run_key: str, prompt, best_prompt, optimizer
             value = opt[name]
             tensors[name] = value if torch.is_tensor(value) else torch.tensor(float(value))
     _save_tensors(folder / "state.safetensors", tensors)
-    state = {"run_key": run_key, "epoch": epoch, "history": history, "best_loss": best[0],
-             "best_epoch": best[1], "seconds": seconds}
+    state = {
+        "run_key": run_key,
+        "epoch": epoch,
+        "history": history,
+        "best_loss": best[0],
+        "best_epoch": best[1],
+        "seconds": seconds,
+    }
     _atomic_write_text(folder / "state.json", json.dumps(state) + "\n")
 
 
@@ -392,8 +423,10 @@ def _read_checkpoint(folder: Path, run_key: str, out: Path) -> dict | None:
     except (OSError, ValueError):
         raise UserError(f"--resume: {state_file} is unreadable; remove {folder} to start over") from None
     if state.get("run_key") != run_key:
-        raise UserError(f"--resume: {out} holds a run with another model, data or settings (run "
-                        f"{state.get('run_key')}, this one {run_key}): choose another --output-dir")
+        raise UserError(
+            f"--resume: {out} holds a run with another model, data or settings (run "
+            f"{state.get('run_key')}, this one {run_key}): choose another --output-dir"
+        )
     if "exp_avg" not in _tensor_names(folder / "state.safetensors") and state.get("epoch", 0) > 0:
         raise UserError(f"--resume: {folder} lacks the optimizer state; remove it to start over")
     return state
@@ -462,8 +495,10 @@ def load_soft_prompt(folder: str | os.PathLike) -> SoftPrompt:
     path = Path(folder)
     meta_path, weights_path = path / META_FILE, path / WEIGHTS_FILE
     if not meta_path.is_file() or not weights_path.is_file():
-        raise UserError(f"{path} is not a soft prompt folder (it needs {META_FILE} and {WEIGHTS_FILE}; "
-                        "make one with `zeroshot tune-prompt`)")
+        raise UserError(
+            f"{path} is not a soft prompt folder (it needs {META_FILE} and {WEIGHTS_FILE}; "
+            "make one with `zeroshot tune-prompt`)"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         tensors = load_file(str(weights_path))
@@ -507,7 +542,8 @@ class SoftPromptLM(TransformersLM):
             raise UserError(
                 f"the soft prompt in {prompt.folder} was trained for the base model {prompt.base_model} "
                 f"(fingerprint {prompt.meta.get('base_fingerprint')}), not for {base.name} "
-                f"(fingerprint {fingerprint}): pass --model {prompt.base_model} or train a prompt for it")
+                f"(fingerprint {fingerprint}): pass --model {prompt.base_model} or train a prompt for it"
+            )
         self.prompt = prompt
         self.n_virtual = int(prompt.embeddings.shape[0])
         dtype = base.model.get_input_embeddings().weight.dtype
@@ -519,16 +555,21 @@ class SoftPromptLM(TransformersLM):
         return torch.cat([self._prompt_embeds, tokens], dim=1)
 
     @torch.inference_mode()
-    def continuation_logprobs(self, context: Sequence[int], continuations: Sequence[Sequence[int]],
-                              reuse_cache: bool = True) -> list[np.ndarray]:
+    def continuation_logprobs(
+        self, context: Sequence[int], continuations: Sequence[Sequence[int]], reuse_cache: bool = True
+    ) -> list[np.ndarray]:
         context = [int(t) for t in context]
         conts = [[int(t) for t in c] for c in continuations]
         check_scoring_request(context, conts, self.context_length - self.n_virtual)
         with self._lock:
             if not reuse_cache:
                 return [self._score_from_scratch(context, c) for c in conts]
-            out = self.model(inputs_embeds=self._embeds(context), past_key_values=_new_cache(self.model),
-                             use_cache=True, logits_to_keep=1)
+            out = self.model(
+                inputs_embeds=self._embeds(context),
+                past_key_values=_new_cache(self.model),
+                use_cache=True,
+                logits_to_keep=1,
+            )
             next_logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
             cache = _cropped_copy(out.past_key_values, self.n_virtual + len(context))
             return self._score_on_cache(cache, self.n_virtual + len(context), next_logp, conts)
@@ -537,7 +578,7 @@ class SoftPromptLM(TransformersLM):
         if not cont:
             return np.zeros(0)
         logits = self.model(inputs_embeds=self._embeds(context + cont[:-1]), use_cache=False).logits
-        logp = torch.log_softmax(logits[0, self.n_virtual + len(context) - 1:].float(), dim=-1)
+        logp = torch.log_softmax(logits[0, self.n_virtual + len(context) - 1 :].float(), dim=-1)
         return logp[torch.arange(len(cont)), torch.tensor(cont)].double().cpu().numpy()
 
     def generate(self, prompt, config=None):  # noqa: D102 - refused, see class docstring
@@ -553,8 +594,10 @@ def attach_soft_prompt(lm, soft_prompt: str | os.PathLike | SoftPrompt) -> SoftP
     if isinstance(lm, SoftPromptLM):
         lm = TransformersLM(lm.model, lm.tokenizer, lm.name)
     if not isinstance(lm, TransformersLM):
-        raise UserError("a soft prompt needs the transformers backend: load the model with --backend "
-                        f"transformers (got {getattr(lm, 'backend', type(lm).__name__)})")
+        raise UserError(
+            "a soft prompt needs the transformers backend: load the model with --backend "
+            f"transformers (got {getattr(lm, 'backend', type(lm).__name__)})"
+        )
     return SoftPromptLM(lm, prompt)
 
 
@@ -565,7 +608,7 @@ def attach_soft_prompt(lm, soft_prompt: str | os.PathLike | SoftPrompt) -> SoftP
 def trainable_model(model: str | os.PathLike | None) -> str:
     """A Hugging Face folder or hub id for `model`: a GGUF (None: the built-in one) is de-quantised once."""
     from zeroshot.models.dequantise import gguf_to_hf_folder
-    from zeroshot.models.lm import resolve_model
+    from zeroshot.models.loader import resolve_model
 
     kind, location = resolve_model(model)
     return str(gguf_to_hf_folder(location)) if kind == "gguf" else location
@@ -582,8 +625,9 @@ def sample_per_label(labels: Sequence[str], k: int | None, seed: int) -> list[in
     for label in sorted(set(labels)):
         members = [i for i, y in enumerate(labels) if y == label]
         if len(members) < k:
-            raise UserError(f"the label {label!r} has only {len(members)} training examples, fewer than "
-                            f"--shots {k}")
+            raise UserError(
+                f"the label {label!r} has only {len(members)} training examples, fewer than --shots {k}"
+            )
         rng.shuffle(members)
         chosen.extend(members[:k])
     return sorted(chosen)

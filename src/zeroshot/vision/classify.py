@@ -25,6 +25,8 @@ import torch
 
 from zeroshot.errors import UserError
 from zeroshot.models.clip import ImageTextModel, load_clip
+from zeroshot.numerics import batched, l2_normalize
+from zeroshot.validation import check_labels
 from zeroshot.vision.embed import ImageSource, iter_image_embeddings
 from zeroshot.vision.images import ImageError
 from zeroshot.vision.templates import fill, get_templates
@@ -39,20 +41,6 @@ def default_cache_dir() -> Path:
     """`$ZEROSHOT_CACHE/classifiers`, else `~/.cache/zeroshot/classifiers`."""
     root = os.environ.get("ZEROSHOT_CACHE")
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "zeroshot") / "classifiers"
-
-
-def check_labels(labels: Iterable[str]) -> list[str]:
-    """Labels as a list: non-empty strings, no duplicates (a duplicate would split its probability)."""
-    labels = [str(label).strip() for label in labels]
-    if not labels:
-        raise UserError("no labels given: pass the class names, e.g. --labels cat,dog")
-    if any(not label for label in labels):
-        raise UserError("a label is empty")
-    seen: set[str] = set()
-    duplicates = sorted({label for label in labels if label in seen or seen.add(label)})
-    if duplicates:
-        raise UserError(f"duplicate labels: {', '.join(duplicates)}")
-    return labels
 
 
 def cache_key(model: ImageTextModel, labels: Sequence[str], templates: Sequence[str]) -> str:
@@ -72,7 +60,7 @@ def text_classifier(model: ImageTextModel, labels: Sequence[str],
     Cached in `cache_dir` (default `default_cache_dir()`; `False` disables the cache); a cached file
     that is unreadable or does not match is rebuilt, never trusted.
     """
-    labels = check_labels(labels)
+    labels = check_labels(labels, minimum=1)  # a detector's single query is a weight matrix too
     templates = get_templates(templates)
     path = None
     if cache_dir is not False:
@@ -91,16 +79,12 @@ def _ensemble(model: ImageTextModel, labels: list[str], templates: list[str], pr
     from tqdm.auto import tqdm
 
     prompts = [fill(template, label) for label in labels for template in templates]
-    chunks = range(0, len(prompts), _PROMPTS_PER_CALL)
-    parts = [model.encode_texts(prompts[start:start + _PROMPTS_PER_CALL])
-             for start in tqdm(chunks, desc="encoding prompts", unit="batch", leave=False,
-                               disable=not progress or len(chunks) < 2)]
+    chunks = list(batched(prompts, _PROMPTS_PER_CALL))
+    bar = tqdm(chunks, desc="encoding prompts", unit="batch", leave=False,
+               disable=not progress or len(chunks) < 2)
+    parts = [model.encode_texts(chunk) for chunk in bar]
     embeddings = np.concatenate(parts).reshape(len(labels), len(templates), -1)
-    return _renormalise(embeddings.mean(axis=1, dtype=np.float64)).astype(np.float32)
-
-
-def _renormalise(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return l2_normalize(embeddings.mean(axis=1, dtype=np.float64)).astype(np.float32)
 
 
 def _metadata(model: ImageTextModel, labels: list[str], templates: list[str]) -> dict[str, str]:

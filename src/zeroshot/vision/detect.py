@@ -31,6 +31,7 @@ from PIL import Image
 
 from zeroshot.errors import UserError
 from zeroshot.models.clip import ImageTextModel
+from zeroshot.numerics import batch_slices, l2_normalize
 from zeroshot.vision.images import ImageError, load_image
 from zeroshot.vision.proposals import RegionProposer, greedy_suppression
 
@@ -170,11 +171,9 @@ class ZeroShotDetector:
 
         timings = timings if timings is not None else {}
         parts = [np.zeros((0, self.model.embedding_dim), np.float32)]
-        for start in range(0, len(boxes), self.batch_size):
+        for part in batch_slices(len(boxes), self.batch_size):
             clock = time.perf_counter()
-            stop = start + self.batch_size
-            crops = [square_crop(image, box)
-                     for image, box in zip(images[start:stop], boxes[start:stop], strict=True)]
+            crops = [square_crop(image, box) for image, box in zip(images[part], boxes[part], strict=True)]
             pixels = preprocess(crops, self.model.image_spec)
             timings["crop"] = timings.get("crop", 0.0) + _elapsed_ms(clock)
             clock = time.perf_counter()
@@ -199,7 +198,7 @@ class ZeroShotDetector:
             similarity = embeddings @ examples.T
             if self.example_mode == "mean":
                 prototype = examples.mean(axis=0)
-                similarity = embeddings @ (prototype / max(np.linalg.norm(prototype), 1e-12))
+                similarity = embeddings @ l2_normalize(prototype)
             else:
                 similarity = similarity.max(axis=1)
             scores[:, column] += np.clip(similarity, 0.0, 1.0)
@@ -239,8 +238,7 @@ class ZeroShotDetector:
         context = self.embed_regions([picture] * len(padded), padded, context_timings)
         timings["context_crop_encode"] = sum(context_timings.values())
         clock = time.perf_counter()
-        mixed = embeddings[regions] + context
-        mixed /= np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
+        mixed = l2_normalize(embeddings[regions] + context)
         scores, passed = self.score(mixed)
         row_of = {box_index: row for row, box_index in enumerate(regions)}
         rescored = [(i, c, float(scores[row_of[i], c])) for i, c, _ in candidates if passed[row_of[i], c]]

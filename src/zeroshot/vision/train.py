@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from zeroshot.errors import UserError
+from zeroshot.numerics import batch_slices, batched
 
 MODES = ("lit", "full")
 PROJECTIONS = ("linear", "none")
@@ -503,26 +504,26 @@ class _Trainer:
         size = self.config.batch_size
         losses, weights = [], []
         draws = np.arange(len(self.dev))  # fixed templates: the dev loss is comparable across evaluations
-        for start in range(0, len(self.dev), size):
-            chunk = self.dev[start:start + size]
+        for part in batch_slices(len(self.dev), size):
+            chunk = self.dev[part]
             if len(chunk) < 2:
                 continue
-            losses.append(float(self.batch_loss(chunk, draws[start:start + size], grad=False)))
+            losses.append(float(self.batch_loss(chunk, draws[part], grad=False)))
             weights.append(len(chunk))
         loss = float(np.average(losses, weights=weights)) if losses else float("nan")
         from zeroshot.vision.transforms import normalise_batch
 
         captions = [self.caption_of(int(i), int(d)) for i, d in zip(self.dev, draws, strict=True)]
         distinct = list(dict.fromkeys(captions))
-        texts = F.normalize(torch.cat([self.text_features(distinct[s:s + 256], grad=False)
-                                       for s in range(0, len(distinct), 256)]), dim=-1)
+        texts = F.normalize(torch.cat([self.text_features(part, grad=False)
+                                       for part in batched(distinct, 256)]), dim=-1)
         hits = 0
-        for start in range(0, len(self.dev), 256):
-            chunk = self.dev[start:start + 256]
+        for part in batch_slices(len(self.dev), 256):
+            chunk = self.dev[part]
             images = F.normalize(self.model.get_image_features(
                 pixel_values=normalise_batch(self.pixels[chunk], self.spec)), dim=-1)
             best = (images @ texts.t()).argmax(dim=1).tolist()
-            hits += sum(distinct[b] == captions[start + k] for k, b in enumerate(best))
+            hits += sum(distinct[b] == captions[part.start + k] for k, b in enumerate(best))
         self.set_train_mode()
         return loss, hits / len(self.dev)
 

@@ -26,6 +26,7 @@ from urllib.parse import quote
 import numpy as np
 
 from zeroshot.errors import UserError, disk_full
+from zeroshot.numerics import batched
 
 FORMAT = "zeroshot-image-index"
 SCHEMA_VERSION = 1
@@ -202,8 +203,7 @@ class Catalog:
         ids = [int(i) for i in vector_ids]
         found: dict[int, list[FileRecord]] = {}
         with self._lock:
-            for start in range(0, len(ids), 500):
-                part = ids[start:start + 500]
+            for part in batched(ids, 500):
                 marks = ",".join("?" * len(part))
                 query = _SELECT_FILES + f" WHERE f.vector_id IN ({marks}) ORDER BY f.path"
                 for row in self._db.execute(query, part):
@@ -245,8 +245,7 @@ class Catalog:
                 yield _unpack(rows, dim)
         else:
             wanted = [int(i) for i in ids]
-            for start in range(0, len(wanted), 500):
-                part = wanted[start:start + 500]
+            for part in batched(wanted, 500):
                 marks = ",".join("?" * len(part))
                 with self._lock:
                     rows = self._db.execute(f"SELECT id, embedding FROM vectors WHERE id IN ({marks})",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError
+from zeroshot.numerics import batch_slices, batched
 
 DEFAULT_COLLECTION = "zeroshot_images"
 _WRITE_BATCH = 1_000
@@ -65,16 +66,15 @@ class MilvusStore:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._version = None
-        for start in range(0, len(ids), _WRITE_BATCH):
+        for part in batch_slices(len(ids), _WRITE_BATCH):
             rows = [{"id": int(i), "vector": v.tolist()}
-                    for i, v in zip(ids[start:start + _WRITE_BATCH], vectors[start:start + _WRITE_BATCH],
-                                    strict=True)]
+                    for i, v in zip(ids[part], vectors[part], strict=True)]
             self._client.upsert(self.collection, rows)
 
     def remove(self, ids: np.ndarray) -> None:
         self._version = None
-        for start in range(0, len(ids), _WRITE_BATCH):
-            self._client.delete(self.collection, ids=[int(i) for i in ids[start:start + _WRITE_BATCH]])
+        for part in batched((int(i) for i in ids), _WRITE_BATCH):
+            self._client.delete(self.collection, ids=part)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))

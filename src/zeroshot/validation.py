@@ -1,0 +1,80 @@
+"""Checks of what users type, written once for the CLI, the server and Python callers alike.
+
+Each raises `UserError` with a message that names the problem and the fix. The CLI turns it into one
+line and exit code 2, the server into a 4xx response, so the same input fails the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from zeroshot.errors import UserError
+
+
+def split_list(text: str | Iterable[str] | None, what: str = "list") -> list[str]:
+    """The items of a comma-separated option (`"a, b,c"` -> `["a", "b", "c"]`), stripped, empties dropped.
+
+    A list is accepted as it is (each item stripped), so one function serves CLI strings and JSON lists.
+    """
+    if text is None:
+        return []
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    if not all(isinstance(part, str) for part in parts):
+        raise UserError(f"the {what} must be strings")
+    return [part.strip() for part in parts if part.strip()]
+
+
+def split_ints(text: str | Iterable[int], what: str, minimum: int | None = None) -> list[int]:
+    """The distinct integers of an option such as `--shots 0,1,4`, sorted, each at least `minimum`."""
+    if isinstance(text, str):
+        try:
+            values = [int(part) for part in split_list(text, what)]
+        except ValueError:
+            raise UserError(f"{what} must be comma-separated whole numbers, got {text!r}") from None
+    else:
+        values = [int(value) for value in text]
+    if not values:
+        raise UserError(f"{what} is empty: give at least one number")
+    if minimum is not None and min(values) < minimum:
+        raise UserError(f"{what} must be at least {minimum}, got {min(values)}")
+    return sorted(set(values))
+
+
+def check_labels(labels: str | Iterable[str] | None, minimum: int = 2, what: str = "labels") -> list[str]:
+    """Class names as every task takes them: stripped, none empty, no repeats, at least `minimum`.
+
+    A comma-separated string is split first. Classification needs two labels (one label always gets
+    probability 1); detection, which scores each query on its own, takes one.
+    """
+    if isinstance(labels, str):
+        items = labels.split(",")
+    else:
+        items = list(labels or [])
+    if not all(isinstance(item, str) for item in items):
+        raise UserError(f"{what} must be strings")
+    stripped = [item.strip() for item in items]
+    if any(not item for item in stripped) and len(stripped) > 1:
+        raise UserError(f"{what} must not be empty: check for a stray comma")
+    stripped = [item for item in stripped if item]
+    repeated = sorted({item for item in stripped if stripped.count(item) > 1})
+    if repeated:
+        raise UserError(f"{what} must be distinct; repeated: {', '.join(repeated)}")
+    if not stripped:
+        raise UserError(f"no {what} given: pass at least {minimum} {what}, e.g. sport,politics,business")
+    if len(stripped) < minimum:
+        raise UserError(f"only {len(stripped)} {what[:-1] if what.endswith('s') else what} given "
+                        f"({stripped[0]!r}): pass at least {minimum} {what}")
+    return stripped
+
+
+def check_exactly_one(what: str, **given: object) -> str:
+    """The name of the one argument in `given` that is set; `UserError` unless exactly one is.
+
+    `check_exactly_one("query", text=text, image=image)` is the rule for a search query.
+    """
+    present = [name for name, value in given.items() if value is not None and value != ""]
+    if len(present) != 1:
+        names = " or ".join(given)
+        found = f"got {' and '.join(present)}" if present else "got neither"
+        raise UserError(f"give exactly one {what}: {names} ({found})")
+    return present[0]
