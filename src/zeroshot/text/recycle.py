@@ -352,14 +352,16 @@ def recycle_lm(
             f"{out} holds an unfinished run: pass --resume to continue it, or choose another --output-dir"
         )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    base_tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
-    vocab_size = config.vocab_size or model.get_input_embeddings().weight.shape[0]
+    from transformers import AutoConfig
 
+    base_tokenizer = AutoTokenizer.from_pretrained(base_model)
+    # The tokenizer first: a corpus too small for the vocabulary fails before the model loads.
+    vocab_size = config.vocab_size or AutoConfig.from_pretrained(base_model).vocab_size
     started = time.perf_counter()
     if tokenizer is None:
         tokenizer = train_tokenizer(train_texts, vocab_size, base_tokenizer)
     tokenizer_seconds = time.perf_counter() - started
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     base_in = model.get_input_embeddings().weight.detach().clone()
     base_out = None if tied else model.get_output_embeddings().weight.detach().clone()
