@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-setup setup setup-llama setup-llama-native setup-browser setup-bench-data setup-lm-eval clean
+.PHONY: setup-recycle-data demo test lint bench-setup setup setup-llama setup-llama-native setup-browser setup-bench-data setup-lm-eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,11 @@ setup-bench-data: $(STAMP)
 	  || echo "dataset-fashion-mnist not installed: bench/detect_recall.py uses scikit-image crops"
 	# Class folders and captions for `zeroshot train-clip` and bench/fashion_mnist_clip.py (docs/train.md).
 	test ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || $(BIN)/python -m bench.fashion_mnist_setup
+
+# Italian, Spanish and German text from Debian for `zeroshot recycle-lm` and bench/recycle_it.py:
+# `apt-get download` + `dpkg -x` into .cache/debian (no root install), text folders in .cache/recycle/<lang>.
+setup-recycle-data: $(STAMP)
+	$(BIN)/python -m bench.recycle_setup
 
 demo: setup-llama
 	$(BIN)/zeroshot demo

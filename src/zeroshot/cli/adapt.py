@@ -13,10 +13,6 @@ import typer
 from zeroshot.cli import app, options
 from zeroshot.errors import UserError
 
-MODEL_HELP = (
-    "Base LM: Hugging Face folder or id, or a .gguf (de-quantised once into a cached float32 "
-    "folder; default: the built-in SmolLM2-135M-Instruct)."
-)
 
 
 @app.command("tune-prompt")
@@ -44,11 +40,14 @@ def tune_prompt(
     ),
     seed: int = typer.Option(0, help="Seed for the examples drawn, the dev split, the init and the order."),
     resume: bool = typer.Option(False, "--resume", help="Continue the unfinished run in --output-dir."),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
+    model: str = options.lm_model(),
     fmt: str = options.output_format(),
     quiet: bool = options.quiet("No progress bar."),
 ) -> None:
-    """Train a soft prompt for TASK with the LM frozen; writes safetensors, JSON and loss.png."""
+    """Train a soft prompt for TASK with the LM frozen; writes safetensors, JSON and loss.png.
+
+    A .gguf --model (the default too) is de-quantised once into a cached float32 Hugging Face folder.
+    """
     from zeroshot.eval.tasks import load_task
     from zeroshot.models.loader import load_lm
     from zeroshot.text.soft_prompt import (
@@ -122,7 +121,7 @@ def recycle_lm_command(
     ),
     seed: int = typer.Option(0, help="Seed for the init and the training windows."),
     resume: bool = typer.Option(False, "--resume", help="Continue the unfinished run in --output-dir."),
-    model: str = typer.Option(None, "--model", help=MODEL_HELP),
+    model: str = options.lm_model(),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     fmt: str = options.output_format(),
     quiet: bool = options.quiet("No progress bar."),
