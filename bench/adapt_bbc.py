@@ -146,7 +146,8 @@ def run_kernel(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
     encoder = load_text_encoder(None)
     meta["encoder"] = encoder.name
     needed = sorted({i for chosen in chosen_by.values() for i in chosen})
-    pool_vectors = dict(zip(needed, cached_encode(encoder, [task.pool[i].query for i in needed]), strict=True))
+    vectors = cached_encode(encoder, [task.pool[i].query for i in needed])
+    pool_vectors = dict(zip(needed, vectors, strict=True))
     test_vectors = cached_encode(encoder, [d.query for d in test_docs])
     targets = np.array([d.target for d in test_docs])
     prior = ZeroShotHead.from_prompts(encoder, task.labels, NEWS_TEMPLATES, logit_scale=SENTENCE_LOGIT_SCALE)

@@ -14,7 +14,6 @@ from zeroshot.cli import app, options
 from zeroshot.errors import UserError
 
 
-
 @app.command("tune-prompt")
 def tune_prompt(
     task_name: str = typer.Argument(
