@@ -40,7 +40,10 @@ def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) ->
 
     lm = load_lm(trainable_model(args.model), backend="transformers", device=args.device)
     # In-context runs may use the GGUF on the faster backend (llama.cpp when installed): same weights.
-    icl_lm = lm if args.icl_backend == "transformers" else load_lm(args.model, backend=args.icl_backend)
+    options = {"n_threads": args.threads} if args.icl_backend == "llama.cpp" else {}
+    icl_lm = (
+        lm if args.icl_backend == "transformers" else load_lm(args.model, backend=args.icl_backend, **options)
+    )
     meta["icl_backend"] = icl_lm.backend
     meta["model"] = lm.name
     meta["device"] = str(lm.device) + (
@@ -152,8 +155,14 @@ def run_kernel(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
     targets = np.array([d.target for d in test_docs])
     prior = ZeroShotHead.from_prompts(encoder, task.labels, NEWS_TEMPLATES, logit_scale=SENTENCE_LOGIT_SCALE)
     prior.fit(test_vectors[:1])
-    rows.append({"method": "zero-shot-minilm", "k": 0, "seed": 0,
-                 "accuracy": float(np.mean(prior.predict(test_vectors) == targets))})
+    rows.append(
+        {
+            "method": "zero-shot-minilm",
+            "k": 0,
+            "seed": 0,
+            "accuracy": float(np.mean(prior.predict(test_vectors) == targets)),
+        }
+    )
     for seed in range(args.seeds):
         for k in args.shots:
             chosen = chosen_by[(seed, k)]
@@ -162,8 +171,15 @@ def run_kernel(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
             started = time.perf_counter()
             model = KernelAdapter(prior=prior).fit(X, y)
             acc = float(np.mean(model.predict(test_vectors) == targets))
-            rows.append({"method": "kernel-minilm", "k": k, "seed": seed, "accuracy": acc,
-                         "seconds": time.perf_counter() - started})
+            rows.append(
+                {
+                    "method": "kernel-minilm",
+                    "k": k,
+                    "seed": seed,
+                    "accuracy": acc,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
             _save(out, rows, meta)
 
 
