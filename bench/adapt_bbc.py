@@ -58,7 +58,7 @@ def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) ->
     def accuracy(predicted) -> float:
         return float(np.mean([p == t for p, t in zip(predicted, targets, strict=True)]))
 
-    for seed in range(args.seeds):
+    for seed in args.seed_list:
         for k in args.shots:
             chosen = chosen_by[(seed, k)]
             if "icl" in args.methods:
@@ -163,7 +163,7 @@ def run_kernel(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
             "accuracy": float(np.mean(prior.predict(test_vectors) == targets)),
         }
     )
-    for seed in range(args.seeds):
+    for seed in args.seed_list:
         for k in args.shots:
             chosen = chosen_by[(seed, k)]
             X = np.stack([pool_vectors[i] for i in chosen])
@@ -232,6 +232,7 @@ def main() -> None:
     parser.add_argument("--methods", default="soft,icl")
     parser.add_argument("--shots", default="1,2,4,8,16")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--virtual-tokens", default="10,20")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=3)
@@ -260,6 +261,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     args.methods = args.methods.split(",")
+    args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
     args.shots = [int(s) for s in args.shots.split(",")]
     args.virtual_tokens = [int(s) for s in args.virtual_tokens.split(",")]
     from zeroshot.eval.tasks import bbc_news_task
@@ -274,7 +276,7 @@ def main() -> None:
             if sum(e.target == d.target for e in task.docs[: task.docs.index(d)]) < args.per_label
         ]
     pool_labels = [d.target for d in task.pool]
-    chosen_by = {(s, k): sample_per_label(pool_labels, k, s) for s in range(args.seeds) for k in args.shots}
+    chosen_by = {(s, k): sample_per_label(pool_labels, k, s) for s in args.seed_list for k in args.shots}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
