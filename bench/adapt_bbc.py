@@ -198,10 +198,13 @@ def plot(paths: list[str], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows, meta = [], {}
+    rows, meta, seen = [], {}, set()
     for p in paths:
         data = json.loads(Path(p).read_text())
-        rows += data["rows"]
+        for row in data["rows"]:  # a seed measured by two processes counts once
+            if (row["method"], row["k"], row["seed"]) not in seen:
+                seen.add((row["method"], row["k"], row["seed"]))
+                rows.append(row)
         meta.update(data["meta"])
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     for method, label in NAMES.items():
