@@ -156,7 +156,8 @@ def test_fresh_process_gives_the_same_predictions_and_logprobs(lm, trained, tmp_
             ",".join(LABELS),
             "--soft-prompt",
             str(folder),
-            "--json",
+            "--format",
+            "json",
         ],
         capture_output=True,
         text=True,
@@ -307,13 +308,14 @@ def test_cli_tune_then_eval_and_bad_inputs(tiny_gpt2, tmp_path, capsys):
                 "0",
                 "--soft-prompt",
                 str(out),
-                "--out",
+                "--output-dir",
                 str(tmp_path / "eval"),
             ]
         )
         == 0
     )
-    assert "accuracy" in capsys.readouterr().out.lower() or (tmp_path / "eval").is_dir()
+    report = json.loads((tmp_path / "eval" / "task-sum.json").read_text())
+    assert report["n_docs"] == 1 and len(report["series"]["plain"]) == 1
 
     # A soft prompt trained for another base model.
     other = save_random_lm(tmp_path / "other", arch="gpt2", seed=1)
