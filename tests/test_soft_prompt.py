@@ -162,7 +162,7 @@ def test_fresh_process_gives_the_same_predictions_and_logprobs(lm, trained, tmp_
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)["results"]
