@@ -213,10 +213,13 @@ def plot(paths: list[str], png: Path) -> None:
             continue
         per_k = [[r["accuracy"] for r in rows if r["method"] == method and r["k"] == k] for k in ks]
         mean = np.array([np.mean(v) for v in per_k]) * 100
-        ax.plot(ks, mean, marker="o", label=f"{label} ({min(len(v) for v in per_k)} seeds)")
+        counts = sorted({len(v) for v in per_k})
+        seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        ax.plot(ks, mean, marker="o", label=f"{label} ({seeds} seeds per k)")
         ax.fill_between(ks, [min(v) * 100 for v in per_k], [max(v) * 100 for v in per_k], alpha=0.15)
     ax.axhline(20, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4, 8, 16], ["1", "2", "4", "8", "16"])
     ax.set_xlabel("labelled examples per label (k)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(
