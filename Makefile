@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-setup setup setup-ladder setup-llama setup-llama-native setup-browser setup-bench-data setup-lm-eval clean
+.PHONY: demo test lint bench-setup setup setup-ladder setup-recycle-data setup-llama setup-llama-native setup-browser setup-bench-data setup-lm-eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,6 +50,11 @@ setup-bench-data: $(STAMP)
 # is the one pinned in src/zeroshot/models/ladder.py (1.9 GB; a wrong checksum is one line, exit 2).
 setup-ladder: $(STAMP)
 	$(BIN)/python scripts/setup_ladder.py
+
+# Italian, Spanish and German text from Debian for `zeroshot recycle-lm` and bench/recycle_it.py:
+# `apt-get download` + `dpkg -x` into .cache/debian (no root install), text folders in .cache/recycle/<lang>.
+setup-recycle-data: $(STAMP)
+	$(BIN)/python -m bench.recycle_setup
 
 demo: setup-llama
 	$(BIN)/zeroshot demo

@@ -142,6 +142,10 @@ OPTION_NAMES: dict[str, str] = {
     "--log-samples": "one JSONL record per document", "--captioner": "a trained captioner folder",
     "--embeddings": "precomputed embeddings", "--text-encoder": "sentence encoder", "--texts-file": "texts",
     "--layers": "mapper layers", "--mapper": "mlp or transformer", "--prefix-length": "LM prefix vectors",
+    "--soft-prompt": "a trained soft prompt folder", "--virtual-tokens": "soft prompt length",
+    "--init": "how new embeddings start", "--vocab-size": "tokenizer vocabulary size",
+    "--full": "train the whole model", "--steps": "optimizer steps", "--seq-len": "tokens per window",
+    "--eval-paragraphs": "held-out paragraphs scored",
     "--help": "help",
 }
 

@@ -12,6 +12,15 @@ from zeroshot.errors import UserError
 from zeroshot.validation import check_labels, split_ints
 
 NORMALIZATION_HELP = "Score normalisation: sum (total log-prob), token (per token) or char (per character)."
+SOFT_PROMPT_HELP = "A soft prompt folder from `zeroshot tune-prompt` (loads its base model unless --model)."
+
+
+def _soft_prompt_model(soft_prompt: Path | None, model: str | None, backend: str) -> tuple[str | None, str]:
+    if soft_prompt is None:
+        return model, backend
+    from zeroshot.text.soft_prompt import soft_prompt_model
+
+    return soft_prompt_model(soft_prompt, model, backend)
 
 
 def _load_lm(model: str | None, backend: str):
@@ -65,6 +74,7 @@ def classify_text(
         None, "--max-chars", min=1, help="Shorten each text to this many characters."
     ),
     output_format: str = options.output_format(),
+    soft_prompt: Path = typer.Option(None, "--soft-prompt", help=SOFT_PROMPT_HELP),
     model: str = options.lm_model(),
     backend: str = options.lm_backend(),
 ) -> None:
@@ -85,6 +95,7 @@ def classify_text(
     elif shots:
         raise UserError("--shots needs demonstrations: pass --examples FILE.jsonl")
     n_shots = len(pool_texts) if shots is None else shots
+    model, backend = _soft_prompt_model(soft_prompt, model, backend)
     lm = _load_lm(model, backend)
     clf = ZeroShotTextClassifier(
         lm,
@@ -96,6 +107,7 @@ def classify_text(
         n_shots=n_shots,
         seed=seed,
         balanced=balanced,
+        soft_prompt=soft_prompt,
     )
     clf.fit(pool_texts or None, pool_labels or None)
     result = clf.classify(texts)
@@ -141,6 +153,7 @@ def eval_text(
         False, "--log-samples", help="Write one JSONL record per document and run (prompt, scores, answer)."
     ),
     output_dir: Path = options.output_dir("eval-text", "Folder for the JSON results and the PNG plots."),
+    soft_prompt: Path = typer.Option(None, "--soft-prompt", help=SOFT_PROMPT_HELP),
     models: list[str] = typer.Option(
         None, "--model", help=options.LM_HELP + " Repeat for several models: same documents, seeds and "
         "demonstrations for each, plus the scaling figures."
@@ -158,6 +171,11 @@ def eval_text(
     check_normalization(normalization)
     task = load_task(task_name, max_chars=max_chars)
     task.check_shots(shot_list)  # before any model loads: bad input fails fast
+    if soft_prompt is not None:
+        if models and len(models) > 1:
+            raise UserError("--soft-prompt belongs to one base model: give at most one --model with it")
+        base, backend = _soft_prompt_model(soft_prompt, models[0] if models else None, backend)
+        models = [base]
     for name in models or []:
         from zeroshot.models.loader import resolve_model
 
@@ -174,7 +192,7 @@ def eval_text(
         models or [None], task, output_dir, lambda name: _load_lm(name, backend), log_samples=log_samples,
         on_model=report_model, shots=shot_list, seeds=seeds, limit=limit, normalization=normalization,
         calibrate=calibrate, balanced=balanced, first_seed=first_seed, progress=not quiet,
-        chat_template=chat_template, max_new_tokens=max_tokens,
+        chat_template=chat_template, max_new_tokens=max_tokens, soft_prompt=soft_prompt,
     )
     if len(scaling.reports) > 1:
         typer.echo(format_scaling_table(scaling))

@@ -73,6 +73,7 @@ def evaluate(
     checkpoint: str | Path | None = None,
     max_new_tokens: int = 32,
     deadline: float | None = None,
+    soft_prompt=None,
 ) -> EvalReport:
     """Accuracy of `lm` on `task` for each K in `shots` over `seeds` seeds: first_seed, first_seed+1, ...
 
@@ -80,18 +81,30 @@ def evaluate(
     `sample_log` receives one record per document and run. `checkpoint` is a JSON file that keeps
     every finished (K, seed) run: an interrupted evaluation started again with the same settings
     skips them. `deadline` (a `time.time()` value) stops starting new runs after it; the report then
-    lists the runs it lacks in `missing_runs` and summarises the seeds that finished.
+    lists the runs it lacks in `missing_runs` and summarises the seeds that finished. `soft_prompt` (a
+    folder from `zeroshot tune-prompt`, classification only) puts its trained virtual tokens in the
+    description's place, as `ZeroShotTextClassifier(soft_prompt=...)` does.
     """
     shots = sorted(set(shots))
     task.check_shots(shots)
     check_normalization(normalization)
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
+    if soft_prompt is not None and task.kind != "classification":
+        raise UserError(f"a soft prompt is for classification tasks; {task.name} is {task.kind}")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     chat = task.chat_template if chat_template is None else chat_template
     template = chat_prompt_template(lm, task.description, task.template) if chat else task.template
     docs = task.docs[:limit] if limit else task.docs
+    description = task.description
+    if soft_prompt is not None:
+        if task.kind != "classification":
+            raise UserError("--soft-prompt applies to classification tasks only")
+        from zeroshot.text.soft_prompt import attach_soft_prompt
+
+        lm = attach_soft_prompt(lm, soft_prompt)
+        description = ""  # the trained virtual tokens take the description's place
     seed_list = list(range(first_seed, first_seed + seeds))
     free_form = task.kind == "free_form"
     calibrate = calibrate and not free_form
@@ -99,7 +112,8 @@ def evaluate(
         ["plain", "calibrated"] if calibrate else ["plain"])
     settings = {"task": task.name, "model": lm.name, "n_docs": len(docs), "shots": shots, "seeds": seed_list,
                 "normalization": normalization, "calibrate": calibrate, "balanced": balanced, "chat": chat,
-                "max_new_tokens": max_new_tokens}
+                "max_new_tokens": max_new_tokens,
+                "soft_prompt": None if soft_prompt is None else str(soft_prompt)}
     progress_file = Checkpoint(checkpoint, settings)
     pool = task.demonstration_pool()
     pool_ids = {id(d): doc.line for d, doc in zip(pool, task.pool, strict=True)}
@@ -111,7 +125,7 @@ def evaluate(
     def measure(k: int, seed: int) -> dict:
         bar.set_postfix_str(f"K={k} seed={seed}")
         demos = sample_demonstrations(pool, k, seed, balanced)
-        builder = PromptBuilder(lm, task.description, demos, template)
+        builder = PromptBuilder(lm, description, demos, template)
         context = _RunContext(task, k, seed, [pool_ids[id(d)] for d in demos], builder, sample_log)
         if free_form:
             return _run_free_form(lm, context, docs, bar, max_new_tokens)

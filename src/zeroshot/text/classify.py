@@ -78,10 +78,13 @@ class _LikelihoodTask:
         self.reuse_cache = reuse_cache
         self.progress = progress
 
-    def _make_scorer(self, demonstrations: Sequence[Demonstration]) -> LikelihoodScorer:
+    def _make_scorer(self, demonstrations: Sequence[Demonstration], lm: LanguageModel | None = None,
+                     description: str | None = None, template: PromptTemplate | None = None
+                     ) -> LikelihoodScorer:
         check_normalization(self.normalization)
         demos = [Demonstration(truncate_text(d.text, self.max_chars), d.answer) for d in demonstrations]
-        builder = PromptBuilder(self.lm, self.description, demos, self.template)
+        builder = PromptBuilder(lm or self.lm, self.description if description is None else description,
+                                demos, template or self.template)
         content_free = self.content_free_inputs if self.calibrate else ()
         return LikelihoodScorer(builder, content_free, reuse_cache=self.reuse_cache)
 
@@ -121,6 +124,9 @@ class ZeroShotTextClassifier(_LikelihoodTask):
 
     Zero-shot with no demonstrations; few-shot with `demonstrations` ((text, label) pairs) or by
     `fit(X, y)`, which draws `n_shots` of them from (X, y) with `seed` (class-balanced if `balanced`).
+    `soft_prompt` (a folder from `zeroshot tune-prompt`, or a loaded `SoftPrompt`) puts trained virtual
+    tokens before every prompt: they take the description's place, and the prompt's own template is
+    used unless `template` is given (`lm` must be the transformers model it was trained on).
 
     >>> clf = ZeroShotTextClassifier(lm, ["sport", "politics"], description="Topic of each article.")
     >>> clf.predict(["The striker scored twice."])
@@ -143,6 +149,7 @@ class ZeroShotTextClassifier(_LikelihoodTask):
         balanced: bool = False,
         reuse_cache: bool = True,
         progress: bool = False,
+        soft_prompt=None,
     ) -> None:
         super().__init__(
             lm,
@@ -160,6 +167,7 @@ class ZeroShotTextClassifier(_LikelihoodTask):
         self.n_shots = n_shots
         self.seed = seed
         self.balanced = balanced
+        self.soft_prompt = soft_prompt
 
     def fit(self, X: Sequence[str] | None = None, y: Sequence[str] | None = None) -> ZeroShotTextClassifier:
         """Fix the prompt. With (X, y), draw `n_shots` demonstrations from them; returns `self`."""
@@ -174,7 +182,13 @@ class ZeroShotTextClassifier(_LikelihoodTask):
             pool = [Demonstration(str(text), str(label)) for text, label in zip(X, y, strict=True)]
             demos = demos + sample_demonstrations(pool, self.n_shots, self.seed, self.balanced)
         self.demonstrations_ = demos
-        self.scorer_ = self._make_scorer(demos)
+        if self.soft_prompt is None:
+            self.scorer_ = self._make_scorer(demos)
+        else:
+            from zeroshot.text.soft_prompt import attach_soft_prompt
+
+            lm = attach_soft_prompt(self.lm, self.soft_prompt)
+            self.scorer_ = self._make_scorer(demos, lm, "", self.template or lm.prompt.template)
         return self
 
     def _ensure_fitted(self) -> None:
