@@ -71,23 +71,27 @@ def test_auto_falls_back_and_explicit_choice_is_a_user_error(fake_llama, caplog)
 
 
 def test_verdict_is_cached_per_build_and_cpu(fake_llama, monkeypatch):
-    first = llamacpp_check.check_llama_cpp("unused.gguf")
+    # A real GGUF: the child reads its header before llama.cpp is first used (and dies there).
+    from zeroshot.models.lm import default_model_path
+
+    model = str(default_model_path())
+    first = llamacpp_check.check_llama_cpp(model)
     assert not first.ok and not first.cached and "illegal instruction" in first.reason
-    again = llamacpp_check.check_llama_cpp("unused.gguf")
+    again = llamacpp_check.check_llama_cpp(model)
     assert again.cached and again.fingerprint == first.fingerprint and _loads(fake_llama) == 1
     # A rebuilt library is another build: asked again.
     (fake_llama["package"] / "lib" / "libllama.so").write_bytes(b"build two, rebuilt")
-    rebuilt = llamacpp_check.check_llama_cpp("unused.gguf")
+    rebuilt = llamacpp_check.check_llama_cpp(model)
     assert not rebuilt.cached and rebuilt.fingerprint != first.fingerprint and _loads(fake_llama) == 2
     # The same disk on another CPU kind: asked again.
     monkeypatch.setattr(llamacpp_check, "cpu_signature", lambda: "x86_64|Intel Xeon|avx512f amx_tile")
-    moved = llamacpp_check.check_llama_cpp("unused.gguf")
+    moved = llamacpp_check.check_llama_cpp(model)
     assert not moved.cached and _loads(fake_llama) == 3
     # A damaged record is not trusted: asked again, then rewritten.
     record = fake_llama["cache"] / "llama-checks" / f"{moved.fingerprint}.json"
     record.write_text("{not json")
-    assert not llamacpp_check.check_llama_cpp("unused.gguf").cached and _loads(fake_llama) == 4
-    assert llamacpp_check.check_llama_cpp("unused.gguf").cached
+    assert not llamacpp_check.check_llama_cpp(model).cached and _loads(fake_llama) == 4
+    assert llamacpp_check.check_llama_cpp(model).cached
 
 
 def test_passing_verdict_is_cached_and_time_outs_are_not(fake_llama, monkeypatch):

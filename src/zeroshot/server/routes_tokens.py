@@ -92,7 +92,7 @@ async def get_model(name: str, request: Request) -> dict[str, Any]:
         return {"id": served, "object": "model", "created": created, "owned_by": "zeroshot",
                 "backend": lm.backend, "context_length": lm.context_length,
                 "tokenizer": {"files": [f"/v1/tokenizer/{f}" for f in await _tokenizer_files(resources)],
-                              "chat_template": getattr(lm, "chat_template", lambda: None)() is not None}}
+                              "chat_template": lm.chat_template is not None}}
     from zeroshot.server.routes_embeddings import _MINILM_NAMES, MINILM
 
     embedding_names = {"clip"} | ({resources.settings.clip_model, public_name(resources.settings.clip_model)}
