@@ -49,7 +49,8 @@ def checkpoint_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
-def subset_table(folders: list[Path], task_name: str, max_chars: int, n: int) -> str:
+def subset_hits(folders: list[Path], task_name: str, max_chars: int, n: int) -> dict:
+    """{(model, K, series): [correct, ...]} on the first `n` evaluation documents, seed 0, from the logs."""
     wanted = {d.line for d in load_task(task_name, max_chars=max_chars).docs[:n]}
     hits: dict[tuple[str, int, str], list[bool]] = defaultdict(list)
     for folder in folders:
@@ -64,6 +65,10 @@ def subset_table(folders: list[Path], task_name: str, max_chars: int, n: int) ->
                 model = Path(record["model"]).name.removesuffix(".gguf")
                 for series, ok in record["correct"].items():
                     hits[(model, record["k"], series)].append(ok)
+    return hits
+
+
+def subset_table(hits: dict, n: int) -> str:
     models = sorted({m for m, _, _ in hits}, key=lambda m: [s in m for s in ("1.5b", "0.5b", "gemma")])
     shots = sorted({k for _, k, _ in hits})
     series_all = sorted({s for _, _, s in hits})
@@ -80,19 +85,55 @@ def subset_table(folders: list[Path], task_name: str, max_chars: int, n: int) ->
     return "\n".join(lines)
 
 
+def subset_figures(hits: dict, n: int, task: str, folder: Path) -> None:
+    """The two scaling figures for the subset (models with all n documents at a K only)."""
+    from zeroshot.eval.runs import EvalReport, SeriesPoint
+    from zeroshot.eval.scaling import ScalingReport, plot_accuracy_vs_k, plot_accuracy_vs_params
+    from zeroshot.models.gguf_info import read_gguf_info
+    from zeroshot.models.ladder import installed_ladder
+    from zeroshot.models.lm import default_model_path
+
+    paths = {p.name.removesuffix(".gguf"): p for p in [default_model_path(), *installed_ladder()]}
+    shots = sorted({k for _, k, _ in hits})
+    nan = float("nan")
+    scaling = ScalingReport(f"{task}-first{n}")
+    for model in sorted({m for m, _, _ in hits}, key=lambda m: read_gguf_info(paths[m]).n_params):
+        series = {}
+        for name in ("plain", "calibrated", "exact_match", "contains"):
+            points = []
+            for k in shots:
+                v = hits.get((model, k, name), [])
+                acc = sum(v) / n if len(v) == n else nan
+                points.append(SeriesPoint(k, {0: acc} if len(v) == n else {}, acc, 0.0, acc, acc))
+            if any(hits.get((model, k, name)) for k in shots):
+                series[name] = points
+        chance = 0.2 if "plain" in series else None
+        scaling.reports.append(EvalReport(f"{task}-first{n}", "", str(paths[model]), "llama.cpp", n, 0, shots,
+                                          [0], "sum", False, chance, series,
+                                          n_params=read_gguf_info(paths[model]).n_params))
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_accuracy_vs_k(scaling, folder / f"{scaling.task}-accuracy-vs-k.png")
+    plot_accuracy_vs_params(scaling, folder / f"{scaling.task}-accuracy-vs-params.png")
+    print(f"wrote {folder}/{scaling.task}-accuracy-vs-*.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--subset", type=int)
     parser.add_argument("--task", default="bbc-news")
     parser.add_argument("--max-chars", type=int, default=100)
+    parser.add_argument("--subset-png", type=Path, help="folder for the subset's two figures")
     args = parser.parse_args(argv)
     for folder in args.folders:
         print(f"\n{folder}:\n")
         print(checkpoint_table(folder))
     if args.subset:
+        hits = subset_hits(args.folders, args.task, args.max_chars, args.subset)
         print()
-        print(subset_table(args.folders, args.task, args.max_chars, args.subset))
+        print(subset_table(hits, args.subset))
+        if args.subset_png:
+            subset_figures(hits, args.subset, args.task, args.subset_png)
     return 0
 
 
