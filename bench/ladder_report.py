@@ -53,16 +53,17 @@ def subset_hits(folders: list[Path], task_name: str, max_chars: int, n: int) -> 
     """{(model, K, series): [correct, ...]} on the first `n` evaluation documents, seed 0, from the logs."""
     wanted = {d.line for d in load_task(task_name, max_chars=max_chars).docs[:n]}
     hits: dict[tuple[str, int, str], list[bool]] = defaultdict(list)
+    seen: set[tuple] = set()
     for folder in folders:
         for path in sorted((folder / "samples").glob(f"{task_name}-*.jsonl")):
-            seen = set()
             for line in path.read_text().splitlines():
                 record = json.loads(line)
-                key = (record["k"], record["seed"], record["doc_id"])
-                if record["seed"] != 0 or record["doc_id"] not in wanted or key in seen:
-                    continue
-                seen.add(key)
                 model = Path(record["model"]).name.removesuffix(".gguf")
+                key = (model, record["k"], record["seed"], record["doc_id"])
+                if record.get("task") != task_name or record["seed"] != 0 or record["doc_id"] not in wanted \
+                        or key in seen:
+                    continue  # the same document may be in the logs of two runs (a resumed or a subset run)
+                seen.add(key)
                 for series, ok in record["correct"].items():
                     hits[(model, record["k"], series)].append(ok)
     return hits
