@@ -118,17 +118,62 @@ def subset_figures(hits: dict, n: int, task: str, folder: Path) -> None:
     print(f"wrote {folder}/{scaling.task}-accuracy-vs-*.png")
 
 
+def scaling_from_checkpoints(folder: Path) -> None:
+    """`<task>-scaling.json` and both figures from the checkpoints alone (no model is loaded): what a
+    resumed `eval-text --model ...` would write, for runs cut short by their deadline."""
+    import numpy as np
+
+    from zeroshot.eval.runs import EvalReport, SeriesPoint
+    from zeroshot.eval.scaling import ScalingReport, save_scaling
+    from zeroshot.models.gguf_info import read_gguf_info
+
+    reports = []
+    for path in sorted((folder / "runs").glob("*.json")):
+        data = json.loads(path.read_text())
+        settings, runs = data["settings"], data["runs"]
+        names = list(next(iter(runs.values()))["accuracy"]) if runs else []
+        series = {}
+        for name in names:
+            points = []
+            for k in settings["shots"]:
+                per_seed = {int(key.split(":")[1]): r["accuracy"][name] for key, r in runs.items()
+                            if int(key.split(":")[0]) == k}
+                v = np.array(list(per_seed.values()))
+                if not len(v):
+                    points.append(SeriesPoint(k, {}, *[float("nan")] * 4))
+                    continue
+                std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+                points.append(SeriesPoint(k, per_seed, float(v.mean()), std, float(v.min()), float(v.max())))
+            series[name] = points
+        chance = 0.2 if "plain" in series else None
+        expected = [f"{k}:{s}" for s in settings["seeds"] for k in settings["shots"]
+                    if k > 0 or s == settings["seeds"][0]]
+        reports.append(EvalReport(settings["task"], "", settings["model"], "llama.cpp", settings["n_docs"], 0,
+                                  settings["shots"], settings["seeds"], settings["normalization"],
+                                  settings["balanced"], chance, series,
+                                  n_params=read_gguf_info(settings["model"]).n_params if settings["model"]
+                                  .endswith(".gguf") else None, chat_template=settings["chat"],
+                                  missing_runs=[key for key in expected if key not in runs]))
+    reports.sort(key=lambda r: r.n_params or 0)
+    if reports:
+        paths = save_scaling(ScalingReport(reports[0].task, reports), folder)
+        print("wrote " + ", ".join(map(str, paths)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--subset", type=int)
     parser.add_argument("--task", default="bbc-news")
     parser.add_argument("--max-chars", type=int, default=100)
+    parser.add_argument("--figures", action="store_true", help="scaling JSON + PNGs per folder")
     parser.add_argument("--subset-png", type=Path, help="folder for the subset's two figures")
     args = parser.parse_args(argv)
     for folder in args.folders:
         print(f"\n{folder}:\n")
         print(checkpoint_table(folder))
+        if args.figures:
+            scaling_from_checkpoints(folder)
     if args.subset:
         hits = subset_hits(args.folders, args.task, args.max_chars, args.subset)
         print()
