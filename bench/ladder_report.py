@@ -81,7 +81,7 @@ def subset_table(hits: dict, n: int) -> str:
             for k in shots:
                 v = hits.get((model, k, series), [])
                 cells.append(f"{sum(v) / len(v):.1%} ({len(v)})" if len(v) == n else
-                             (f"partial {len(v)}" if v else "—"))
+                             (f"{sum(v) / len(v):.0%} of the first {len(v)} only" if v else "—"))
             lines.append(f"| {model} | {series} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
