@@ -43,9 +43,9 @@ def bbc_dev_task(max_chars: int | None) -> Task:
     pool are evaluated and the rest stays the pool; the test split is never touched. (The pool is
     ordered by topic, so a slice of it would hold one topic only.)"""
     task = load_task("bbc-news", max_chars=max_chars)
-    dev = set(random.Random(0).sample(range(len(task.pool)), 200))
-    docs = [d for i, d in enumerate(task.pool) if i in dev]
-    pool = [d for i, d in enumerate(task.pool) if i not in dev]
+    order = random.Random(0).sample(range(len(task.pool)), 200)  # in drawn order: --limit stays mixed
+    docs = [task.pool[i] for i in order]
+    pool = [d for i, d in enumerate(task.pool) if i not in set(order)]
     return dataclasses.replace(task, name="bbc-news-dev", docs=docs, pool=pool)
 
 
