@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import random
 import sys
 
 from zeroshot.eval.runs import parse_shots
@@ -38,10 +39,14 @@ def model_path(name: str) -> str | None:
 
 
 def bbc_dev_task(max_chars: int | None) -> Task:
-    """A dev split of BBC News for choosing options: the last 200 articles of the demonstration pool
-    are evaluated and the rest stays the pool; the test split is never touched."""
+    """A dev split of BBC News for choosing options: 200 articles drawn (seed 0) from the demonstration
+    pool are evaluated and the rest stays the pool; the test split is never touched. (The pool is
+    ordered by topic, so a slice of it would hold one topic only.)"""
     task = load_task("bbc-news", max_chars=max_chars)
-    return dataclasses.replace(task, name="bbc-news-dev", pool=task.pool[:-200], docs=task.pool[-200:])
+    order = random.Random(0).sample(range(len(task.pool)), 200)  # in drawn order: --limit stays mixed
+    docs = [task.pool[i] for i in order]
+    pool = [d for i, d in enumerate(task.pool) if i not in set(order)]
+    return dataclasses.replace(task, name="bbc-news-dev", docs=docs, pool=pool)
 
 
 def main(argv: list[str] | None = None) -> int:

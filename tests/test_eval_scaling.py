@@ -196,3 +196,15 @@ def test_ladder_assembly_checks_the_pinned_sha256(tmp_path, monkeypatch, capsys)
     assert err.count("\n") == 0 and "sha256" in err and good in err
     assert not (tmp_path / "cache" / "ladder" / "toy.gguf").exists()
     assert sys.modules.get("setup_ladder") is None
+
+
+def test_demo_says_how_to_rerun_with_an_installed_ladder_model(monkeypatch, tmp_path):
+    from zeroshot.cli import text as text_cli
+
+    monkeypatch.setenv("ZEROSHOT_CACHE", str(tmp_path))
+    epilogue = text_cli._demo_epilogue(None)
+    assert "Badly:" in epilogue and "Well:" in epilogue and "make setup-ladder" in epilogue
+    (tmp_path / "ladder").mkdir()
+    (tmp_path / "ladder" / "gemma-3-270m-q4_k_m.gguf").write_bytes(b"GGUF")
+    epilogue = text_cli._demo_epilogue(None)
+    assert f"zeroshot demo --model {tmp_path / 'ladder' / 'gemma-3-270m-q4_k_m.gguf'}" in epilogue

@@ -13,7 +13,7 @@ import pytest
 from tiny_gguf import write_tiny_gguf
 from zeroshot.cli import main
 from zeroshot.errors import UserError
-from zeroshot.models.gguf_info import read_gguf_info
+from zeroshot.models.gguf_info import check_complete, read_gguf_info
 from zeroshot.models.loader import llama_cpp_available, load_lm
 from zeroshot.models.memory import available_memory
 
@@ -55,7 +55,8 @@ def test_transformers_model_with_large_vocab_and_long_context_loads(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=262_144, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=131_072)
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=131_072,
+                         tie_word_embeddings=True)
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -73,8 +74,10 @@ def test_transformers_model_with_large_vocab_and_long_context_loads(tmp_path):
 def test_truncated_gguf_is_one_line_exit_2(tiny_gguf, tmp_path, capsys):
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(tiny_gguf.read_bytes()[: tiny_gguf.stat().st_size // 2])
+    info = read_gguf_info(cut)  # the header is whole; the tensor data is not
+    assert info.truncated and info.file_bytes < info.expected_bytes
     with pytest.raises(UserError, match="truncated"):
-        read_gguf_info(cut)
+        check_complete(info)
     assert main(["generate", "hi", "--model", str(cut), "--backend", "llama.cpp"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "truncated" in err and "download or assemble it again" in err

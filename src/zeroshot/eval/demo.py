@@ -87,10 +87,12 @@ def demo_epilogue(model: str | None) -> str:
     lines = []
     if model is None:
         lines.append(
-            "\nAbout this model: SmolLM2-135M is the zero-set-up default, small enough to run anywhere. "
-            "It picks up the answer format from demonstrations, but on BBC News its topic choices are "
-            "weak and extra demonstrations do not make them better; larger models on the same prompts "
-            "do better (see docs/notes/issue-13.md for the measured curves)."
+            "\nAbout this model (measured, docs/notes/issue-13.md): SmolLM2-135M is the zero-set-up "
+            "default, small enough for any laptop. Well: calibrated zero-shot topic choice, 60% on 100 "
+            "held-out BBC articles (chance 20%, plain scores 32%), and it picks up an answer format from "
+            "demonstrations. Badly: demonstrations do not make its BBC topics better (one demonstration "
+            "made them worse), and it rarely knows facts (country name to ISO code: 2% zero-shot, "
+            "8% with demonstrations). Larger models gain more from the same prompts."
         )
     bigger = installed_ladder()
     if bigger:

@@ -152,7 +152,8 @@ def plot_accuracy_vs_params(scaling: ScalingReport, path: str | Path) -> None:
         shots = reports[0].shots
         for j, series in enumerate(reports[0].series):
             for i, k in enumerate(shots):
-                means = [r.series[series][i].mean * 100 for r in reports]
+                means = [r.series[series][i].mean * 100 if series in r.series else float("nan")
+                         for r in reports]
                 ax.plot([r.n_params for r in reports], means, marker="o", linestyle=_STYLES[j % 4],
                         color=colours[i % len(colours)], label=f"K={k}, {series}")
         if reports[0].chance is not None:
