@@ -31,8 +31,8 @@ from zeroshot.models.lm import (
     check_top,
     common_prefix_length,
     log_softmax,
+    logit_rows,
     resolve_seed,
-    top_of_rows,
 )
 
 MAX_DEFAULT_CONTEXT = 8192  # the logits buffer holds n_ctx x vocabulary floats (virtual until written)
@@ -51,13 +51,14 @@ class LlamaCppLM(LanguageModel):
         self._n_threads = n_threads
         try:
             # logits_all keeps every position's logits, which scoring continuations needs.
-            self._llm = Llama(model_path=path, n_ctx=n_ctx or 0, n_threads=n_threads, logits_all=True,
-                              verbose=False)
+            # `n_threads` sets prompt (batch) evaluation too: llama.cpp would otherwise use every core there.
+            self._llm = Llama(model_path=path, n_ctx=n_ctx or 0, n_threads=n_threads,
+                              n_threads_batch=n_threads, logits_all=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"llama.cpp cannot load {path}: {exc}") from exc
         if not n_ctx and self._llm.n_ctx() > MAX_DEFAULT_CONTEXT:
             self._llm = Llama(model_path=path, n_ctx=MAX_DEFAULT_CONTEXT, n_threads=n_threads,
-                              logits_all=True, verbose=False)
+                              n_threads_batch=n_threads, logits_all=True, verbose=False)
         self.context_length = self._llm.n_ctx()
         self.vocab_size = self._llm.n_vocab()
         self._lock = threading.RLock()
@@ -137,9 +138,8 @@ class LlamaCppLM(LanguageModel):
             # log-softmax per position is most of the cost); row j needs ids[:j + 2] unchanged.
             old_ids, old_chosen, old_top_ids, old_top_values = self._rows
             keep = max(0, min(common_prefix_length(old_ids, ids) - 1, len(old_chosen), len(ids) - 1))
-            rows = log_softmax(self._llm.scores[keep: len(ids)])
-            new_top_ids, new_top_values = top_of_rows(rows, MAX_TOP_LOGPROBS)
-            new_chosen = rows[np.arange(len(ids) - 1 - keep), ids[keep + 1:]]
+            new_chosen, new_top_ids, new_top_values = logit_rows(self._llm.scores[keep: len(ids)],
+                                                                 ids[keep + 1:], MAX_TOP_LOGPROBS)
             self._rows = (ids, np.concatenate([old_chosen[:keep], new_chosen]),
                           np.concatenate([old_top_ids[:keep], new_top_ids[:-1]]),
                           np.concatenate([old_top_values[:keep], new_top_values[:-1]]))
