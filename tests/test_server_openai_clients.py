@@ -94,7 +94,7 @@ def test_completions_logprobs_are_the_library_scores(server, client):
                                       logprobs=1, temperature=0)
     first, second = batch.choices
     assert len(first.logprobs.tokens) == len(ids) + 1 and len(second.logprobs.tokens) == len(ids)
-    np.testing.assert_allclose(first.logprobs.token_logprobs[2:len(ids)], scratch, atol=2e-5)  # float32 normaliser
+    np.testing.assert_allclose(first.logprobs.token_logprobs[2:len(ids)], scratch, atol=2e-5)
     greedy = client.completions.create(model=model, prompt=prompt, max_tokens=3, temperature=0)
     with_logprobs = client.completions.create(model=model, prompt=prompt, max_tokens=3, temperature=0,
                                               logprobs=1)
