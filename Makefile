@@ -70,7 +70,7 @@ lint: $(STAMP)
 LM_EVAL_VENV := .cache/lm-eval-venv
 setup-lm-eval:
 	test -x $(LM_EVAL_VENV)/bin/lm_eval || ($(PY) -m venv $(LM_EVAL_VENV) \
-	  && $(LM_EVAL_VENV)/bin/pip install -q "torch==2.13.0" "lm-eval[hf]>=0.4.5")
+	  && $(LM_EVAL_VENV)/bin/pip install -q "torch==2.13.0" "lm-eval[hf,api]>=0.4.5")
 
 # Benchmarks are run one by one (see README, "Benchmarks"): this only installs what they need.
 bench-setup: setup-llama setup-bench-data setup-lm-eval

@@ -26,12 +26,12 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +117,7 @@ def gen_texts(samples: list[dict]) -> list[str]:
             for s in samples]
 
 
-def run_in_process(folder: Path) -> dict:
+def run_in_process(folder: Path, threads: int | None = None) -> dict:
     """zeroshot eval-text's library call on both task files, plus its scorer's per-choice log-likelihoods."""
     from zeroshot.eval.runs import evaluate
     from zeroshot.eval.tasks import load_task
@@ -125,7 +125,7 @@ def run_in_process(folder: Path) -> dict:
     from zeroshot.text.classify import MultipleChoiceScorer
 
     started = time.perf_counter()
-    lm = load_lm()
+    lm = load_lm(None, n_threads=threads) if threads else load_lm()
     mc, gen = load_task(folder / "zs_mc.jsonl"), load_task(folder / "zs_gen.jsonl")
     mc_report = evaluate(lm, mc, shots=[0], seeds=1, progress=False)
     mc_seconds = time.perf_counter() - started
@@ -138,30 +138,26 @@ def run_in_process(folder: Path) -> dict:
             "mc_seconds": mc_seconds, "gen_seconds": gen_seconds, "mc_ll": lls, "backend": lm.backend}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextmanager
+def serving(threads: int | None):
+    """`zeroshot serve`'s app for the default model, on a free port in this process (the LM loaded with
+    `threads` llama.cpp threads, since `zeroshot serve` has no such option); yields the base URL."""
+    from zeroshot.models.lm import load_lm
+    from zeroshot.server.app import ServerSettings, create_app
+    from zeroshot.server.background import serve_in_thread
 
-
-def start_server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    server = subprocess.Popen([sys.executable, "-m", "zeroshot.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("zeroshot serve did not start")
+    app = create_app(ServerSettings())
+    app.state.resources._lm = load_lm(None, n_threads=threads) if threads else None
+    with serve_in_thread(app) as base_url:
+        yield base_url
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--lm-eval-python", default=str(LM_EVAL_PYTHON))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="Threads for every side (llama.cpp n_threads, torch/OMP); default: theirs.")
     args = parser.parse_args()
     from zeroshot.models.dequantise import gguf_to_hf_folder
     from zeroshot.models.tokenizer_export import export_tokenizer
@@ -171,20 +167,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_tasks(folder, items)
-        port = free_port()
+        if args.threads:
+            os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the lm_eval hf subprocess's torch
         started = time.perf_counter()
-        server = start_server(port)
-        try:
-            served = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models"))["data"][0]["id"]
-            api_args = (f"model={served},base_url=http://127.0.0.1:{port}/v1/completions,"
-                        f"tokenizer={tokenizer_dir},tokenizer_backend=huggingface,num_concurrent=1,max_retries=1")
+        with serving(args.threads) as base:
+            served = json.load(urllib.request.urlopen(f"{base}/v1/models"))["data"][0]["id"]
+            api_args = (f"model={served},base_url={base}/v1/completions,tokenizer={tokenizer_dir},"
+                        "tokenizer_backend=huggingface,num_concurrent=1,max_retries=1")
             api_seconds, api = run_lm_eval(args.lm_eval_python, "local-completions", api_args, folder,
                                            folder / "api")
             api_seconds_with_start = time.perf_counter() - started
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-        local = run_in_process(folder)
+        local = run_in_process(folder, args.threads)
         hf_seconds, hf = run_lm_eval(args.lm_eval_python, "hf", f"pretrained={hf_dir},dtype=float32", folder,
                                      folder / "hf")
     api_ll, hf_ll = mc_loglikelihoods(api["bbc4_mc"][1]), mc_loglikelihoods(hf["bbc4_mc"][1])
@@ -208,7 +201,8 @@ def main() -> None:
                          "zeroshot_in_process_mc_incl_load": round(local["mc_seconds"], 1),
                          "zeroshot_in_process_gen": round(local["gen_seconds"], 1),
                          "lm_eval_hf_float32_both_tasks": round(hf_seconds, 1)},
-        "in_process_backend": local["backend"],
+        "in_process_backend": local["backend"], "threads": args.threads,
+        "load_average_at_end": os.getloadavg(),
         "generations_first5": {"server": api_gen[:5], "hf_float32": hf_gen[:5]},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

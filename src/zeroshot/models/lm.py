@@ -128,6 +128,22 @@ def top_of_rows(rows: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, -1).astype(np.int64), np.take_along_axis(values, order, -1)
 
 
+def logit_rows(logits: np.ndarray, targets: Sequence[int],
+               top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From raw logits (n, vocabulary): log p(targets[i]) for the first len(targets) rows, and every row's
+    `top` alternatives (ids, log-probabilities), best first.
+
+    Only the normaliser (log-sum-exp) is computed over the whole vocabulary, in float32 with float64
+    sums, not a full log-softmax matrix: echoing a long prompt normalises every position.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    peak = logits.max(axis=-1, keepdims=True)
+    norm = peak[:, 0].astype(np.float64) + np.log(np.exp(logits - peak).sum(axis=-1, dtype=np.float64))
+    chosen = logits[np.arange(len(targets)), list(targets)].astype(np.float64) - norm[: len(targets)]
+    top_ids, top_values = top_of_rows(logits, top)
+    return chosen, top_ids, top_values.astype(np.float64) - norm[:, None]
+
+
 class LanguageModel(abc.ABC):
     """A frozen causal LM: tokenize, score continuations, generate."""
 
