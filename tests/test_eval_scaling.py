@@ -199,12 +199,12 @@ def test_ladder_assembly_checks_the_pinned_sha256(tmp_path, monkeypatch, capsys)
 
 
 def test_demo_says_how_to_rerun_with_an_installed_ladder_model(monkeypatch, tmp_path):
-    from zeroshot.cli import text as text_cli
+    from zeroshot.eval.demo import demo_epilogue
 
     monkeypatch.setenv("ZEROSHOT_CACHE", str(tmp_path))
-    epilogue = text_cli._demo_epilogue(None)
+    epilogue = demo_epilogue(None)
     assert "Badly:" in epilogue and "Well:" in epilogue and "make setup-ladder" in epilogue
     (tmp_path / "ladder").mkdir()
     (tmp_path / "ladder" / "gemma-3-270m-q4_k_m.gguf").write_bytes(b"GGUF")
-    epilogue = text_cli._demo_epilogue(None)
+    epilogue = demo_epilogue(None)
     assert f"zeroshot demo --model {tmp_path / 'ladder' / 'gemma-3-270m-q4_k_m.gguf'}" in epilogue

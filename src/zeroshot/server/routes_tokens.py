@@ -74,7 +74,10 @@ async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any
         if any(t < 0 or (vocabulary is not None and t >= vocabulary) for t in body.tokens):
             top = vocabulary - 1 if vocabulary else "the vocabulary size"
             raise UserError(f"token ids must be between 0 and {top}")
-        return lm.detokenize(body.tokens)
+        try:
+            return lm.detokenize(body.tokens)
+        except (IndexError, ValueError, OverflowError) as exc:  # a backend that knows no vocabulary size
+            raise UserError(f"token ids out of this model's vocabulary: {exc}") from None
 
     text = await resources.on_lm(work)
     return {"content": text, "prompt": text}
