@@ -121,8 +121,10 @@ class ImageIndex:
             except OSError as exc:
                 raise storage_error(exc, self.folder, "creating the index folder") or exc from exc
             return True
-        # Another process may be creating the catalog right now (its temporary file, its lock).
-        if any(not (p.name.startswith(TEMP_PREFIX) or p.name == "write.lock") for p in self.folder.iterdir()):
+        # Another process may be creating the catalog right now (its temporary file, its lock), or may
+        # have just finished (the catalog and SQLite's -wal/-shm files appear after the check above).
+        if any(not (p.name.startswith((TEMP_PREFIX, CATALOG_NAME)) or p.name == "write.lock")
+               for p in self.folder.iterdir()):
             raise UserError(f"{self.folder}: a folder with other files in it, not an image index; "
                             "give a new or empty folder to --db")
         elif not create:
