@@ -210,6 +210,15 @@ class LanguageModel(abc.ABC):
 
     # -- the context budget and whole completions: the same rules for every backend and entry point --
 
+    def check_sequence(self, ids: Sequence[int], top: int) -> list[int]:
+        """`ids` as a list of ints if `sequence_logprobs` can score them with `top` alternatives."""
+        ids = [int(t) for t in ids]
+        check_top(top)
+        if not ids:
+            raise UserError("cannot score an empty sequence: give at least one token")
+        self.check_fits(len(ids), 0)
+        return ids
+
     def check_fits(self, prompt_tokens: int, new_tokens: int) -> None:
         """`UserError` unless a prompt of `prompt_tokens` plus `new_tokens` fits the context window."""
         if prompt_tokens + new_tokens > self.context_length:

@@ -28,7 +28,6 @@ from zeroshot.models.lm import (
     LanguageModel,
     SequenceLogprobs,
     check_scoring_request,
-    check_top,
     common_prefix_length,
     resolve_seed,
     top_of_rows,
@@ -152,13 +151,7 @@ class LlamaCppLM(LanguageModel):
         return rows[np.arange(len(cont)), cont]
 
     def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
-        ids = [int(t) for t in ids]
-        check_top(top)
-        if not ids:
-            raise UserError("cannot score an empty sequence: give at least one token")
-        if len(ids) > self.context_length:
-            raise UserError(f"the sequence has {len(ids)} tokens, more than the model's context of "
-                            f"{self.context_length}")
+        ids = self.check_sequence(ids, top)
         with self._lock:
             llm = self._llm
             cached = min(llm.n_tokens, self._scored_tokens)

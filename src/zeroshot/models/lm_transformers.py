@@ -27,7 +27,6 @@ from zeroshot.models.lm import (
     SequenceLogprobs,
     StopTrimmer,
     check_scoring_request,
-    check_top,
     common_prefix_length,
     resolve_seed,
     top_of_rows,
@@ -156,13 +155,7 @@ class TransformersLM(LanguageModel):
 
     @torch.inference_mode()
     def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
-        ids = [int(t) for t in ids]
-        check_top(top)
-        if not ids:
-            raise UserError("cannot score an empty sequence: give at least one token")
-        if len(ids) > self.context_length:
-            raise UserError(f"the sequence has {len(ids)} tokens, more than the model's context of "
-                            f"{self.context_length}")
+        ids = self.check_sequence(ids, top)
         with self._lock:
             chosen, known_ids, known_values = self._prefix_rows
             # Rows 0..reuse-1 are known from before: row j is p(. | ids[:j + 1]), and its chosen entry

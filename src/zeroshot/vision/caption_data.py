@@ -22,6 +22,7 @@ import numpy as np
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig
+from zeroshot.validation import read_jsonl
 from zeroshot.vision.caption import (
     CONFIG_FILE,
     CaptionerConfig,
@@ -138,23 +139,8 @@ def read_caption_pairs(path: str | os.PathLike, kind: str) -> tuple[list, list[s
                     raise UserError(f"{path.name} needs a header with `text` and `caption` columns")
                 rows = [(n, r["text"] or "", r["caption"] or "") for n, r in enumerate(reader, start=2)]
         else:
-            with open(path, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise UserError(f"{path.name} line {number} is not JSON: {exc.msg}") from None
-                    if (
-                        not isinstance(row, dict)
-                        or not isinstance(row.get("text"), str)
-                        or not isinstance(row.get("caption"), str)
-                    ):
-                        raise UserError(
-                            f'{path.name} line {number} needs {{"text": "...", "caption": "..."}}'
-                        )
-                    rows.append((number, row["text"], row["caption"]))
+            rows = [(n, row["text"], row["caption"])
+                    for n, row in read_jsonl(path, {"text": str, "caption": str})]
     except UnicodeDecodeError as exc:
         raise UserError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     if not rows:
