@@ -113,6 +113,17 @@ def _figure():
 _STYLES = {0: "-", 1: "--", 2: ":", 3: "-."}
 
 
+def _save(plt, fig, ax, path: str | Path, xlabel: str) -> None:
+    """What both scaling figures end with: axis labels, grid, legend, the PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def plot_accuracy_vs_k(scaling: ScalingReport, path: str | Path) -> None:
     """Accuracy against K, one colour per model, one line style per series (plain, calibrated, metric)."""
     plt = _figure()
@@ -133,13 +144,7 @@ def plot_accuracy_vs_k(scaling: ScalingReport, path: str | Path) -> None:
         ax.set_xticklabels([str(k) for k in first.shots])
         ax.set_title(f"{scaling.task}: {first.n_docs} documents, {len(first.seeds)} seeds "
                      "(mean ± std over seeds)", fontsize=9)
-    ax.set_xlabel("number of demonstrations in the prompt (K)")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, ax, path, "number of demonstrations in the prompt (K)")
 
 
 def plot_accuracy_vs_params(scaling: ScalingReport, path: str | Path) -> None:
@@ -164,13 +169,7 @@ def plot_accuracy_vs_params(scaling: ScalingReport, path: str | Path) -> None:
         ax.minorticks_off()
         ax.set_title(f"{scaling.task}: accuracy against model size (mean over "
                      f"{len(reports[0].seeds)} seeds)", fontsize=9)
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, ax, path, "parameters")
 
 
 def format_scaling_table(scaling: ScalingReport) -> str:
