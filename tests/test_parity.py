@@ -141,14 +141,17 @@ def test_detection(tiny_clip, tiny_clip_dir, pictures, http, capsys, tmp_path):
     from zeroshot.vision.detect import ZeroShotDetector
 
     path = str(pictures / "green.png")
-    python = ZeroShotDetector(tiny_clip, ["a green square"], threshold=0.0).run(path).to_dict(path)
+    # The picture is its own example too: a random CLIP's text queries may beat no background prompt,
+    # but a region matches its own picture, so there is always something to compare.
+    python = ZeroShotDetector(tiny_clip, ["a green square"], [path], threshold=0.0).run(path).to_dict(path)
     capsys.readouterr()
-    code = main(["detect", path, "--query", "a green square", "--threshold", "0", "--clip-model",
-                 str(tiny_clip_dir), "--output-dir", str(tmp_path / "out"), "--no-cache"])
+    code = main(["detect", path, "--query", "a green square", "--example", path, "--threshold", "0",
+                 "--clip-model", str(tiny_clip_dir), "--output-dir", str(tmp_path / "out"), "--no-cache"])
     out, err = capsys.readouterr()
     assert code == 0, err
     cli = json.loads(out.strip().splitlines()[-1])  # one JSON line per image, as in detections.jsonl
-    server = _post(http, "/v1/detect", {"path": path, "queries": ["a green square"], "threshold": 0.0})
+    server = _post(http, "/v1/detect", {"path": path, "queries": ["a green square"], "example_paths": [path],
+                                           "threshold": 0.0})
     assert python["detections"] and python == cli == server
     assert json.loads((tmp_path / "out" / "detections.jsonl").read_text()) == python
 
