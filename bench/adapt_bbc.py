@@ -30,6 +30,18 @@ def _save(path: Path, rows: list[dict], meta: dict) -> None:
     tmp.replace(path)
 
 
+def _resume(out: Path, meta: dict) -> list[dict]:
+    """The rows an earlier run with the same settings wrote to `out` (so a killed bench continues)."""
+    if not out.exists():
+        return []
+    data = json.loads(out.read_text())
+    same = all(data["meta"].get(key) == meta[key] for key in ("n_test", "max_chars", "epochs", "patience",
+                                                              "lr", "max_steps"))
+    if not same:
+        raise SystemExit(f"{out} holds runs with other settings: choose another --out")
+    return data["rows"]
+
+
 def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
     import torch
 
@@ -58,10 +70,11 @@ def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) ->
     def accuracy(predicted) -> float:
         return float(np.mean([p == t for p, t in zip(predicted, targets, strict=True)]))
 
+    done = {(r["method"], r["k"], r["seed"]) for r in rows}
     for seed in args.seed_list:
         for k in args.shots:
             chosen = chosen_by[(seed, k)]
-            if "icl" in args.methods:
+            if "icl" in args.methods and ("icl", k, seed) not in done:
                 demos = [Demonstration(pool_texts[i], pool_labels[i]) for i in chosen]
                 random.Random(seed).shuffle(demos)
                 started = time.perf_counter()
@@ -87,6 +100,8 @@ def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) ->
             if "soft" not in args.methods:
                 continue
             for n_virtual in args.virtual_tokens:
+                if (f"soft-{n_virtual}", k, seed) in done:
+                    continue
                 config = SoftPromptConfig(
                     n_virtual_tokens=n_virtual,
                     init="text",
@@ -155,6 +170,8 @@ def run_kernel(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
     targets = np.array([d.target for d in test_docs])
     prior = ZeroShotHead.from_prompts(encoder, task.labels, NEWS_TEMPLATES, logit_scale=SENTENCE_LOGIT_SCALE)
     prior.fit(test_vectors[:1])
+    done = {(r["method"], r["k"], r["seed"]) for r in rows}
+    rows[:] = [r for r in rows if r["method"] != "zero-shot-minilm"]
     rows.append(
         {
             "method": "zero-shot-minilm",
@@ -165,6 +182,8 @@ def run_kernel(args, task, test_docs, chosen_by, rows, meta, out: Path) -> None:
     )
     for seed in args.seed_list:
         for k in args.shots:
+            if ("kernel-minilm", k, seed) in done:
+                continue
             chosen = chosen_by[(seed, k)]
             X = np.stack([pool_vectors[i] for i in chosen])
             y = np.array([task.pool[i].target for i in chosen])
@@ -297,7 +316,7 @@ def main() -> None:
         "max_steps": args.max_steps,
         "virtual_tokens": args.virtual_tokens,
     }
-    rows: list[dict] = []
+    rows = _resume(out, meta)
     if "kernel" in args.methods:
         run_kernel(args, task, test_docs, chosen_by, rows, meta, out)
     if "soft" in args.methods or "icl" in args.methods:

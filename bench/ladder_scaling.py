@@ -22,11 +22,11 @@ import datetime as dt
 import random
 import sys
 
-from zeroshot.eval.runs import parse_shots
 from zeroshot.eval.scaling import evaluate_models, format_scaling_table
 from zeroshot.eval.tasks import Task, load_task
 from zeroshot.models.ladder import LADDER, ladder_dir
 from zeroshot.models.loader import load_lm
+from zeroshot.validation import split_ints
 
 
 def model_path(name: str) -> str | None:
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--chat-template", action="store_true", default=None)
     parser.add_argument("--log-samples", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads (default: all cores; on a busy machine 1 avoids spinning)")
     parser.add_argument("--until", help="UTC time HH:MM after which no new (K, seed) run starts")
     args = parser.parse_args(argv)
     deadline = None
@@ -72,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         if when < now - dt.timedelta(hours=12):
             when += dt.timedelta(days=1)
         deadline = when.timestamp()
+    threads = {} if args.threads is None else {"n_threads": args.threads}
     dev = args.task == "bbc-news-dev"
     task = bbc_dev_task(args.max_chars) if dev else load_task(args.task, max_chars=args.max_chars)
     scaling = evaluate_models(
         [model_path(m) for m in args.models.split(",")], task, args.output_dir,
-        lambda m: load_lm(m, backend="llama.cpp"), log_samples=args.log_samples,
-        shots=parse_shots(args.shots), seeds=args.seeds, limit=args.limit, calibrate=args.calibrate,
+        lambda m: load_lm(m, backend="llama.cpp", **threads), log_samples=args.log_samples,
+        shots=split_ints(args.shots, "--shots", minimum=0), seeds=args.seeds, limit=args.limit,
+        calibrate=args.calibrate,
         chat_template=args.chat_template, max_new_tokens=args.max_tokens, deadline=deadline,
         on_model=lambda r: print(f"{r.model}: {r.seconds:.0f} s, missing {r.missing_runs}", flush=True),
     )

@@ -92,6 +92,18 @@ def test_an_interrupted_evaluation_resumes_from_its_checkpoint(sentiment, tmp_pa
     assert lm.calls == calls and again.series == full.series and not again.missing_runs
 
 
+
+def test_a_checkpoint_written_before_soft_prompts_existed_is_still_reused(sentiment, tmp_path):
+    """Settings gained `soft_prompt` later; a run without one keeps the settings it had, so the hours of
+    finished runs in an older checkpoint are not thrown away."""
+    lm = SizedLM(1000)
+    evaluate(lm, sentiment, shots=[0], seeds=1, progress=False, checkpoint=tmp_path / "c.json")
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert "soft_prompt" not in data["settings"]
+    calls = lm.calls
+    evaluate(lm, sentiment, shots=[0], seeds=1, progress=False, checkpoint=tmp_path / "c.json")
+    assert lm.calls == calls
+
 def test_extraction_filters_and_metrics():
     ex = parse_extractor({"filters": ["first_line", "strip", {"regex": r"\b([A-Za-z]{3})\b"}],
                           "ignore_case": True, "ignore_punctuation": True}, "task")

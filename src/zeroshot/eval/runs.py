@@ -112,8 +112,9 @@ def evaluate(
         ["plain", "calibrated"] if calibrate else ["plain"])
     settings = {"task": task.name, "model": lm.name, "n_docs": len(docs), "shots": shots, "seeds": seed_list,
                 "normalization": normalization, "calibrate": calibrate, "balanced": balanced, "chat": chat,
-                "max_new_tokens": max_new_tokens,
-                "soft_prompt": None if soft_prompt is None else str(soft_prompt)}
+                "max_new_tokens": max_new_tokens}
+    if soft_prompt is not None:  # absent, not None, without one: checkpoints written before it stay valid
+        settings["soft_prompt"] = str(soft_prompt)
     progress_file = Checkpoint(checkpoint, settings)
     pool = task.demonstration_pool()
     pool_ids = {id(d): doc.line for d, doc in zip(pool, task.pool, strict=True)}
