@@ -103,6 +103,10 @@ def bench_lm_ladder_command(
     output: Path = typer.Option(
         Path("bench/results/bench_lm_ladder.json"), "-o", "--output", help="JSON to write."
     ),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="CPU threads for both sides (default: llama-cpp-python's; on a busy "
+        "machine 1 keeps threads from waiting on each other)."
+    ),
 ) -> None:
     """The cost table across model sizes: load, generation and scoring tokens/s, memory; scoring against
     llama.cpp's bare prompt processing (`Llama.eval`) of the same tokens."""
@@ -116,7 +120,7 @@ def bench_lm_ladder_command(
     names: list[str | None] = list(models) if models else [None, *map(str, installed_ladder())]
     rows = []
     for name in names:
-        rows.append(bench_ladder_model(name, token_counts, max_tokens, rounds))
+        rows.append(bench_ladder_model(name, token_counts, max_tokens, rounds, threads))
         print(format_ladder_table(rows[-1:]), file=sys.stderr)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"rows": [r.to_dict() for r in rows]}, indent=2))  # kept as it goes

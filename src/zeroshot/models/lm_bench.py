@@ -137,13 +137,14 @@ def _median(values: list[float]) -> float:
 
 
 def bench_ladder_model(model: str | None, lengths: list[int], new_tokens: int = 16,
-                       rounds: int = 3) -> LadderRow:
+                       rounds: int = 3, n_threads: int | None = None) -> LadderRow:
     """Time one GGUF on the llama.cpp backend; scoring and bare eval alternate round by round.
 
     Scoring a prompt of N tokens is `continuation_logprobs(prompt[:N-1], [prompt[N-1:]])` from scratch
     (no cache reuse): it evaluates N-1 tokens and reads two logits rows. The peer is llama-cpp-python's
     own `Llama.eval` of the same N-1 tokens on the same context after `reset()`: the backend's raw
-    prompt-processing limit. Medians over `rounds`.
+    prompt-processing limit. Medians over `rounds`; the two swap places every round, so neither always
+    runs on a cache the other warmed. `n_threads` (default: llama-cpp-python's) applies to both.
     """
     import gc
 
@@ -151,7 +152,7 @@ def bench_ladder_model(model: str | None, lengths: list[int], new_tokens: int = 
 
     gc.collect()
     before = _rss_mb()
-    lm = load_lm(model, backend="llama.cpp")
+    lm = load_lm(model, backend="llama.cpp", **({} if n_threads is None else {"n_threads": n_threads}))
     if not isinstance(lm, LlamaCppLM):
         raise UserError("the ladder bench needs the llama.cpp backend")
     estimate = estimate_memory(lm.info, lm.context_length)["total"] / 2**20
@@ -170,15 +171,18 @@ def bench_ladder_model(model: str | None, lengths: list[int], new_tokens: int = 
             raise UserError(f"scoring lengths must be between 2 and {min(len(ids), lm.context_length)}")
         prompt = ids[:n]
         ours, bare = [], []
-        for _ in range(rounds):
-            t = time.perf_counter()
-            lm.continuation_logprobs(prompt[:-1], [prompt[-1:]], reuse_cache=False)
-            ours.append(time.perf_counter() - t)
-            llm.reset()
-            t = time.perf_counter()
-            llm.eval(prompt[:-1])
-            bare.append(time.perf_counter() - t)
-            lm._scored_tokens, lm._rows = 0, {}  # the bare eval wrote the cache behind the scorer's back
+        for round_ in range(rounds):
+            for side in ("ours", "bare") if round_ % 2 == 0 else ("bare", "ours"):
+                if side == "bare":
+                    llm.reset()
+                t = time.perf_counter()
+                if side == "ours":
+                    lm.continuation_logprobs(prompt[:-1], [prompt[-1:]], reuse_cache=False)
+                    ours.append(time.perf_counter() - t)
+                else:
+                    llm.eval(prompt[:-1])
+                    bare.append(time.perf_counter() - t)
+                    lm._scored_tokens, lm._rows = 0, {}  # the bare eval wrote the cache behind the scorer
         scoring[n] = (n - 1) / _median(ours)
         raw[n] = (n - 1) / _median(bare)
     row = LadderRow(Path(lm.name).name, lm.n_params, lm.load_seconds, gen_tps, scoring, raw, rss, estimate)
