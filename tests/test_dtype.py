@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -103,8 +104,8 @@ def test_a_candidate_that_fails_the_bar_is_never_picked(tiny_clip_dir, fresh_cac
 
     monkeypatch.setitem(dtypes.CONVERTERS, "noisy", noisy)
     monkeypatch.setattr(dtypes, "AUTO_CANDIDATES", ("fp32",))
-    seconds = iter([1.0, 0.001])  # fp32 slow, the noisy candidate a thousand times faster
-    monkeypatch.setattr(dtypes, "_timed", lambda run, repeats: next(seconds))
+    seconds = itertools.cycle([1.0, 0.001])  # fp32 slow, the noisy candidate a thousand times faster
+    monkeypatch.setattr(dtypes, "_timed", lambda run: next(seconds))
     model = load_clip(tiny_clip_dir, device="cpu", dtype="auto")
     trials = {trial.dtype: trial for trial in model.dtype_choice.trials}
     assert trials["noisy"].seconds < trials["fp32"].seconds and not trials["noisy"].passed

@@ -198,14 +198,11 @@ def auto_candidates(device: str) -> tuple[str, ...]:
     return tuple(names) + tuple(name for name in CONVERTERS if name not in names)
 
 
-def _timed(run: ProbeRun, repeats: int) -> float:
-    """Best wall time of `repeats` calls of `run` (after the caller's warm-up)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _timed(run: ProbeRun) -> float:
+    """Wall time of one call of `run`."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def agreement(embeddings: np.ndarray, scores: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
@@ -223,28 +220,42 @@ def agreement(embeddings: np.ndarray, scores: np.ndarray, reference: tuple[np.nd
 
 
 def measure(build: Callable[[str], ProbeRun], candidates: Sequence[str], repeats: int = 2) -> list[Trial]:
-    """Time each candidate's probe run (best of `repeats` after one warm-up) and compare it with fp32's.
+    """Time each candidate's probe run (best of `repeats`) and compare its answer with fp32's.
 
-    `build(dtype)` returns the probe run of the model converted to `dtype`. fp32 is measured first: it
-    is the reference, and it always passes.
+    `build(dtype)` returns the probe run of the model converted to `dtype`. Every candidate is built and
+    warmed up first (that first call is the answer compared with fp32's), then the timed calls go round
+    the candidates in turn, so that a shared machine's changing load falls on all of them alike. fp32 is
+    the reference, and it always passes.
     """
+    from tqdm.auto import tqdm
+
     order = ["fp32"] + [name for name in candidates if name != "fp32"]
-    trials, reference = [], None
+    runs, outputs, failed = {}, {}, {}
+    bar = tqdm(total=len(order) * (1 + repeats), desc="choosing the dtype (once per model and CPU)",
+               leave=False, disable=None)
+    with bar:
+        for name in order:
+            try:
+                run = build(name)
+                outputs[name] = run()
+                runs[name] = run
+            except (RuntimeError, NotImplementedError, ValueError) as exc:  # a kernel missing on this CPU
+                if name == "fp32":
+                    raise
+                failed[name] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            bar.update(1 + (repeats if name in failed else 0))
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(repeats):
+            for name, run in runs.items():
+                best[name] = min(best[name], _timed(run))
+                bar.update()
+    trials = []
     for name in order:
-        try:
-            run = build(name)
-            output = run()  # warm-up, and the answer compared with fp32's
-            seconds = _timed(run, repeats)
-        except (RuntimeError, NotImplementedError, ValueError) as exc:  # a kernel missing on this CPU
-            if name == "fp32":
-                raise
-            trials.append(Trial(name, float("inf"), float("nan"), float("nan"), False, str(exc)[:200]))
+        if name in failed:
+            trials.append(Trial(name, float("inf"), float("nan"), float("nan"), False, failed[name]))
             continue
-        if reference is None:
-            reference = output
-        cosine, top1 = agreement(output[0], output[1], reference)
-        trials.append(Trial(name, seconds, cosine, top1, cosine >= MIN_COSINE and top1 >= MIN_TOP1))
-        del run
+        cosine, top1 = agreement(*outputs[name], outputs["fp32"])
+        trials.append(Trial(name, best[name], cosine, top1, cosine >= MIN_COSINE and top1 >= MIN_TOP1))
     return trials
 
 
