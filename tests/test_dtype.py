@@ -145,5 +145,7 @@ def test_sentence_encoder_dtypes(fresh_cache, monkeypatch):
     assert load_sentence_encoder(None, dtype="auto").dtype_choice.cached and calls == [1]
     fp32, int8 = load_sentence_encoder(None, dtype="fp32"), load_sentence_encoder(None, dtype="int8")
     assert int8.dtype_name == "int8" and int8.fingerprint() == fp32.fingerprint() + "|int8"
+    matched = load_sentence_encoder(None, match_fingerprint=int8.fingerprint())  # as a saved captioner asks
+    assert matched.dtype_name == "int8" and matched.dtype_choice is None and calls == [1]
     a, b = fp32.encode(["The striker scored twice."]), int8.encode(["The striker scored twice."])
     assert a.dtype == b.dtype == np.float32 and float((a @ b.T)[0, 0]) > 0.8

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError
-from zeroshot.models.dtype import DtypeChoice, auto_dtype, check_dtype, convert, resolve_explicit
+from zeroshot.models.dtype import (
+    DTYPE_CHOICES,
+    DtypeChoice,
+    auto_dtype,
+    check_dtype,
+    convert,
+    resolve_explicit,
+)
 from zeroshot.numerics import batched, l2_normalize
 
 DEFAULT_SENTENCE_ENCODER = "all-MiniLM-L6-v2"
@@ -61,14 +68,13 @@ class SentenceEncoder:
     def fingerprint(self) -> str:
         """Everything that changes the embeddings: name, token window, weight files' size and mtime, and
         the number format (fp32 adds nothing, so caches made before `dtype` existed stay valid)."""
-        numerics = "" if self.dtype_name == "fp32" else f"|{self.dtype_name}"
         try:
             path = Path(self.model[0].auto_model.name_or_path)
         except (AttributeError, IndexError, TypeError, KeyError):
-            return f"{self.name}|{self.max_tokens}{numerics}"
+            return _with_dtype(f"{self.name}|{self.max_tokens}", self.dtype_name)
         files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
         weights = ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
-        return f"{self.name}|{self.max_tokens}|{weights or path}{numerics}"
+        return _with_dtype(f"{self.name}|{self.max_tokens}|{weights or path}", self.dtype_name)
 
     def converted(self, dtype: str, inplace: bool = False) -> SentenceEncoder:
         """This encoder in another number format (see `zeroshot.models.dtype.convert`); a copy unless
@@ -92,13 +98,14 @@ class SentenceEncoder:
 
 
 def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = "cpu",
-                          dtype: str | None = None) -> SentenceEncoder:
+                          dtype: str | None = None, match_fingerprint: str | None = None) -> SentenceEncoder:
     """Load a sentence-transformers encoder: the bundled all-MiniLM-L6-v2 by default, or a hub id/folder.
 
     `dtype` is auto (the default, or `$ZEROSHOT_DTYPE`), fp32, bf16, fp16 or int8; auto measures once
     per model and CPU which of fp32, bf16 and int8 is fastest while agreeing with fp32 (see
-    `zeroshot.models.dtype`). Offline and without a local copy, raises a `UserError` that says how to
-    get the weights.
+    `zeroshot.models.dtype`); with auto, `match_fingerprint` (what a cache or a saved model recorded)
+    takes the dtype that gives that fingerprint, when one does. Offline and without a local copy,
+    raises a `UserError` that says how to get the weights.
     """
     from sentence_transformers import SentenceTransformer
 
@@ -127,12 +134,23 @@ def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = 
             f"download it where there is internet and pass its folder instead"
         ) from exc
     encoder = SentenceEncoder(net.eval(), name)
+    choice = None
     if dtype == "auto":
-        choice = auto_dtype(encoder.fingerprint(), lambda candidate: _probe_run(encoder, candidate), device)
-        result = encoder if choice.dtype == "fp32" else encoder.converted(choice.dtype, inplace=True)
-        result.dtype_choice = choice
-        return result
-    return encoder if dtype == "fp32" else encoder.converted(dtype, inplace=True)
+        fingerprint = encoder.fingerprint()
+        matching = [name for name in DTYPE_CHOICES[1:]
+                    if match_fingerprint and _with_dtype(fingerprint, name) == match_fingerprint]
+        if matching:
+            dtype = resolve_explicit(matching[0], device) if matching[0] == "int8" else matching[0]
+        else:
+            choice = auto_dtype(fingerprint, lambda candidate: _probe_run(encoder, candidate), device)
+            dtype = choice.dtype
+    result = encoder if dtype == "fp32" else encoder.converted(dtype, inplace=True)
+    result.dtype_choice = choice
+    return result
+
+
+def _with_dtype(fp32_fingerprint: str, dtype: str) -> str:
+    return fp32_fingerprint if dtype == "fp32" else f"{fp32_fingerprint}|{dtype}"
 
 
 _PROBE_LABELS = ("business and finance", "politics and government", "sport", "technology and computers",
