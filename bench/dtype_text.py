@@ -79,7 +79,7 @@ def main() -> None:
                               f"top1 {t['top1_agreement']:.2f}" for t in auto["trials"]))
     dtypes = ["fp32"] + [d for d in args.dtypes.split(",") if d and d != "fp32"]
     encoders = {name: load_sentence_encoder(None, dtype=name) for name in dtypes}
-    heads = {name: ZeroShotHead.from_prompts(encoder, classes, NEWS_TEMPLATES).fit(None)
+    heads = {name: ZeroShotHead.from_prompts(encoder, classes, NEWS_TEMPLATES)
              for name, encoder in encoders.items()}
     seconds = dict.fromkeys(dtypes, 0.0)
     vectors: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
@@ -91,11 +91,11 @@ def main() -> None:
             seconds[name] += time.perf_counter() - start
 
     ref = np.concatenate(vectors["fp32"])
-    ref_predictions = heads["fp32"].predict(ref)
+    ref_predictions = heads["fp32"].fit(ref).predict(ref)
     rows = {}
     for name in dtypes:
         embedded = np.concatenate(vectors[name])
-        predictions = heads[name].predict(embedded)
+        predictions = heads[name].fit(embedded).predict(embedded)  # fit learns nothing: it checks widths
         cosines = np.sum(embedded.astype(np.float64) * ref, axis=1)
         label_cosines = np.sum(heads[name].class_embeddings.astype(np.float64)
                                * heads["fp32"].class_embeddings, axis=1)
