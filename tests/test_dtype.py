@@ -149,3 +149,5 @@ def test_sentence_encoder_dtypes(fresh_cache, monkeypatch):
     assert matched.dtype_name == "int8" and matched.dtype_choice is None and calls == [1]
     a, b = fp32.encode(["The striker scored twice."]), int8.encode(["The striker scored twice."])
     assert a.dtype == b.dtype == np.float32 and float((a @ b.T)[0, 0]) > 0.8
+    bf16 = load_sentence_encoder(None, dtype="bf16").encode(["The striker scored twice.", "Shares fell."])
+    assert np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-6)  # unit rows, as in fp32

@@ -94,7 +94,10 @@ class SentenceEncoder:
             convert_to_numpy=True,
             normalize_embeddings=True,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        # Normalised in bf16/fp16, a row's norm is off by up to ~1e-3: normalise again in float32 (fp32
+        # rows are left bit-for-bit as they were, so their caches stay valid).
+        return vectors if self.dtype_name == "fp32" else l2_normalize(vectors).astype(np.float32)
 
 
 def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = "cpu",
