@@ -151,3 +151,11 @@ def test_sentence_encoder_dtypes(fresh_cache, monkeypatch):
     assert a.dtype == b.dtype == np.float32 and float((a @ b.T)[0, 0]) > 0.8
     bf16 = load_sentence_encoder(None, dtype="bf16").encode(["The striker scored twice.", "Shares fell."])
     assert np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-6)  # unit rows, as in fp32
+
+
+def test_server_settings_check_the_dtype():
+    from zeroshot.server.settings import ServerSettings
+
+    assert ServerSettings(dtype="bfloat16").dtype == "bf16" and ServerSettings().dtype is None
+    with pytest.raises(UserError, match="unknown dtype 'int4'"):
+        ServerSettings(dtype="int4")
