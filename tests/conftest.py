@@ -10,6 +10,9 @@ import pytest
 # Tests never reach a hub: loading code must take the local path or fail with a clear message.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Models load in fp32 unless a test asks for a dtype: `auto` times candidates, and a choice that
+# depends on the machine's load would make the parity tests flaky. tests/test_dtype.py covers auto.
+os.environ.setdefault("ZEROSHOT_DTYPE", "fp32")
 
 
 @pytest.fixture(scope="session")

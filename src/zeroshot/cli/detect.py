@@ -38,6 +38,7 @@ def detect(
     output_dir: Path = options.output_dir("detect", "Folder for the JSONL, annotated PNGs and COCO file."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Crops per model call."),
     device: str = options.device(),
+    dtype: str = options.dtype(),
     no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk query-embedding cache."),
     quiet: bool = options.quiet("No progress bar and no JSON on stdout."),
 ) -> None:
@@ -56,7 +57,7 @@ def detect(
     if not queries and not examples:
         raise UserError("nothing to detect: give at least one --query or --example")
     proposer = RegionProposer(method=method, max_proposals=proposals, search_mode=search_mode)
-    model = load_clip(clip_model or DEFAULT_CLIP, device=device)
+    model = load_clip(clip_model or DEFAULT_CLIP, device=device, dtype=dtype)
     detector = ZeroShotDetector(model, queries or (), [str(e) for e in examples or ()],
                                 example_label=example_label, example_mode=example_mode,
                                 templates=templates, threshold=threshold, example_threshold=example_threshold,

@@ -72,6 +72,22 @@ def device() -> Any:
     return typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 
 
+def dtype() -> Any:
+    """`--dtype`: the number format of the image-text model (default auto, or `$ZEROSHOT_DTYPE`)."""
+    from zeroshot.models.dtype import DTYPE_HELP
+
+    def check(value: str | None) -> str | None:
+        from zeroshot.errors import UserError
+        from zeroshot.models.dtype import check_dtype
+
+        try:
+            return None if value is None else check_dtype(value)
+        except UserError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+
+    return typer.Option(None, "--dtype", help=DTYPE_HELP, callback=check, show_default=False)
+
+
 TEMPLATES_HELP = ("Prompt templates for the class names: a shipped set (imagenet, imagenet-simple, cifar, "
                   "textures, food, pets, flowers, cars, photo, pipeline), a file (one per line, or JSON), or "
                   "one template with {} or {label}.")

@@ -28,6 +28,7 @@ def index(
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call (and per commit)."),
     workers: int = typer.Option(2, "--workers", help="Threads decoding images while the model runs."),
     device: str = options.device(),
+    dtype: str = options.dtype(),
     quiet: bool = options.quiet("No progress bar, no per-file failures."),
 ) -> None:
     """Index images for search; re-running only embeds new or changed files and drops deleted ones."""
@@ -36,7 +37,7 @@ def index(
     if batch_size < 1 or workers < 1:
         raise UserError("--batch-size and --workers must be at least 1")
     with _open(db, store, milvus_uri, create=True, progress=not quiet) as image_index:
-        image_index.load_model(clip_model, device)
+        _use_model(image_index, clip_model, device, dtype)
         image_index.batch_size, image_index.num_workers = batch_size, workers
         report = image_index.add(paths)
         total = len(image_index)
@@ -66,6 +67,7 @@ def search(
     store: str = typer.Option("faiss", "--store", help=_STORE_HELP),
     milvus_uri: str = typer.Option(None, "--milvus-uri", help=_MILVUS_HELP),
     device: str = options.device(),
+    dtype: str = options.dtype(),
 ) -> None:
     """Find the indexed images closest to a text or to an example image."""
     from zeroshot.errors import UserError
@@ -73,7 +75,7 @@ def search(
     if output_format == "html" and output is None:
         raise UserError("--format html needs --output FILE.html")
     with _open(db, store, milvus_uri, create=False, progress=True) as image_index:
-        image_index.load_model(clip_model, device)
+        _use_model(image_index, clip_model, device, dtype)
         results = image_index.query(text=text, image=str(image) if image else None, k=k, min_score=min_score)
     rendered = _render(results, output_format)
     if output is None:
@@ -91,6 +93,7 @@ def similarity(
     images: list[Path] = typer.Argument(..., help="Two or more images."),
     clip_model: str = options.clip_model(),
     device: str = options.device(),
+    dtype: str = options.dtype(),
 ) -> None:
     """Cosine similarity of images in CLIP space: one number for two images, a matrix for more."""
     from zeroshot.errors import UserError
@@ -99,7 +102,7 @@ def similarity(
 
     if len(images) < 2:
         raise UserError("give at least two images to compare")
-    model = load_clip(clip_model or DEFAULT_CLIP, device=device)
+    model = load_clip(clip_model or DEFAULT_CLIP, device=device, dtype=dtype)
     matrix = image_similarity(model, [str(p) for p in images])
     if len(images) == 2:
         print(f"{matrix[0, 1]:.4f}")
@@ -108,6 +111,17 @@ def similarity(
     print(" " * width + "  " + "  ".join(f"{p.name[:8]:>8}" for p in images))
     for path, row in zip(images, matrix, strict=True):
         print(f"{path.name:<{width}}  " + "  ".join(f"{value:8.4f}" for value in row))
+
+
+def _use_model(image_index, clip_model: str | None, device: str | None, dtype: str | None) -> None:
+    """Embed with `clip_model` (else the one the index recorded, else the default) in `dtype`. With
+    auto, the dtype the index was built in, so that its vectors and new ones never mix numerics."""
+    from zeroshot.models.clip import DEFAULT_CLIP, load_clip
+
+    info = image_index.info
+    name = clip_model or info.get("model_name") or DEFAULT_CLIP
+    image_index.use_model(load_clip(name, device=device, dtype=dtype,
+                                    match_fingerprint=info.get("model_fingerprint")))
 
 
 def _open(db: Path, store: str, milvus_uri: str | None, create: bool, progress: bool):

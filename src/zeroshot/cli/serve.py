@@ -24,6 +24,7 @@ def serve(
     backend: str = options.lm_backend(),
     clip_model: str | None = options.clip_model(),
     device: str | None = typer.Option(None, help="Device for CLIP (cpu, cuda); default: CUDA if visible."),
+    dtype: str | None = options.dtype(),
     db: Path | None = typer.Option(None, help="Image-search index folder (built by `zeroshot index`)."),
     captioner: Path | None = typer.Option(None, help="Captioner folder (train-captioner) for /v1/caption."),
     image_root: list[Path] = typer.Option([], help="Folder whose images may be read by path (repeatable)."),
@@ -47,8 +48,8 @@ def serve(
     from zeroshot.server.app import create_app
 
     settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
-                              device=device, db=db, captioner=captioner, image_roots=list(image_root),
-                              api_key=api_key,
+                              device=device, dtype=dtype, db=db, captioner=captioner,
+                              image_roots=list(image_root), api_key=api_key,
                               allowed_origins=list(allowed_origins),
                               max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                               max_prompt_chars=max_prompt_chars, max_tokens=max_tokens, preload=preload)

@@ -28,7 +28,7 @@ def classify_images(
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
     workers: int = typer.Option(2, "--workers", help="Threads decoding images while the model runs."),
     device: str = options.device(),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16."),
+    dtype: str = options.dtype(),
     output: Path = options.output_file("Write all results to a .csv or .jsonl file."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk label-embedding cache."),
     quiet: bool = options.quiet("No progress bar and no table."),

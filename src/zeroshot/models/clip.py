@@ -22,11 +22,19 @@ import numpy as np
 import torch
 
 from zeroshot.errors import UserError
+from zeroshot.models.dtype import (
+    DTYPE_CHOICES,
+    DtypeChoice,
+    ProbeRun,
+    auto_dtype,
+    check_dtype,
+    convert,
+    dtype_name,
+    resolve_explicit,
+    torch_dtype,
+)
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
-
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -98,16 +106,19 @@ def _size_dict(size) -> dict[str, int]:
 class ImageTextModel:
     """A frozen CLIP-style dual encoder: images and texts into one L2-normalised embedding space."""
 
-    def __init__(self, model, tokenizer, image_processor, name: str, device: str, dtype: torch.dtype) -> None:
+    def __init__(self, model, tokenizer, image_processor, name: str, device: str, dtype: torch.dtype,
+                 dtype_name: str | None = None, fingerprint: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.name = name
         self.device = device
-        self.dtype = dtype
+        self.dtype = dtype  # of the floating-point inputs (an int8 model takes fp32 pixels)
+        self.dtype_name = dtype_name or _name_of(dtype)  # fp32, bf16, fp16 or int8
+        self.dtype_choice: DtypeChoice | None = None  # what `--dtype auto` measured, when it chose
         self.max_text_length = int(getattr(model.config.text_config, "max_position_embeddings", 77))
         self.image_spec = ImageSpec.from_processor(image_processor)
-        self._fingerprint: str | None = None
+        self._fingerprint = fingerprint
 
     @property
     def embedding_dim(self) -> int:
@@ -138,12 +149,25 @@ class ImageTextModel:
     def fingerprint(self) -> str:
         """A short hash of what determines this model's embeddings: weights, config, tokenizer, dtype.
 
-        Keys on-disk caches (class-weight matrices). Hashes a strided sample of every parameter rather
-        than all bytes, so it costs milliseconds even for large models yet changes with any retraining.
+        Keys on-disk caches (class-weight matrices) and what an image index accepts, so embeddings of two
+        dtypes never mix. Hashes a strided sample of every fp32 parameter rather than all bytes, so it
+        costs milliseconds even for large models yet changes with any retraining; another dtype is the
+        fp32 fingerprint with the dtype's name hashed in (`dtype_fingerprint`), so fp32 fingerprints are
+        the same as before dtypes were chosen.
         """
         if self._fingerprint is None:
             self._fingerprint = _fingerprint(self)
         return self._fingerprint
+
+    def converted(self, dtype: str, inplace: bool = False) -> ImageTextModel:
+        """This model in another number format (see `zeroshot.models.dtype.convert`); a copy unless
+        `inplace`."""
+        if self.dtype_name != "fp32":
+            raise UserError(f"convert to {dtype} from the fp32 model, not from {self.dtype_name}")
+        fingerprint = dtype_fingerprint(self.fingerprint, dtype)  # before an in-place conversion
+        net = convert(self.model, dtype, inplace=inplace)
+        return ImageTextModel(net, self.tokenizer, self.image_processor, self.name, self.device,
+                              torch_dtype(dtype), dtype_name=dtype, fingerprint=fingerprint)
 
     @torch.inference_mode()
     def encode_images(self, pixel_values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -160,6 +184,16 @@ class ImageTextModel:
                                 max_length=self.max_text_length, return_tensors="pt").to(self.device)
         features = _as_tensor(self.model.get_text_features(**tokens))
         return _normalise(features)
+
+
+def dtype_fingerprint(fp32_fingerprint: str, dtype: str) -> str:
+    """The fingerprint of a model in `dtype`, from its fp32 fingerprint."""
+    if dtype == "fp32":
+        return fp32_fingerprint
+    return hashlib.sha256(f"{fp32_fingerprint}|{dtype}".encode()).hexdigest()[:16]
+
+
+_name_of = dtype_name  # the parameter of ImageTextModel.__init__ shadows the function
 
 
 def _as_tensor(output) -> torch.Tensor:
@@ -199,14 +233,18 @@ def pick_device(device: str | None = None) -> str:
 
 
 def load_clip(model: str | os.PathLike = DEFAULT_CLIP, device: str | None = None,
-              dtype: str = "fp32") -> ImageTextModel:
+              dtype: str | None = None, match_fingerprint: str | None = None) -> ImageTextModel:
     """Load a CLIP or SigLIP checkpoint from a hub id or a local Hugging Face folder.
 
-    `device` defaults to CUDA when visible, else CPU; `dtype` is fp32, fp16 or bf16. Offline and
-    without a cached copy, raises a `UserError` that says how to get the weights.
+    `device` defaults to CUDA when visible, else CPU. `dtype` is auto (the default, or
+    `$ZEROSHOT_DTYPE`), fp32, bf16, fp16 or int8: auto measures once per model and CPU which of fp32,
+    bf16 and int8 is fastest while agreeing with fp32 (see `zeroshot.models.dtype`); the model's
+    `dtype_choice` says what it measured. With auto, `match_fingerprint` (what an image index or a
+    cache recorded) takes the dtype that gives that fingerprint, when one does: an index built in bf16
+    keeps embedding in bf16 wherever it is opened. Offline and without a cached copy, raises a
+    `UserError` that says how to get the weights.
     """
-    if dtype not in _DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}: choose one of fp32, fp16, bf16")
+    dtype = check_dtype(dtype)
     name = str(model)
     local = Path(name).expanduser()
     if local.exists():
@@ -216,9 +254,11 @@ def load_clip(model: str | os.PathLike = DEFAULT_CLIP, device: str | None = None
     elif name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"{name}: no such model folder")
     device = _check_device(pick_device(device))
-    torch_dtype = _DTYPES[dtype]
+    if dtype != "auto":
+        dtype = resolve_explicit(dtype, device)
+    load_dtype = torch_dtype("fp32")  # the fingerprint is of fp32 weights; any other dtype is converted
     try:  # a local folder or a cached hub copy: no network
-        net, tokenizer, image_processor = _load_parts(name, torch_dtype, local_files_only=True)
+        net, tokenizer, image_processor = _load_parts(name, load_dtype, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         if local.exists():
             raise UserError(f"cannot load the CLIP model in {local}: {_first_line(exc)}") from exc
@@ -228,12 +268,58 @@ def load_clip(model: str | os.PathLike = DEFAULT_CLIP, device: str | None = None
         if not _hub_reachable():  # say so now rather than after a minute of retries
             raise missing from exc
         try:
-            net, tokenizer, image_processor = _load_parts(name, torch_dtype, local_files_only=False)
+            net, tokenizer, image_processor = _load_parts(name, load_dtype, local_files_only=False)
         except (OSError, ValueError, KeyError) as download_error:
             raise missing from download_error
     if not hasattr(net, "get_image_features") or not hasattr(net, "get_text_features"):
         raise UserError(f"{name} is not an image-text (CLIP-family) model")
-    return ImageTextModel(net.to(device), tokenizer, image_processor, name, device, torch_dtype)
+    loaded = ImageTextModel(net.to(device), tokenizer, image_processor, name, device, load_dtype)
+    choice = None
+    if dtype == "auto":
+        matching = [name for name in DTYPE_CHOICES[1:]
+                    if match_fingerprint and dtype_fingerprint(loaded.fingerprint, name) == match_fingerprint]
+        if matching:  # bf16 even where it is emulated: the index's vectors were made in it
+            dtype = resolve_explicit(matching[0], device) if matching[0] == "int8" else matching[0]
+        else:
+            choice = auto_dtype(loaded.fingerprint, lambda candidate: _probe_run(loaded, candidate), device)
+            dtype = choice.dtype
+    result = loaded if dtype == "fp32" else loaded.converted(dtype, inplace=True)
+    result.dtype_choice = choice
+    return result
+
+
+def _probe_texts() -> list[str]:
+    """100 class prompts, as many as the benchmark's classes: with fewer, near-ties that would flip under
+    another dtype are rarer in the probe than in real use."""
+    words = _WORDS[:50]
+    return [f"a photo of a {word}." for word in words] + [f"a drawing of the {word}" for word in words]
+
+
+def _probe_pixels(spec: ImageSpec, count: int = 8, seed: int = 0) -> torch.Tensor:
+    """`count` seeded smooth random images (coarse noise upsampled), normalised like real inputs."""
+    height, width = spec.output_size
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand((count, 3, 7, 7), generator=generator)
+    pixels = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear",
+                                             align_corners=False)
+    if spec.do_normalize:
+        mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        pixels = (pixels - mean) / std
+    return pixels
+
+
+def _probe_run(model: ImageTextModel, dtype: str) -> ProbeRun:
+    """The auto probe for CLIP: embed 8 synthetic images and 100 prompts; each image's best prompt."""
+    variant = model if dtype == model.dtype_name else model.converted(dtype)
+    pixels, prompts = _probe_pixels(model.image_spec), _probe_texts()
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        images = variant.encode_images(pixels)
+        texts = variant.encode_texts(prompts)
+        return np.concatenate([images, texts]), images @ texts.T
+
+    return run
 
 
 def _load_parts(name: str, torch_dtype: torch.dtype, local_files_only: bool):

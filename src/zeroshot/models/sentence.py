@@ -14,6 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError
+from zeroshot.models.dtype import (
+    DTYPE_CHOICES,
+    DtypeChoice,
+    auto_dtype,
+    check_dtype,
+    convert,
+    resolve_explicit,
+)
 from zeroshot.numerics import batched, l2_normalize
 
 DEFAULT_SENTENCE_ENCODER = "all-MiniLM-L6-v2"
@@ -38,9 +46,11 @@ def bundled_minilm_dir() -> Path:
 class SentenceEncoder:
     """A frozen text encoder: `encode` returns L2-normalised float32 rows, one per text."""
 
-    def __init__(self, model, name: str) -> None:
+    def __init__(self, model, name: str, dtype_name: str = "fp32") -> None:
         self.model = model
         self.name = name
+        self.dtype_name = dtype_name  # fp32, bf16, fp16 or int8
+        self.dtype_choice: DtypeChoice | None = None  # what `dtype="auto"` measured, when it chose
 
     @property
     def embedding_dim(self) -> int:
@@ -56,14 +66,20 @@ class SentenceEncoder:
         return int(self.model.max_seq_length)
 
     def fingerprint(self) -> str:
-        """Everything that changes the embeddings: name, token window, and weight files' size and mtime."""
+        """Everything that changes the embeddings: name, token window, weight files' size and mtime, and
+        the number format (fp32 adds nothing, so caches made before `dtype` existed stay valid)."""
         try:
             path = Path(self.model[0].auto_model.name_or_path)
         except (AttributeError, IndexError, TypeError, KeyError):
-            return f"{self.name}|{self.max_tokens}"
+            return _with_dtype(f"{self.name}|{self.max_tokens}", self.dtype_name)
         files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
         weights = ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
-        return f"{self.name}|{self.max_tokens}|{weights or path}"
+        return _with_dtype(f"{self.name}|{self.max_tokens}|{weights or path}", self.dtype_name)
+
+    def converted(self, dtype: str, inplace: bool = False) -> SentenceEncoder:
+        """This encoder in another number format (see `zeroshot.models.dtype.convert`); a copy unless
+        `inplace`."""
+        return SentenceEncoder(convert(self.model, dtype, inplace=inplace), self.name, dtype_name=dtype)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Embed `texts`; returns an (n, d) float32 array of unit vectors."""
@@ -78,16 +94,27 @@ class SentenceEncoder:
             convert_to_numpy=True,
             normalize_embeddings=True,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        # Normalised in bf16/fp16, a row's norm is off by up to ~1e-3: normalise again in float32 (fp32
+        # rows are left bit-for-bit as they were, so their caches stay valid).
+        return vectors if self.dtype_name == "fp32" else l2_normalize(vectors).astype(np.float32)
 
 
-def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = "cpu") -> SentenceEncoder:
+def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = "cpu",
+                          dtype: str | None = None, match_fingerprint: str | None = None) -> SentenceEncoder:
     """Load a sentence-transformers encoder: the bundled all-MiniLM-L6-v2 by default, or a hub id/folder.
 
-    Offline and without a local copy, raises a `UserError` that says how to get the weights.
+    `dtype` is auto (the default, or `$ZEROSHOT_DTYPE`), fp32, bf16, fp16 or int8; auto measures once
+    per model and CPU which of fp32, bf16 and int8 is fastest while agreeing with fp32 (see
+    `zeroshot.models.dtype`); with auto, `match_fingerprint` (what a cache or a saved model recorded)
+    takes the dtype that gives that fingerprint, when one does. Offline and without a local copy,
+    raises a `UserError` that says how to get the weights.
     """
     from sentence_transformers import SentenceTransformer
 
+    dtype = check_dtype(dtype)
+    if dtype != "auto":
+        dtype = resolve_explicit(dtype, device)
     name = DEFAULT_SENTENCE_ENCODER if model is None else str(model)
     local = Path(name).expanduser()
     if name.lower() in _BUNDLED and not local.exists():
@@ -109,7 +136,66 @@ def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = 
             f"the sentence encoder {name!r} is not on this machine and could not be downloaded: "
             f"download it where there is internet and pass its folder instead"
         ) from exc
-    return SentenceEncoder(net, name)
+    encoder = SentenceEncoder(net.eval(), name)
+    choice = None
+    if dtype == "auto":
+        fingerprint = encoder.fingerprint()
+        matching = [name for name in DTYPE_CHOICES[1:]
+                    if match_fingerprint and _with_dtype(fingerprint, name) == match_fingerprint]
+        if matching:
+            dtype = resolve_explicit(matching[0], device) if matching[0] == "int8" else matching[0]
+        else:
+            choice = auto_dtype(fingerprint, lambda candidate: _probe_run(encoder, candidate), device)
+            dtype = choice.dtype
+    result = encoder if dtype == "fp32" else encoder.converted(dtype, inplace=True)
+    result.dtype_choice = choice
+    return result
+
+
+def _with_dtype(fp32_fingerprint: str, dtype: str) -> str:
+    return fp32_fingerprint if dtype == "fp32" else f"{fp32_fingerprint}|{dtype}"
+
+
+_PROBE_LABELS = ("business and finance", "politics and government", "sport", "technology and computers",
+                 "music, film and entertainment", "health and medicine")
+_PROBE_TEXTS = (
+    "Shares fell sharply after the bank reported lower quarterly profits.",
+    "The central bank raised interest rates to curb rising inflation.",
+    "The company agreed to buy its rival in a deal worth two billion pounds.",
+    "Oil prices hit a record high as supply worries grew.",
+    "The prime minister called an early general election.",
+    "Parliament rejected the proposed changes to the immigration law.",
+    "The opposition leader attacked the government's tax plans.",
+    "Voters in the region elected a new mayor on Thursday.",
+    "The striker scored twice as his team won the cup final.",
+    "She won the marathon in a new course record.",
+    "The coach was sacked after five straight defeats.",
+    "The tennis champion withdrew from the tournament with an injury.",
+    "The new phone has a faster chip and a better camera.",
+    "Hackers stole millions of passwords from the website.",
+    "The software update fixes a security flaw in the browser.",
+    "Broadband speeds are rising as fibre networks spread.",
+    "The band's new album went straight to number one.",
+    "The film won three awards at the festival, including best director.",
+    "The actor will star in a new television drama next year.",
+    "Tickets for the concert sold out within minutes.",
+    "Doctors warned that the flu season could be severe this winter.",
+    "A new drug cut the risk of heart attacks in a large trial.",
+    "Hospitals are struggling with long waiting lists.",
+    "Regular exercise lowers blood pressure, the study found.",
+)
+
+
+def _probe_run(encoder: SentenceEncoder, dtype: str):
+    """The auto probe for text: embed 24 short news sentences and 6 topic names; each sentence's topic."""
+    variant = encoder if dtype == encoder.dtype_name else encoder.converted(dtype)
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        vectors = variant.encode(list(_PROBE_TEXTS + _PROBE_LABELS), batch_size=32)
+        texts, labels = vectors[: len(_PROBE_TEXTS)], vectors[len(_PROBE_TEXTS):]
+        return vectors, texts @ labels.T
+
+    return run
 
 
 class LMEncoder:

@@ -142,10 +142,23 @@ class Resources:
             with self._lock:
                 if self._clip is None:
                     try:
-                        self._clip = load_clip(self.settings.clip_model or DEFAULT_CLIP, self.settings.device)
+                        self._clip = load_clip(self.settings.clip_model or DEFAULT_CLIP, self.settings.device,
+                                               dtype=self.settings.dtype,
+                                               match_fingerprint=self._index_fingerprint())
                     except UserError as exc:
                         raise Unavailable(f"the CLIP model could not be loaded: {exc}") from exc
         return self._clip
+
+    def _index_fingerprint(self) -> str | None:
+        """The model fingerprint the `--db` index recorded (None without one): with dtype auto, CLIP
+        loads in the dtype the index was built in."""
+        if self.settings.db is None:
+            return None
+        try:
+            with ImageIndex(self.settings.db, create=False) as index:
+                return index.info.get("model_fingerprint")
+        except UserError:
+            return None
 
     def index(self):
         """The image-search index in `--db` (opened on first call)."""
@@ -174,7 +187,7 @@ class Resources:
             "lm": None if lm is None else {"name": lm.name, "backend": lm.backend,
                                            "context_length": lm.context_length},
             "clip": None if clip is None else {"name": clip.name, "device": clip.device,
-                                               "embedding_dim": clip.embedding_dim},
+                                               "dtype": clip.dtype_name, "embedding_dim": clip.embedding_dim},
             "index": None if self._index is None else {"db": str(self.settings.db),
                                                        "images": len(self._index)},
         }

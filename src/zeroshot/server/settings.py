@@ -24,6 +24,7 @@ class ServerSettings:
     backend: str = "auto"  # LM backend: "auto", "llama.cpp" or "transformers"
     clip_model: str | None = None  # CLIP hub id or folder; None means zeroshot's default
     device: str | None = None  # for CLIP; None picks CUDA when visible
+    dtype: str | None = None  # CLIP's number format; None is auto (see zeroshot.models.dtype)
     db: Path | None = None  # image-search index folder
     captioner: Path | None = None  # a `zeroshot train-captioner` folder, served at /v1/caption
     image_roots: list[Path] = field(default_factory=list)  # folders whose images may be read by path
@@ -53,6 +54,10 @@ class ServerSettings:
                 raise UserError(f"--image-root {root}: no such folder")
         if self.db is not None:
             self.db = Path(self.db).expanduser()
+        if self.dtype is not None:
+            from zeroshot.models.dtype import check_dtype
+
+            self.dtype = check_dtype(self.dtype)
         if self.api_key == "":
             self.api_key = None
         positive = {"max_upload_mb": self.max_upload_mb, "max_pixels": self.max_pixels,

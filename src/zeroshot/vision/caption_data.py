@@ -83,18 +83,22 @@ class CaptionEncoder:
         return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
 
 
-def load_caption_encoder(kind: str, name: str | None = None, device: str | None = None) -> CaptionEncoder:
-    """`kind`: clip-image, clip-text or sentence; `name`: a model folder or hub id (default MiniLM)."""
+def load_caption_encoder(kind: str, name: str | None = None, device: str | None = None,
+                         match_fingerprint: str | None = None) -> CaptionEncoder:
+    """`kind`: clip-image, clip-text or sentence; `name`: a model folder or hub id (default MiniLM).
+
+    `match_fingerprint` (what a saved captioner recorded) loads the encoder in the dtype it was trained
+    with, rather than the one `auto` would pick here."""
     if kind not in ENCODER_KINDS:
         raise UserError(f"unknown encoder {kind!r}: choose one of {', '.join(ENCODER_KINDS)}")
     if kind == "sentence":
         from zeroshot.models.sentence import load_sentence_encoder
 
-        model = load_sentence_encoder(name, device=device or "cpu")
+        model = load_sentence_encoder(name, device=device or "cpu", match_fingerprint=match_fingerprint)
         return CaptionEncoder(kind, model.name, model)
     from zeroshot.models.clip import DEFAULT_CLIP, load_clip
 
-    model = load_clip(name or DEFAULT_CLIP, device=device)
+    model = load_clip(name or DEFAULT_CLIP, device=device, match_fingerprint=match_fingerprint)
     return CaptionEncoder(kind, model.name, model)
 
 
@@ -333,7 +337,8 @@ class CaptionService:
         self.kind = saved.get("kind")
         self.encoder = None
         if self.kind in ENCODER_KINDS:
-            self.encoder = load_caption_encoder(self.kind, encoder_name or saved.get("name"), device=device)
+            self.encoder = load_caption_encoder(self.kind, encoder_name or saved.get("name"), device=device,
+                                                match_fingerprint=saved.get("fingerprint"))
             check_encoder(self.encoder, record)
 
     def caption(self, inputs: Sequence, config: GenerationConfig | None = None) -> list[Caption]:
