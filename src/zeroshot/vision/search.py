@@ -18,7 +18,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -214,18 +214,21 @@ class ImageIndex:
 
     # --- public API ----------------------------------------------------------------------------------------
 
-    def add(self, paths: Iterable[str | os.PathLike]) -> AddReport:
+    def add(self, paths: Iterable[str | os.PathLike], engine: Callable[..., AddReport] | None = None
+            ) -> AddReport:
         """Index image files and folders (walked recursively): embed what is new or changed.
 
         Files that were indexed under a folder given here but are no longer on disk are removed, as are
         listed files that no longer exist. Unreadable files are reported in `AddReport.failed`.
+        `engine` embeds: None is this process (`indexing.index_files`), `ray_indexing.RayEngine(...)` a
+        Ray cluster; both take the same arguments and write the same index.
         """
         with self._lock, self._database_errors():
             model = self.model
             files, gone = self._resolve(paths)
             with self._writing() as store:
-                return index_files(self.catalog, store, model, files, gone, self.batch_size,
-                                   self.num_workers, self.progress)
+                return (engine or index_files)(self.catalog, store, model, files, gone, self.batch_size,
+                                               self.num_workers, self.progress)
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> list[str]:
         """Remove files (or every file under a folder) from the index; the files on disk are untouched."""
