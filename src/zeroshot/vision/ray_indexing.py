@@ -90,8 +90,9 @@ class RayEngine:
         """Batches of worker results, as dicts of numpy columns, in the order of `paths`."""
         from ray.data import ActorPoolStrategy
 
-        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus_per_worker))
         blocks = max(1, min(-(-len(paths) // batch_size), 10_000))
+        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus_per_worker))
+        workers = min(workers, blocks)  # an actor without a block would only load the model
         dataset = ray.data.from_items([{"path": path} for path in paths], override_num_blocks=blocks)
         options = dataset.context.execution_options
         options.preserve_order = True  # ids in file order, as the single-process path gives them
