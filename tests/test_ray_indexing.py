@@ -18,7 +18,8 @@ from zeroshot.errors import UserError
 from zeroshot.optional import RAY
 from zeroshot.vision.search import ImageIndex
 
-pytestmark = pytest.mark.skipif(not RAY.available(), reason="ray not installed (pip install 'zeroshot[ray]')")
+pytestmark = pytest.mark.slow  # Ray starts in several seconds; each job starts its actors
+needs_ray = pytest.mark.skipif(not RAY.available(), reason="ray not installed (pip install 'zeroshot[ray]')")
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_search import make_images  # noqa: E402
@@ -57,6 +58,7 @@ def _contents(db: Path) -> tuple[dict[str, int], dict[int, np.ndarray]]:
     return files, vectors
 
 
+@needs_ray
 def test_same_vectors_and_ids_as_the_single_process_path(tmp_path, photos, tiny_clip, ray_session):
     folder = photos[0].parent
     local = ImageIndex(tmp_path / "local", tiny_clip, batch_size=4).add([folder])
@@ -78,6 +80,7 @@ def test_same_vectors_and_ids_as_the_single_process_path(tmp_path, photos, tiny_
     assert again.embedded == 0 and len(again.skipped) == 11
 
 
+@needs_ray
 def test_an_interrupted_job_resumes_and_indexes_every_image_once(tmp_path, photos, tiny_clip, ray_session,
                                                                  monkeypatch):
     folder = photos[0].parent
@@ -122,6 +125,7 @@ def kill_once(marker: Path) -> type:
     return KillOnce
 
 
+@needs_ray
 def test_a_worker_killed_mid_batch_is_replaced_and_every_image_indexed_once(tmp_path, photos, tiny_clip,
                                                                             ray_session):
     marker = tmp_path / "killed"
@@ -134,6 +138,7 @@ def test_a_worker_killed_mid_batch_is_replaced_and_every_image_indexed_once(tmp_
     assert len(files) == 11 and len(vectors) == 10 == len(set(files.values()))
 
 
+@needs_ray
 def test_a_cluster_that_does_not_answer_is_one_line_and_exit_2(tmp_path, photos, tiny_clip_dir, capsys):
     from zeroshot.cli import main
 
@@ -146,6 +151,20 @@ def test_a_cluster_that_does_not_answer_is_one_line_and_exit_2(tmp_path, photos,
     assert not (tmp_path / "db").exists() or not any((tmp_path / "db").iterdir())
 
 
+@needs_ray
 def test_a_bad_address_is_refused(ray_session):
     with pytest.raises(UserError, match="host:port"):
         ray_session._bootstrap_address("no-port-here")
+
+
+def test_without_ray_the_cli_says_how_to_install_it(tmp_path, photos, tiny_clip_dir, capsys, monkeypatch):
+    from zeroshot.cli import main
+    from zeroshot.optional import OptionalDependency
+    from zeroshot.vision import ray_indexing
+
+    monkeypatch.setattr(ray_indexing, "RAY", OptionalDependency("ray_is_not_installed", "ray", RAY.purpose))
+    code = main(["index", str(photos[0].parent), "--db", str(tmp_path / "db"), "--clip-model",
+                 str(tiny_clip_dir), "--engine", "ray", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "pip install 'zeroshot[ray]'" in err[0]
+    assert not (tmp_path / "db").exists()  # refused before anything was created
