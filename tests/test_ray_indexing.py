@@ -104,7 +104,7 @@ def test_an_interrupted_job_resumes_and_indexes_every_image_once(tmp_path, photo
 
     monkeypatch.setattr(ray_session._RayRun, "commit_rows", commit)
     index = ImageIndex(tmp_path / "db", tiny_clip, batch_size=3)
-    report = index.add([folder], engine=ray_session.RayEngine(workers=2))
+    report = index.add([folder], engine=ray_session.RayEngine(workers=1))
     assert len(report.skipped) == 6 and len(report.added) == 5 and len(report.failed) == 1
     files, vectors = _contents(tmp_path / "db")
     assert len(files) == 11 and len(vectors) == 10 == len(set(files.values()))
@@ -129,7 +129,7 @@ def kill_once(marker: Path) -> type:
 def test_a_worker_killed_mid_batch_is_replaced_and_every_image_indexed_once(tmp_path, photos, tiny_clip,
                                                                             ray_session):
     marker = tmp_path / "killed"
-    engine = ray_session.RayEngine(workers=2, embedder=kill_once(marker))
+    engine = ray_session.RayEngine(workers=1, embedder=kill_once(marker))  # the one actor dies: restarted
     index = ImageIndex(tmp_path / "db", tiny_clip, batch_size=2)
     report = index.add([photos[0].parent], engine=engine)
     assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker process really died
