@@ -126,11 +126,15 @@ def kill_once(marker: Path) -> type:
 
 
 @needs_ray
-def test_a_worker_killed_mid_batch_is_replaced_and_every_image_indexed_once(tmp_path, photos, tiny_clip,
-                                                                            ray_session):
+def test_a_worker_killed_mid_batch_is_replaced_and_every_image_indexed_once(tmp_path, photos, tiny_clip_dir,
+                                                                            ray_session, monkeypatch):
+    from zeroshot.models.clip import load_clip
+
+    monkeypatch.chdir(tiny_clip_dir.parent)  # the model named by a relative path: workers find it too
+    model = load_clip(tiny_clip_dir.name, device="cpu")
     marker = tmp_path / "killed"
     engine = ray_session.RayEngine(workers=1, embedder=kill_once(marker))  # the one actor dies: restarted
-    index = ImageIndex(tmp_path / "db", tiny_clip, batch_size=2)
+    index = ImageIndex(tmp_path / "db", model, batch_size=2)
     report = index.add([photos[0].parent], engine=engine)
     assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker process really died
     assert len(report.added) == 11 and report.embedded == 10 and len(report.failed) == 1

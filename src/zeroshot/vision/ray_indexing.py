@@ -22,9 +22,11 @@ model must be installed there: workers load the model by the name the driver's m
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -77,10 +79,11 @@ class RayEngine:
             if todo:
                 ray = self.connect()
                 try:
-                    for batch in self._embedded(ray, model, todo, batch_size, num_workers):
-                        run.commit_rows(batch)
+                    with _quiet_ray_data():
+                        for batch in self._embedded(ray, model, todo, batch_size, num_workers):
+                            run.commit_rows(batch)
                 except ray.exceptions.RayError as exc:
-                    raise UserError(f"the Ray job failed ({_first_line(exc)}); the {report.embedded} images "
+                    raise UserError(f"the Ray job failed ({_reason(exc)}); the {report.embedded} images "
                                     "embedded so far are kept: run the same command again to resume"
                                     ) from None
             run.finish(gone)
@@ -98,11 +101,11 @@ class RayEngine:
         options.preserve_order = True  # ids in file order, as the single-process path gives them
         options.verbose_progress = False
         dataset.context.enable_progress_bars = False
-        name = os.path.abspath(model.name) if os.path.exists(model.name) else model.name
         dataset = dataset.map_batches(
             self.embedder or Embedder, batch_size=batch_size, batch_format="numpy",
             compute=ActorPoolStrategy(size=workers), num_cpus=self.cpus_per_worker,
-            fn_constructor_kwargs={"model_name": name, "fingerprint": model.fingerprint,
+            fn_constructor_kwargs={"model_name": model.name, "cwd": os.getcwd(),
+                                   "fingerprint": model.fingerprint,
                                    "dtype": _DTYPE_NAMES.get(str(getattr(model, "dtype", ""))),
                                    "device": self.device, "threads": threads})
         yield from dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2)
@@ -116,10 +119,14 @@ class Embedder:
     (the reasons the single-process path gives).
     """
 
-    def __init__(self, model_name: str, fingerprint: str, dtype: str | None, device: str | None,
+    def __init__(self, model_name: str, cwd: str, fingerprint: str, dtype: str | None, device: str | None,
                  threads: int) -> None:
         from zeroshot.models.clip import load_clip
 
+        # The model is named exactly as the driver named it (the fingerprint covers the config, and the
+        # config records the name), so a relative folder is found from the driver's working directory.
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
         options = {"dtype": dtype} if dtype else {}
         self.model = load_clip(model_name, device=device, **options)
         if self.model.fingerprint != fingerprint:
@@ -246,8 +253,7 @@ def connect(address: str | None = None):
         _probe(_bootstrap_address(address), address)
     if ray.is_initialized():
         return ray
-    for name in ("ray", "ray.data"):  # keep Ray's progress lines off the terminal our bar is drawn on
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray").setLevel(logging.WARNING)
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
                  include_dashboard=False if address in (None, "local") else None,
@@ -285,6 +291,32 @@ def _probe(target: tuple[str, int], address: str) -> None:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise UserError(f"the Ray cluster at {address} does not answer ({reason}); start it with "
                         "`ray start --head` or check the address") from None
+
+
+@contextmanager
+def _quiet_ray_data():
+    """Ray Data's console lines off the terminal our bar is drawn on (its log files keep them all): its
+    progress notices, and a failed job's traceback, which the `UserError` raised from it sums up."""
+    importlib.import_module("ray.data")  # configures Ray Data's loggers (on first import)
+    consoles = [handler for handler in logging.getLogger("ray.data").handlers
+                if not isinstance(handler, logging.FileHandler) and "File" not in type(handler).__name__]
+    levels = [handler.level for handler in consoles]
+    for handler in consoles:
+        handler.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong: a worker's own `UserError` message where there is one, else the first line."""
+    text = str(exc)
+    marker = "UserError: "
+    if marker in text:
+        return text[text.rindex(marker) + len(marker):].splitlines()[0].strip()[:300]
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
