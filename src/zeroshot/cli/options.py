@@ -161,7 +161,8 @@ OPTION_NAMES: dict[str, str] = {
     "--soft-prompt": "a trained soft prompt folder", "--virtual-tokens": "soft prompt length",
     "--init": "how new embeddings start", "--vocab-size": "tokenizer vocabulary size",
     "--full": "train the whole model", "--steps": "optimizer steps", "--seq-len": "tokens per window",
-    "--eval-paragraphs": "held-out paragraphs scored",
+    "--eval-paragraphs": "held-out paragraphs scored", "--engine": "where the work runs",
+    "--ray-address": "Ray cluster address", "--ray-workers": "Ray embedding actors",
     "--help": "help",
 }
 

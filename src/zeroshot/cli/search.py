@@ -30,16 +30,23 @@ def index(
     device: str = options.device(),
     dtype: str = options.dtype(),
     quiet: bool = options.quiet("No progress bar, no per-file failures."),
+    engine: str = typer.Option("local", "--engine", help="Where images are embedded: local (this process) "
+                               "or ray (a Ray Data job; needs pip install 'zeroshot[ray]')."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster: host:port, ray://host:port or "
+                                    "auto (default: RAY_ADDRESS, else a Ray instance on this machine)."),
+    ray_workers: int = typer.Option(None, "--ray-workers", help="Embedding actors on the Ray cluster "
+                                    "(default: one per CPU). --workers is then decoding threads per actor."),
 ) -> None:
     """Index images for search; re-running only embeds new or changed files and drops deleted ones."""
     from zeroshot.errors import UserError
 
     if batch_size < 1 or workers < 1:
         raise UserError("--batch-size and --workers must be at least 1")
+    run = _engine(engine, ray_address, ray_workers, device)
     with _open(db, store, milvus_uri, create=True, progress=not quiet) as image_index:
         _use_model(image_index, clip_model, device, dtype)
         image_index.batch_size, image_index.num_workers = batch_size, workers
-        report = image_index.add(paths)
+        report = image_index.add(paths, engine=run)
         total = len(image_index)
     if not quiet:
         for path, reason in report.failed[:50]:
@@ -122,6 +129,24 @@ def _use_model(image_index, clip_model: str | None, device: str | None, dtype: s
     name = clip_model or info.get("model_name") or DEFAULT_CLIP
     image_index.use_model(load_clip(name, device=device, dtype=dtype,
                                     match_fingerprint=info.get("model_fingerprint")))
+
+
+def _engine(engine: str, address: str | None, workers: int | None, device: str | None):
+    from zeroshot.errors import UserError
+
+    if engine not in ("local", "ray"):
+        raise UserError(f"--engine is local or ray, not {engine!r}")
+    if engine == "local":
+        if address is not None or workers is not None:
+            raise UserError("--ray-address and --ray-workers need --engine ray")
+        return None
+    from zeroshot.vision.ray_indexing import RayEngine
+
+    if workers is not None and workers < 1:
+        raise UserError("--ray-workers must be at least 1")
+    engine = RayEngine(address=address, workers=workers, device=device)
+    engine.connect()  # a cluster that does not answer: one line, before the index folder is touched
+    return engine
 
 
 def _open(db: Path, store: str, milvus_uri: str | None, create: bool, progress: bool):

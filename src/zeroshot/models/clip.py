@@ -159,6 +159,14 @@ class ImageTextModel:
             self._fingerprint = _fingerprint(self)
         return self._fingerprint
 
+    def matches(self, recorded: str) -> bool:
+        """Whether `recorded` (an index's) is this model's fingerprint: by today's rule, or for fp32 by
+        the earlier one that also hashed where the model was loaded from (so that an index built with
+        `--clip-model clip` was refused when reopened as /abs/path/clip)."""
+        if recorded == self.fingerprint:
+            return True
+        return self.dtype_name == "fp32" and recorded == _fingerprint(self, legacy=True)
+
     def converted(self, dtype: str, inplace: bool = False) -> ImageTextModel:
         """This model in another number format (see `zeroshot.models.dtype.convert`); a copy unless
         `inplace`."""
@@ -203,9 +211,17 @@ def _as_tensor(output) -> torch.Tensor:
     return output.pooler_output if getattr(output, "pooler_output", None) is not None else output[0]
 
 
-def _fingerprint(model: ImageTextModel) -> str:
+def _fingerprint(model: ImageTextModel, legacy: bool = False) -> str:
     digest = hashlib.sha256()
-    digest.update(model.model.config.to_json_string(use_diff=False).encode())
+    if legacy:
+        digest.update(model.model.config.to_json_string(use_diff=False).encode())
+    else:  # where the model was loaded from is not what it is
+        config = model.model.config.to_dict()
+        config.pop("_name_or_path", None)
+        for part in ("text_config", "vision_config"):
+            if isinstance(config.get(part), dict):
+                config[part].pop("_name_or_path", None)
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     digest.update(json.dumps(model.tokenizer.get_vocab(), sort_keys=True).encode())
     digest.update(json.dumps(asdict(model.image_spec), sort_keys=True).encode())
     digest.update(str(model.dtype).encode())
@@ -278,6 +294,8 @@ def load_clip(model: str | os.PathLike = DEFAULT_CLIP, device: str | None = None
     if dtype == "auto":
         matching = [name for name in DTYPE_CHOICES[1:]
                     if match_fingerprint and dtype_fingerprint(loaded.fingerprint, name) == match_fingerprint]
+        if match_fingerprint and not matching and loaded.matches(match_fingerprint):
+            matching = ["fp32"]  # an index from before fingerprints ignored the model's folder
         if matching:  # bf16 even where it is emulated: the index's vectors were made in it
             dtype = resolve_explicit(matching[0], device) if matching[0] == "int8" else matching[0]
         else:

@@ -144,6 +144,16 @@ class _Run:
             self.bar.update(1)
         self.writes.clear()
 
+    def finish(self, gone: list[str]) -> None:
+        """The writes still pending, then forget `gone` files and the vectors no file uses any more."""
+        with self.catalog.transaction() as db:
+            self.apply_writes(db)
+            for path in gone:
+                if self.catalog.delete_file(db, path):
+                    self.report.removed.append(path)
+            orphans = self.catalog.delete_orphans(db)
+        self.store.remove(np.asarray(orphans, dtype=np.int64))
+
     def fail(self, item: _File, reason: str) -> None:
         # A file we can no longer read must not keep answering queries with its old content.
         self.report.failed.append((item.path, reason))
@@ -166,13 +176,7 @@ def index_files(catalog: Catalog, store: VectorStore, model: ImageTextModel, fil
         for batch in iter_image_embeddings(model, run.files_to_embed(files), batch_size=batch_size,
                                            num_workers=num_workers, progress=False):
             run.commit(batch.indices, batch.embeddings, batch.failures)
-        with catalog.transaction() as db:
-            run.apply_writes(db)
-            for path in gone:
-                if catalog.delete_file(db, path):
-                    report.removed.append(path)
-            orphans = catalog.delete_orphans(db)
-    store.remove(np.asarray(orphans, dtype=np.int64))
+        run.finish(gone)
     return report
 
 

@@ -18,7 +18,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -148,7 +148,7 @@ class ImageIndex:
                     raise UserError(f"{self.folder}: the index is empty; give a CLIP model to add images")
                 from zeroshot.models.clip import load_clip
 
-                self._model = load_clip(name)
+                self._model = load_clip(name, match_fingerprint=self.info.get("model_fingerprint"))
                 self._check_model(self._model)
             return self._model
 
@@ -160,7 +160,8 @@ class ImageIndex:
         recorded = self.info.get("model_name")
         if name is None and recorded is not None and device is None:
             return self.model
-        model = load_clip(name or recorded or DEFAULT_CLIP, device=device)
+        model = load_clip(name or recorded or DEFAULT_CLIP, device=device,
+                          match_fingerprint=self.info.get("model_fingerprint"))
         self.use_model(model)
         return model
 
@@ -178,7 +179,7 @@ class ImageIndex:
         if "model_fingerprint" not in info:
             self.catalog.set_info(mine)
             return
-        if any(info[key] != mine[key] for key in ("embedding_dim", "model_fingerprint")):
+        if info["embedding_dim"] != mine["embedding_dim"] or not model.matches(info["model_fingerprint"]):
             raise UserError(
                 f"{self.folder} was indexed with the model {info['model_name']} ({info['embedding_dim']}-d, "
                 f"fingerprint {info['model_fingerprint']}), not {model.name} ({mine['embedding_dim']}-d, "
@@ -214,18 +215,21 @@ class ImageIndex:
 
     # --- public API ----------------------------------------------------------------------------------------
 
-    def add(self, paths: Iterable[str | os.PathLike]) -> AddReport:
+    def add(self, paths: Iterable[str | os.PathLike], engine: Callable[..., AddReport] | None = None
+            ) -> AddReport:
         """Index image files and folders (walked recursively): embed what is new or changed.
 
         Files that were indexed under a folder given here but are no longer on disk are removed, as are
         listed files that no longer exist. Unreadable files are reported in `AddReport.failed`.
+        `engine` embeds: None is this process (`indexing.index_files`), `ray_indexing.RayEngine(...)` a
+        Ray cluster; both take the same arguments and write the same index.
         """
         with self._lock, self._database_errors():
             model = self.model
             files, gone = self._resolve(paths)
             with self._writing() as store:
-                return index_files(self.catalog, store, model, files, gone, self.batch_size,
-                                   self.num_workers, self.progress)
+                return (engine or index_files)(self.catalog, store, model, files, gone, self.batch_size,
+                                               self.num_workers, self.progress)
 
     def remove(self, paths: Iterable[str | os.PathLike]) -> list[str]:
         """Remove files (or every file under a folder) from the index; the files on disk are untouched."""
