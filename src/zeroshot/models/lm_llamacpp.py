@@ -74,12 +74,7 @@ class LlamaCppLM(LanguageModel):
         try:
             # No logits_all: scoring asks llama.cpp for the rows it needs (`_decode`), so the logits
             # buffer is n_batch rows, not n_ctx (8k x a 262k vocabulary would be 8 GiB).
-            # Without `n_threads`, llama-cpp-python's defaults: generation on half the cores, prompt
-            # processing (scoring) on all of them; on a quiet 2-core machine that scores 512 tokens at
-            # 241-245 tok/s against 101-125 tok/s on one core. On a machine shared with other busy
-            # processes all-core prompt processing stalls at its barriers: pass n_threads there.
-            gen_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
-            batch_threads = n_threads or (os.cpu_count() or 1)
+            gen_threads, batch_threads = (n_threads, n_threads) if n_threads else default_threads()
             self._llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=N_BATCH, n_ubatch=N_BATCH,
                               n_threads=gen_threads, n_threads_batch=batch_threads, logits_all=False,
                               verbose=False)
@@ -295,6 +290,21 @@ class LlamaCppLM(LanguageModel):
                 return np.zeros((0, embedder.n_embd()), dtype=np.float32)
             rows = [embedder.embed(t or " ", normalize=False, truncate=True) for t in texts]
         return np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
+
+
+def default_threads() -> tuple[int, int]:
+    """(generation, prompt-processing) threads when none are given: llama-cpp-python's defaults (half
+    the cores, all of them), but never more than the cores other processes leave idle right now.
+
+    On a quiet 2-core machine all-core prompt processing scores 512 tokens at 241-245 tok/s against
+    101-125 on one core. On a busy one its threads wait for each other at every barrier: at load
+    average 10 on 2 cores the 135M model scored BBC News at 0.1-0.2 documents/s on 2 threads and at
+    2.8/s on one, so the load average at loading time caps both.
+    """
+    cores = os.cpu_count() or 1
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    idle = max(1, round(cores - busy))
+    return max(1, min(cores // 2, idle)), min(cores, idle)
 
 
 def _batches(n: int, step: int) -> list[int]:
