@@ -76,7 +76,8 @@ class VectorFile:
 
     def stage(self, vector_id: int, vector: np.ndarray) -> None:
         """Keep `vector` for id `vector_id` until `flush` (called just before the catalog commits)."""
-        row = np.asarray(vector, dtype=np.float32).reshape(-1).astype(DTYPE)
+        with np.errstate(over="ignore"):  # too large for float16 becomes inf, refused just below
+            row = np.asarray(vector, dtype=np.float32).reshape(-1).astype(DTYPE)
         if row.shape != (self.dim,):
             raise ValueError(f"a {self.dim}-d vector is needed, not {row.shape}")
         if not np.isfinite(row).all():
@@ -85,7 +86,8 @@ class VectorFile:
 
     def stage_block(self, first_id: int, vectors: np.ndarray) -> None:
         """`stage` for rows of consecutive ids starting at `first_id`."""
-        rows = np.asarray(vectors, dtype=np.float32).astype(DTYPE)
+        with np.errstate(over="ignore"):
+            rows = np.asarray(vectors, dtype=np.float32).astype(DTYPE)
         if rows.ndim != 2 or rows.shape[1] != self.dim:
             raise ValueError(f"{self.dim}-d vectors are needed, not {rows.shape}")
         if not np.isfinite(rows).all():
