@@ -10,7 +10,7 @@ result is already in `--workdir` (default .cache/search-<n>-<data>) is not run a
    the vector for each, 200,000 per transaction) exactly as `zeroshot index` writes them: the float16
    rows go to `embeddings.f16`. Meanwhile the exact top-10 of `--queries` queries over the original
    float32 vectors is kept (ground truth "fp32").
-2. truth: the exact top-10 again, streamed in blocks over the memory-mapped float16 file, never all in
+2. truth: the exact top-10 again, streamed in blocks over the float16 file, never all in
    RAM (ground truth "stored"; its recall against "fp32" is what float16 storage alone costs).
 3. build: `stores.sync` builds the store's layout for this size from the catalog (training on a seeded
    sample, adding in chunks, with a progress bar and checkpoints), as the first search would.
@@ -160,11 +160,17 @@ def stage_truth(args: argparse.Namespace, work: Path) -> dict:
     from zeroshot.vision.stores.vector_file import DTYPE
 
     queries = np.load(work / "queries.npy")
-    stored = np.memmap(work / "db" / "embeddings.f16", dtype=DTYPE, mode="r").reshape(-1, args.dim)
+    path = work / "db" / "embeddings.f16"
+    rows = path.stat().st_size // (args.dim * DTYPE.itemsize)
     truth = TopK(queries)
     start = time.perf_counter()
-    for first in range(0, len(stored), 262_144):
-        truth.update(first + 1, np.asarray(stored[first:first + 262_144], dtype=np.float32))
+    # Plain reads of 262,144-row blocks, not a memory map: mapped pages would count in this stage's
+    # RSS until the end (10 GB at 10M), while these blocks are freed one by one.
+    for first in range(0, rows, 262_144):
+        count = min(262_144, rows - first)
+        block = np.fromfile(path, dtype=DTYPE, count=count * args.dim,
+                            offset=first * args.dim * DTYPE.itemsize)
+        truth.update(first + 1, block.reshape(count, args.dim).astype(np.float32))
     exact = truth.result()
     np.save(work / "truth_stored.npy", exact)
     return {"truth_s": round(time.perf_counter() - start, 1), "peak_rss_gib": peak_rss_gib(),

@@ -9,10 +9,10 @@
   on 1,000,000 random 512-d unit vectors, recall@10 0.99 at a p50 of 12-22 ms on 2 cores. The scan grows
   linearly with the collection, which is why larger ones switch to IVF.
 - More: FAISS `IVF{nlist},PQ{d/8}` — an inverted file of `nlist` k-means cells (about sqrt(n), a power
-  of two) holding 8-bit PQ codes (d/8 bytes a vector: 64 for d = 512); a query scans the `nprobe`
-  nearest cells and re-ranks the best `k_factor * k` exactly, as above. It relies on the data having
-  clusters, as image embeddings do (random points defeat it: see bench/search_1m.py).
-  In memory: codes and ids, 72 bytes a vector at d = 512 (720 MB at 10M); the exact vectors stay on disk.
+  of two, at most 1,024: see `ivf_cells`) holding 8-bit PQ codes (d/8 bytes a vector: 64 for d = 512);
+  a query scans the `nprobe` nearest cells and re-ranks the best `k_factor * k` exactly, as above. It
+  relies on the data having clusters, as image embeddings do (random points defeat it).
+  In memory: codes and ids, 72 bytes a vector at d = 512 (720 MB at 10M); exact vectors stay on disk.
   Codebooks are trained on a seeded sample (`training_size`); the layout is rebuilt when the collection
   outgrows its training (4x) or crosses a limit (with hysteresis). An odd dimension stays exact.
 
@@ -278,17 +278,22 @@ class FaissStore:
         return index
 
 
-def ivf_cells(count: int) -> int:
-    """IVF cells for `count` vectors: about sqrt(count), a power of two (4,096 at 10M).
+MAX_CELLS = 1_024
 
-    More cells make each query cheaper but every vector's assignment dearer (a 10M build compares each
-    vector with every cell centre); sqrt balances the two on a small machine.
+
+def ivf_cells(count: int) -> int:
+    """IVF cells for `count` vectors: about sqrt(count), a power of two, at most `MAX_CELLS`.
+
+    More cells make each query cheaper but every vector's assignment dearer: a build compares each
+    vector with every cell centre. At 10M x 512 and 4,096 cells that is 4e13 FLOPs, over an hour on the
+    busy 2-core machine (assignment ran at 13k vectors/s on one idle core, far less under load); 1,024
+    cells cost a quarter, and a query then scans 16/1,024 of 10M = 160k codes of 64 bytes, a few ms.
     """
-    return int(2 ** np.clip(round(np.log2(max(count, 1)) / 2), 4, 16))
+    return int(2 ** np.clip(round(np.log2(max(count, 1)) / 2), 4, np.log2(MAX_CELLS)))
 
 
 def default_nprobe(nlist: int) -> int:
-    """Cells a query scans by default: 1/64 of them, at least 16 (64 of 4,096 at 10M)."""
+    """Cells a query scans by default: 1/64 of them, at least 16 (16 of 1,024 from 1M vectors on)."""
     return max(16, nlist // 64)
 
 
