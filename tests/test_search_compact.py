@@ -13,7 +13,7 @@ import pytest
 from zeroshot.errors import UserError
 from zeroshot.vision import stores
 from zeroshot.vision.search import ImageIndex
-from zeroshot.vision.stores import faiss_store, sync
+from zeroshot.vision.stores import faiss_store, sync, vector_file
 from zeroshot.vision.stores.catalog import FLOAT16_FILE, FLOAT32_SQLITE, VECTOR_FILE_NAME, Catalog
 from zeroshot.vision.stores.faiss_store import FaissStore
 
@@ -57,7 +57,7 @@ def legacy_vectors() -> np.ndarray:
     return unit(np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32))
 
 
-def test_new_catalogs_keep_float16_rows_beside_sqlite_that_agree_with_float32(tmp_path):
+def test_new_catalogs_keep_float16_rows_beside_sqlite_that_agree_with_float32(tmp_path, monkeypatch):
     vectors = unit(np.random.default_rng(0).standard_normal((500, 64)))
     catalog = Catalog(tmp_path / "catalog.sqlite")
     fill(catalog, vectors)
@@ -67,6 +67,10 @@ def test_new_catalogs_keep_float16_rows_beside_sqlite_that_agree_with_float32(tm
     assert np.abs(catalog.vectors(ids[::-1]) - vectors[::-1]).max() < 1e-3  # any order, float16 exact
     got = np.concatenate([v for _, v in catalog.iter_vectors()])
     assert np.abs(got - vectors).max() < 1e-3
+    with monkeypatch.context() as patch:  # a scan reads spans with plain reads, not through the map
+        patch.setattr(vector_file, "BULK_ROWS", 8)
+        assert np.array_equal(np.concatenate([v for _, v in catalog.iter_vectors(batch=64)]), got)
+        assert np.array_equal(catalog.vectors(ids[100:300][::-1]), got[100:300][::-1])
     # Nothing of the vectors is in SQLite any more: its blobs are empty.
     assert catalog._db.execute("SELECT max(length(embedding)) FROM vectors").fetchone()[0] == 0
 
