@@ -437,8 +437,10 @@ class Catalog:
             db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
         self.storage = FLOAT16_FILE
         self._vectors = None
-        with self._lock:
-            self._db.execute("VACUUM")  # give the float32 blobs' space back to the file system
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            # Give the float32 blobs' space back to the file system. It needs room for a copy of the
+            # file; without it (a full disk) the converted catalog is kept as it is, only larger.
+            self._db.execute("VACUUM")
         return moved
 
     def put_file(self, db: sqlite3.Connection, path: str, vector_id: int, size: int, mtime_ns: int,
