@@ -183,11 +183,11 @@ def stage_truth(args: argparse.Namespace, work: Path) -> dict:
 
 
 def stage_build(args: argparse.Namespace, work: Path) -> dict:
-    from zeroshot.vision.stores import open_store, sync
+    from zeroshot.vision.stores import sync
     from zeroshot.vision.stores.catalog import Catalog
 
     catalog = Catalog(work / "db" / "catalog.sqlite", create=False)
-    store = open_store("faiss", _store_folder(args, work), args.dim, catalog=catalog, layout=args.layout)
+    store = _open_store(args, work, catalog)
     start = time.perf_counter()
     added, _ = sync(store, catalog, durable=True, progress=True)
     seconds = time.perf_counter() - start
@@ -197,14 +197,14 @@ def stage_build(args: argparse.Namespace, work: Path) -> dict:
 
 def stage_search(args: argparse.Namespace, work: Path) -> dict:
     from zeroshot.vision.search import ImageIndex
-    from zeroshot.vision.stores import open_store, sync
+    from zeroshot.vision.stores import sync
     from zeroshot.vision.stores.catalog import Catalog
 
     queries = np.load(work / "queries.npy")
     truths = {name: np.load(work / f"truth_{name}.npy") for name in ("fp32", "stored")}
     start = time.perf_counter()
     catalog = Catalog(work / "db" / "catalog.sqlite", create=False)
-    store = open_store("faiss", _store_folder(args, work), args.dim, catalog=catalog, layout=args.layout)
+    store = _open_store(args, work, catalog)
     assert sync(store, catalog, durable=False) == (0, 0), "the saved store is not in step"
     open_s = time.perf_counter() - start
     rows = []
@@ -267,7 +267,7 @@ def stage_baselines(args: argparse.Namespace, work: Path) -> dict:
     # The previous layout and this store's, alternately, so that both see the same load on the machine.
     catalog = Catalog(work / "db" / "catalog.sqlite", create=False)
     store = open_store("faiss", work / "db", args.dim, catalog=catalog)
-    assert sync(store, catalog, durable=False) == (0, 0), "run the search stage first"
+    sync(store, catalog, durable=True)  # (re)built here if needed, outside the timing
     for turn in (1, 2):
         ids, ms = time_queries(lambda q: old.search(q, 10, params=params)[1], queries)
         rows.append({**row(f"previous store PQ{args.dim // 2}x4fs,RFlat k_factor=50 (turn {turn})", ids, ms,
@@ -297,9 +297,15 @@ def stage_baselines(args: argparse.Namespace, work: Path) -> dict:
     return {"rows": rows, "peak_rss_gib": peak_rss_gib()}
 
 
-def _store_folder(args: argparse.Namespace, work: Path) -> Path:
-    # The store's own choice lives in the index folder, where `ImageIndex` finds it; forced layouts apart.
-    return work / "db" if args.layout is None else work / f"store-{args.layout}"
+def _open_store(args: argparse.Namespace, work: Path, catalog):
+    from zeroshot.vision.stores import open_store
+    from zeroshot.vision.stores.faiss_store import FaissStore
+
+    if args.layout is None:  # the store's own choice, in the index folder, where `ImageIndex` finds it
+        return open_store("faiss", work / "db", args.dim, catalog=catalog)
+    # A forced layout in a folder apart, without recording checksums in the catalog: they are kept by
+    # file name, and would otherwise replace those of the index folder's own cache.
+    return FaissStore(work / f"store-{args.layout}", args.dim, vectors=catalog, layout=args.layout)
 
 
 STAGES = {"generate": stage_generate, "truth": stage_truth, "build": stage_build, "search": stage_search,
