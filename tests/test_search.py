@@ -59,7 +59,8 @@ def test_add_then_search_by_text_and_by_image(tmp_path, images, tiny_clip):
     assert len(report.added) == 12 and report.embedded == 12 and not report.failed
     assert len(index) == 12
     hits = index.search(image=images[3], k=5)
-    assert hits[0].path == str(images[3]) and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    # Stored as float16 (issue 18): an image against its own stored vector scores 1 to about 1e-4.
+    assert hits[0].path == str(images[3]) and hits[0].score == pytest.approx(1.0, abs=1e-3)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert hits[0].sha256 and hits[0].size == images[3].stat().st_size and hits[0].width == 48
     by_text = index.search(text="a photo of a cat", k=20)

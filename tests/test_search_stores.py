@@ -35,27 +35,27 @@ def recall_at_10(found: np.ndarray, queries: np.ndarray, vectors: np.ndarray, id
     return float(np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)]))
 
 
-def test_large_collections_switch_to_pq_refine_keep_recall_and_remove(tmp_path, monkeypatch):
+def test_large_collections_switch_to_pq_rerank_keep_recall_and_remove(tmp_path, monkeypatch):
     monkeypatch.setattr(faiss_store, "FLAT_LIMIT", 1_000)
     # Random vectors, the hard case: no clusters for an index to exploit, so recall comes from the
     # exact re-ranking of k_factor * k PQ candidates, not from the data being easy.
     vectors = unit_vectors(2_000, 64, seed=0)
     catalog = filled_catalog(tmp_path, vectors)
-    store = FaissStore(tmp_path, 64)
+    store = FaissStore(tmp_path, 64, vectors=catalog)
     sync(store, catalog)
-    assert store.layout == "pq32x4fs,rflat" and len(store) == 2_000
+    assert store.layout == "pq32x4fs" and len(store) == 2_000
     queries = unit_vectors(50, 64, seed=1)
     ids = np.arange(1, 2_001)  # catalog ids start at 1
     _, found = store.search(queries, 10)
     assert recall_at_10(found, queries, vectors, ids) >= 0.95
 
-    # FAISS cannot remove_ids from this index: the store rebuilds it without them, codebooks kept.
+    # FAISS cannot remove_ids from this index: the store re-encodes the rest from the catalog.
     with catalog.transaction() as db:
         for i in range(0, 2_000, 2):
             catalog.delete_file(db, f"/img/{i}.jpg")
         catalog.delete_orphans(db)
     assert sync(store, catalog) == (0, 1_000)
-    assert store.layout == "pq32x4fs,rflat" and len(store) == 1_000
+    assert store.layout == "pq32x4fs" and len(store) == 1_000
     assert np.array_equal(store.ids(), catalog.vector_ids())
     kept = np.arange(1, 2_000, 2)
     _, found = store.search(queries, 10)
@@ -64,12 +64,12 @@ def test_large_collections_switch_to_pq_refine_keep_recall_and_remove(tmp_path, 
     _, own = store.search(vectors[kept[:20]], 1)
     assert np.array_equal(own[:, 0], ids[kept[:20]])  # each vector finds itself under its own id
 
-    reloaded = FaissStore(tmp_path, 64)  # the saved cache is this layout and is trusted
-    assert reloaded.layout == "pq32x4fs,rflat" and sync(reloaded, catalog) == (0, 0)
+    reloaded = FaissStore(tmp_path, 64, vectors=catalog)  # the saved cache is this layout and is trusted
+    assert reloaded.layout == "pq32x4fs" and sync(reloaded, catalog) == (0, 0)
     assert np.array_equal(reloaded.search(queries, 10)[1], found)
 
 
-def test_a_cache_of_the_former_ivf_layout_is_rebuilt(tmp_path):
+def test_a_cache_of_a_former_layout_is_rebuilt(tmp_path, monkeypatch):
     vectors = unit_vectors(300, 16, seed=0)
     catalog = filled_catalog(tmp_path, vectors)
     old = faiss.index_factory(16, "IVF4,Flat", faiss.METRIC_INNER_PRODUCT)
@@ -79,6 +79,16 @@ def test_a_cache_of_the_former_ivf_layout_is_rebuilt(tmp_path):
     (tmp_path / "vectors.json").write_text(json.dumps({"version": catalog.version, "count": 300}))
     store = FaissStore(tmp_path, 16)
     assert len(store) == 0 and sync(store, catalog) == (300, 0) and store.layout == "flat"
+
+    # The PQ layout with a float32 copy inside the index (before issue 18) is not trusted either.
+    monkeypatch.setattr(faiss_store, "FLAT_LIMIT", 100)
+    old = faiss.index_factory(16, "IDMap2,PQ8x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
+    old.train(vectors)
+    old.add_with_ids(vectors, np.arange(1, 301))
+    faiss.write_index(old, str(tmp_path / "vectors.faiss"))
+    (tmp_path / "vectors.json").write_text(json.dumps({"version": catalog.version, "count": 300}))
+    store = FaissStore(tmp_path, 16, vectors=catalog)
+    assert len(store) == 0 and sync(store, catalog) == (300, 0) and store.layout == "pq8x4fs"
 
 
 def test_cache_is_reused_and_a_stale_one_is_repaired(tmp_path):

@@ -129,7 +129,10 @@ class _Run:
             self.apply_writes(db)
         self.report.embedded += len(new_ids)
         if new_ids:
-            self.store.add(np.asarray(new_ids, dtype=np.int64), embeddings)
+            # What the catalog kept (float16 in a new catalog), not the model's float32: a store rebuilt
+            # from the catalog later must give the same scores as this one.
+            ids = np.asarray(new_ids, dtype=np.int64)
+            self.store.add(ids, self.catalog.vectors(ids))
 
     def apply_writes(self, db) -> None:
         for action, item, vector_id in self.writes:

@@ -7,6 +7,7 @@ in step with it (`sync`) after a crash, a copy, or a change made by another proc
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,8 @@ class VectorStore(Protocol):
     def save(self, version: int, durable: bool = True) -> None:
         """Record that the contents match catalog `version`; with `durable`, persist them first.
 
+        `version` -1 saves a checkpoint of an unfinished build: kept, but in step with no version.
+
         Only the process holding the index's write lock saves durably, so two processes never race to
         write one cache.
         """
@@ -66,7 +69,7 @@ def open_store(kind: str, folder: Path, dim: int, catalog: Catalog | None = None
     if kind == "faiss":
         from zeroshot.vision.stores.faiss_store import FaissStore
 
-        return FaissStore(folder, dim, checksums=catalog, **options)
+        return FaissStore(folder, dim, checksums=catalog, vectors=catalog, **options)
     if kind == "milvus":
         from zeroshot.vision.stores.milvus_store import MilvusStore
 
@@ -82,11 +85,13 @@ def sync(store: VectorStore, catalog: Catalog, durable: bool = True, progress: b
     exact. Returns (added, removed); cheap when the versions already match.
     """
     version = catalog.version
+    if store.synced_version() == version:
+        # Checked before anything else: a query calls this, and counting 10M rows costs a second.
+        return 0, 0
     count = catalog.count_vectors()
     if store.needs_rebuild(count):
-        store.reset(count, _training_sample(catalog, count))
-    elif store.synced_version() == version:
-        return 0, 0
+        size = getattr(store, "training_size", lambda _: TRAINING_SAMPLE)(count)
+        store.reset(count, _training_sample(catalog, count, size))
     have = store.ids()
     want = catalog.vector_ids()
     extra = np.setdiff1d(have, want, assume_unique=True)
@@ -99,21 +104,28 @@ def sync(store: VectorStore, catalog: Catalog, durable: bool = True, progress: b
         with tqdm(total=len(missing), unit="vec", desc="rebuilding vector index", disable=not progress,
                   leave=False) as bar:
             chunk = None if len(missing) == len(want) else missing.tolist()
+            saved = time.monotonic()
             for ids, vectors in catalog.iter_vectors(chunk):
                 store.add(ids, vectors)
                 bar.update(len(ids))
+                if durable and time.monotonic() - saved > CHECKPOINT_SECONDS:
+                    # A long build (millions of vectors) keeps what it added if it is interrupted: the
+                    # next sync finds these ids present and adds only the rest. -1 is no catalog version.
+                    store.save(-1, durable)
+                    saved = time.monotonic()
     store.save(version, durable)
     return int(len(missing)), int(len(extra))
 
 
 TRAINING_SAMPLE = 65_536
+CHECKPOINT_SECONDS = 300.0
 
 
-def _training_sample(catalog: Catalog, count: int, seed: int = 0) -> np.ndarray:
+def _training_sample(catalog: Catalog, count: int, size: int = TRAINING_SAMPLE, seed: int = 0) -> np.ndarray:
     # A seeded random sample, not the first rows: ids follow insertion order, often one folder at a time.
     ids = catalog.vector_ids()
-    if len(ids) > TRAINING_SAMPLE:
-        ids = np.sort(np.random.default_rng(seed).choice(ids, TRAINING_SAMPLE, replace=False))
+    if len(ids) > size:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
     parts = [vectors for _, vectors in catalog.iter_vectors(ids.tolist())]
     dim = int(catalog.info().get("embedding_dim", "0"))
     return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)

@@ -1,9 +1,16 @@
-"""The catalog: one SQLite file holding every indexed file's metadata and every embedding.
+"""The catalog: an SQLite file holding every indexed file's metadata, and every embedding beside it.
 
-SQLite is the source of truth; vector indexes (FAISS, Milvus) are derived from it and can always be
-rebuilt. Embeddings are stored once per distinct content (sha256) as float32 blobs; files point at
-them, so byte-identical copies share one vector. Every write is one transaction (WAL journal) that
-also bumps a `version` counter, which tells a vector index whether it is still in step.
+The catalog is the source of truth; vector indexes (FAISS, Milvus) are derived from it and can always
+be rebuilt. Embeddings are stored once per distinct content (sha256); files point at them, so
+byte-identical copies share one vector. Every write is one transaction (WAL journal) that also bumps a
+`version` counter, which tells a vector index whether it is still in step.
+
+Where the embeddings live depends on the catalog's schema:
+- schema 2 (every new catalog): float16 rows in `embeddings.f16` next to the SQLite file, row = id - 1,
+  read through a memory map (`vector_file.py`): 1 KiB a 512-d vector, and a query touches only the rows
+  it re-ranks. A transaction writes and syncs its rows just before it commits.
+- schema 1 (catalogs written before): float32 blobs in the `vectors` table. Such a catalog is read and
+  written as it is, never converted behind the user's back; `convert_to_float16` converts it on request.
 
 A file that is not a zeroshot catalog (another SQLite database, garbage bytes) is refused before
 anything is written to it.
@@ -27,16 +34,20 @@ import numpy as np
 
 from zeroshot.errors import UserError, disk_full
 from zeroshot.numerics import batched
+from zeroshot.vision.stores.vector_file import VectorFile, VectorFileError
 
 FORMAT = "zeroshot-image-index"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LEGACY_SCHEMA = 1  # float32 blobs in SQLite
+FLOAT16_FILE, FLOAT32_SQLITE = "float16-file", "float32-sqlite"
+VECTOR_FILE_NAME = "embeddings.f16"
 
 _SCHEMA = """
 CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE vectors (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a vector index can trust ids
     sha256 TEXT NOT NULL UNIQUE,
-    embedding BLOB NOT NULL
+    embedding BLOB NOT NULL  -- schema 1: float32; schema 2: empty (the vector is in embeddings.f16)
 );
 CREATE TABLE files (
     path TEXT PRIMARY KEY,
@@ -50,7 +61,7 @@ CREATE TABLE files (
 CREATE INDEX files_by_vector ON files(vector_id);
 """
 _FIRST_ROWS = (f"INSERT INTO info VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}'), "
-               "('version', '0')")
+               f"('vector_storage', '{FLOAT16_FILE}'), ('version', '0')")
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,9 @@ class Catalog:
                 self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                            check_same_thread=False)
             self._check_format()
+            self._vectors: VectorFile | None = None
+            self.storage = self.info().get("vector_storage", FLOAT32_SQLITE)
+            self._check_vector_file()
             if not self.read_only:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
@@ -120,8 +134,36 @@ class Catalog:
             raise UserError(f"{self.path}: written by a newer zeroshot (schema {rows['schema']}); "
                             "upgrade zeroshot")
 
+    def _vector_file(self, dim: int | None = None) -> VectorFile | None:
+        """The float16 file of a schema-2 catalog (None for schema 1, or before the dimension is known)."""
+        if self.storage != FLOAT16_FILE:
+            return None
+        if self._vectors is None:
+            dim = dim or int(self.info().get("embedding_dim", "0"))
+            if dim:
+                self._vectors = VectorFile(self.path.with_name(VECTOR_FILE_NAME), dim)
+        return self._vectors
+
+    def _check_vector_file(self) -> None:
+        # A missing or truncated vector file is found now, before anything is written: a write would
+        # otherwise add rows after a gap, and a search would fail later with less to go on.
+        if self.storage != FLOAT16_FILE:
+            return
+        highest = self._db.execute("SELECT max(id) FROM vectors").fetchone()[0]
+        vectors = self._vector_file()
+        if highest is not None and (vectors is None or vectors.rows() < highest):
+            raise UserError(self._damaged(f"holds {0 if vectors is None else vectors.rows():,} vectors, "
+                                          f"the catalog needs {highest:,} (missing or truncated)"))
+
+    def _damaged(self, what: str) -> str:
+        return (f"{self.path.with_name(VECTOR_FILE_NAME)}: the embeddings file {what}; nothing was "
+                "changed; restore it from a backup, or re-create the index with `zeroshot index` into a "
+                "new --db folder")
+
     def close(self) -> None:
         with self._lock:
+            if self._vectors is not None:
+                self._vectors.close()
             self._db.close()
 
     @contextmanager
@@ -143,8 +185,12 @@ class Catalog:
                 raise database_error(exc, self.path, "starting a write") from exc
             try:
                 yield self._db
+                if self._vectors is not None:
+                    self._vectors.flush()  # the rows reach the disk before the ids that point at them
                 self._db.execute("COMMIT")
             except BaseException:
+                if self._vectors is not None:
+                    self._vectors.discard()
                 # After some errors (a full disk, an I/O error) SQLite has rolled back already; a second
                 # ROLLBACK would fail and hide the error that matters.
                 if self._db.in_transaction:
@@ -233,7 +279,9 @@ class Catalog:
                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, embeddings) in chunks: all vectors, or those of `ids`."""
         dim = int(self.info().get("embedding_dim", "0"))
-        if ids is None:
+        if self.storage == FLOAT16_FILE:
+            yield from self._iter_file_vectors(ids, batch)
+        elif ids is None:
             last = 0
             while True:
                 with self._lock:
@@ -253,12 +301,147 @@ class Catalog:
                 if rows:
                     yield _unpack(rows, dim)
 
+    def _iter_file_vectors(self, ids: Sequence[int] | None, batch: int
+                           ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if ids is None:
+            last = 0
+            while True:
+                with self._lock:
+                    rows = self._db.execute("SELECT id FROM vectors WHERE id > ? ORDER BY id LIMIT ?",
+                                            (last, batch)).fetchall()
+                if not rows:
+                    return
+                chunk = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+                last = int(chunk[-1])
+                yield chunk, self.vectors(chunk)
+        else:
+            wanted = np.asarray(list(ids), dtype=np.int64)
+            for start in range(0, len(wanted), batch):
+                chunk = wanted[start:start + batch]
+                yield chunk, self.vectors(chunk)
+
+    def vectors(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The embeddings of `ids`, in that order, as float32 (n, dim): a few rows, read where they lie.
+
+        This is the read of a query's re-ranking: from the memory-mapped file (schema 2) or by id from
+        SQLite (schema 1). Every id must be in the catalog.
+        """
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        vectors = self._vector_file()
+        if vectors is not None:
+            try:
+                return vectors.read(ids)
+            except VectorFileError as exc:
+                raise UserError(self._damaged(str(exc).split(": ", 1)[1])) from exc
+        dim = int(self.info().get("embedding_dim", "0"))
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        position = {int(i): n for n, i in enumerate(ids.tolist())}
+        for part in batched(list(position), 500):
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                rows = self._db.execute(f"SELECT id, embedding FROM vectors WHERE id IN ({marks})",
+                                        part).fetchall()
+            if rows:
+                found, values = _unpack(rows, dim)
+                out[[position[int(i)] for i in found]] = values
+        return out
+
     # --- writes (call inside `transaction`) ----------------------------------------------------------
 
     def insert_vector(self, db: sqlite3.Connection, sha256: str, embedding: np.ndarray) -> int:
+        if self.storage == FLOAT16_FILE:
+            if self._vectors is None:  # the first vector fixes the row size: record it with the vector
+                db.execute("INSERT OR IGNORE INTO info VALUES ('embedding_dim', ?)",
+                           (str(np.asarray(embedding).size),))
+            vectors = self._vector_file(dim=int(np.asarray(embedding).size))
+            assert vectors is not None
+            if vectors.dim != np.asarray(embedding).size:
+                raise UserError(f"a {np.asarray(embedding).size}-d embedding for a {vectors.dim}-d index")
+            cursor = db.execute("INSERT INTO vectors (sha256, embedding) VALUES (?, ?)", (sha256, b""))
+            vector_id = int(cursor.lastrowid)
+            try:
+                vectors.stage(vector_id, embedding)
+            except ValueError as exc:
+                raise UserError(f"cannot store the embedding of {sha256[:12]}: {exc}") from exc
+            return vector_id
         blob = np.ascontiguousarray(embedding, dtype="<f4").tobytes()
         cursor = db.execute("INSERT INTO vectors (sha256, embedding) VALUES (?, ?)", (sha256, blob))
         return int(cursor.lastrowid)
+
+    def insert_vectors(self, db: sqlite3.Connection, sha256s: Sequence[str], embeddings: np.ndarray
+                       ) -> np.ndarray:
+        """`insert_vector` for many contents at once (one statement, one staged block); their new ids."""
+        embeddings = np.asarray(embeddings, dtype=np.float32).reshape(len(sha256s), -1)
+        if not len(sha256s):
+            return np.zeros(0, dtype=np.int64)
+        # Inside this write transaction nobody else inserts, so AUTOINCREMENT hands out consecutive ids.
+        seq = "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'vectors'"
+        first = int(db.execute(seq).fetchone()[0]) + 1
+        if self.storage == FLOAT16_FILE:
+            blobs = [b""] * len(sha256s)
+        else:
+            blobs = [row.astype("<f4").tobytes() for row in embeddings]
+        db.executemany("INSERT INTO vectors (sha256, embedding) VALUES (?, ?)",
+                       zip(sha256s, blobs, strict=True))
+        ids = np.arange(first, first + len(sha256s), dtype=np.int64)
+        if int(db.execute(seq).fetchone()[0]) != ids[-1]:
+            raise RuntimeError("vector ids were not handed out consecutively")  # never expected
+        if self.storage == FLOAT16_FILE:
+            if self._vectors is None:
+                db.execute("INSERT OR IGNORE INTO info VALUES ('embedding_dim', ?)",
+                           (str(embeddings.shape[1]),))
+            vectors = self._vector_file(dim=embeddings.shape[1])
+            assert vectors is not None
+            try:
+                vectors.stage_block(int(ids[0]), embeddings)
+            except ValueError as exc:
+                raise UserError(f"cannot store these embeddings: {exc}") from exc
+        return ids
+
+    def convert_to_float16(self, progress: bool = False) -> int:
+        """Move a schema-1 catalog's float32 embeddings into `embeddings.f16` (schema 2); the count moved.
+
+        Halves what each vector takes and lets searches read rows in place. The file is written under a
+        temporary name and renamed into place while this process holds the write transaction; the
+        catalog switches over in that same transaction, so a crash leaves the old catalog as it was.
+        Float16 keeps about 3 significant digits: cosine scores move by about 1e-4.
+        """
+        if self.storage == FLOAT16_FILE:
+            return 0
+        from tqdm.auto import tqdm
+
+        dim = int(self.info().get("embedding_dim", "0"))
+        final = self.path.with_name(VECTOR_FILE_NAME)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        moved = 0
+        with self._write() as db:
+            total = self.count_vectors()
+            try:
+                with open(tmp, "wb") as handle, tqdm(total=total, unit="vec", desc="converting to float16",
+                                                     disable=not progress) as bar:
+                    for ids, vectors in self.iter_vectors():
+                        handle.seek((int(ids[0]) - 1) * dim * 2)
+                        rows = np.zeros((int(ids[-1] - ids[0]) + 1, dim), dtype="<f2")
+                        rows[ids - ids[0]] = vectors
+                        handle.write(rows.tobytes())
+                        moved += len(ids)
+                        bar.update(len(ids))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            db.execute("UPDATE vectors SET embedding = x''")
+            db.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                           [("schema", str(SCHEMA_VERSION)), ("vector_storage", FLOAT16_FILE)])
+            db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+        self.storage = FLOAT16_FILE
+        self._vectors = None
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            # Give the float32 blobs' space back to the file system. It needs room for a copy of the
+            # file; without it (a full disk) the converted catalog is kept as it is, only larger.
+            self._db.execute("VACUUM")
+        return moved
 
     def put_file(self, db: sqlite3.Connection, path: str, vector_id: int, size: int, mtime_ns: int,
                  width: int | None, height: int | None) -> None:
