@@ -71,22 +71,34 @@ class _Run:
         self.same_content: dict[str, list[_File]] = {}  # sha256 -> files waiting on one embedding
         self.writes: list[tuple[str, _File, int]] = []  # ("touch" | "link" | "forget", file, vector id)
 
+    def changed(self, path: str) -> tuple[_File, object] | None:
+        """`path` and its catalog record when it must be read again; None when it is unchanged (skipped:
+        same size and mtime) or cannot be indexed (its name or its `stat`: recorded as failed)."""
+        if not _storable(path):
+            # The catalog keys files by their name as UTF-8 text; one that is not cannot be keyed.
+            self.fail(_File(path, 0, 0), f"{_printable(path)}: the file name is not valid UTF-8; "
+                                         "rename it to index it")
+            return None
+        record = self.catalog.file(path)
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            self.fail(_File(path, 0, 0, known=record is not None), _os_reason(exc))
+            return None
+        if record and (record.size, record.mtime_ns) == (info.st_size, info.st_mtime_ns):
+            self.report.skipped.append(path)
+            self.bar.update(1)
+            return None
+        return _File(path, info.st_size, info.st_mtime_ns, known=record is not None), record
+
     def files_to_embed(self, files: list[str]) -> Iterator[bytes]:
         """Read and classify `files`; yield the bytes of each new content (lazily, ahead of the model)."""
         for path in files:
-            if not _storable(path):
-                # The catalog keys files by their name as UTF-8 text; one that is not cannot be keyed.
-                self.fail(_File(path, 0, 0), f"{_printable(path)}: the file name is not valid UTF-8; "
-                                             "rename it to index it")
+            found = self.changed(path)
+            if found is None:
                 continue
-            record = self.catalog.file(path)
+            item, record = found
             try:
-                info = os.stat(path)
-                item = _File(path, info.st_size, info.st_mtime_ns, known=record is not None)
-                if record and (record.size, record.mtime_ns) == (item.size, item.mtime_ns):
-                    self.report.skipped.append(path)
-                    self.bar.update(1)
-                    continue
                 item.data = read_image_bytes(path)
             except ImageError as exc:
                 self.fail(_File(path, 0, 0, known=record is not None), str(exc))

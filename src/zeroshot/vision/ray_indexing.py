@@ -36,7 +36,7 @@ from zeroshot.errors import UserError
 from zeroshot.models.clip import ImageTextModel
 from zeroshot.optional import RAY
 from zeroshot.vision.images import ImageError, read_image_bytes
-from zeroshot.vision.indexing import AddReport, _File, _image_size, _os_reason, _printable, _Run, _storable
+from zeroshot.vision.indexing import AddReport, _File, _image_size, _os_reason, _Run
 from zeroshot.vision.stores import VectorStore
 from zeroshot.vision.stores.catalog import Catalog
 
@@ -193,24 +193,7 @@ class _RayRun(_Run):
 
     def files_to_embed_paths(self, files: list[str]) -> list[str]:
         """The paths to send to the workers: all but the unchanged ones (same size and mtime)."""
-        todo = []
-        for path in files:
-            if not _storable(path):
-                self.fail(_File(path, 0, 0), f"{_printable(path)}: the file name is not valid UTF-8; "
-                                             "rename it to index it")
-                continue
-            record = self.catalog.file(path)
-            try:
-                info = os.stat(path)
-            except OSError as exc:
-                self.fail(_File(path, 0, 0, known=record is not None), _os_reason(exc))
-                continue
-            if record and (record.size, record.mtime_ns) == (info.st_size, info.st_mtime_ns):
-                self.report.skipped.append(path)
-                self.bar.update(1)
-                continue
-            todo.append(path)
-        return todo
+        return [path for path in files if self.changed(path) is not None]
 
     def commit_rows(self, batch: dict[str, np.ndarray]) -> None:
         """Write one batch of worker results in one transaction, then add its new vectors to the store."""
