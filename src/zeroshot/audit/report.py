@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError
+from zeroshot.files import write_atomic
 
 
 class AuditInterrupted(KeyboardInterrupt):
@@ -52,19 +53,6 @@ def plain(value: object) -> object:
 def dumps(data: object) -> str:
     """Deterministic JSON text: plain types, fixed key order as built, no NaN."""
     return json.dumps(plain(data), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write `content` to `path` through a temporary file and a rename."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if isinstance(content, bytes):
-            temporary.write_bytes(content)
-        else:
-            temporary.write_text(content, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def prepare_out_dir(out: str | os.PathLike) -> Path:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from zeroshot.files import write_atomic
+
 
 @dataclass
 class Summary:
@@ -66,9 +68,7 @@ class Checkpoint:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"settings": self.settings, "runs": self.done}, indent=1), encoding="utf-8")
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps({"settings": self.settings, "runs": self.done}, indent=1))
 
 
 @dataclass

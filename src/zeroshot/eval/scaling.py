@@ -19,6 +19,7 @@ from pathlib import Path
 from zeroshot.errors import UserError
 from zeroshot.eval.runs import EvalReport, SampleLog, evaluate
 from zeroshot.eval.tasks import Task
+from zeroshot.files import write_atomic
 from zeroshot.models.lm import LanguageModel
 
 
@@ -93,9 +94,7 @@ def scaling_paths(task: str, output_dir: str | Path) -> tuple[Path, Path, Path]:
 def save_scaling(scaling: ScalingReport, output_dir: str | Path) -> tuple[Path, Path, Path]:
     """Write the combined JSON and both figures; returns their paths."""
     json_path, k_path, params_path = scaling_paths(scaling.task, output_dir)
-    tmp = json_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(scaling.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(json_path)
+    write_atomic(json_path, json.dumps(scaling.to_dict(), indent=2) + "\n")
     plot_accuracy_vs_k(scaling, k_path)
     plot_accuracy_vs_params(scaling, params_path)
     return json_path, k_path, params_path

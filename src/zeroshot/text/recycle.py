@@ -32,6 +32,8 @@ import numpy as np
 import torch
 
 from zeroshot.errors import UserError
+from zeroshot.files import write_atomic
+from zeroshot.text.run_state import read_run_state
 
 HELD_OUT_FRACTION = 0.1
 SPLIT_SEED = 0  # fixed forever: the held-out paragraphs must not move between runs
@@ -302,12 +304,6 @@ def _run_key(base: str, config: RecycleConfig, texts: Sequence[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _batches(ids: np.ndarray, seq_len: int, batch_size: int, seed: int):
     """Endless random windows of `seq_len` tokens from the concatenated training stream."""
     rng = np.random.default_rng(seed)
@@ -346,7 +342,7 @@ def recycle_lm(
     checkpoint = out / CHECKPOINT_DIR
     state = None
     if resume:
-        state = _read_state(checkpoint, run_key, out)
+        state = read_run_state(checkpoint, run_key, out, META_FILE, "base model, corpus or settings")
     elif (checkpoint / "state.json").is_file():
         raise UserError(
             f"{out} holds an unfinished run: pass --resume to continue it, or choose another --output-dir"
@@ -458,7 +454,7 @@ def recycle_lm(
         "history": history,
         "result": result.to_dict(),
     }
-    _atomic_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")
+    write_atomic(out / META_FILE, json.dumps(meta, indent=2) + "\n")
     _plot_loss(history, out / "loss.png", config.mode)
     shutil.rmtree(checkpoint, ignore_errors=True)
     return result
@@ -514,7 +510,7 @@ def _save_state(folder: Path, run_key: str, model, optimizer, schedule, step, se
     tmp = folder / "state.safetensors.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / "state.safetensors")
-    _atomic_text(
+    write_atomic(
         folder / "state.json",
         json.dumps(
             {
@@ -527,24 +523,6 @@ def _save_state(folder: Path, run_key: str, model, optimizer, schedule, step, se
         )
         + "\n",
     )
-
-
-def _read_state(folder: Path, run_key: str, out: Path) -> dict | None:
-    path = folder / "state.json"
-    if not path.is_file():
-        if (out / META_FILE).is_file():
-            raise UserError(f"--resume: the run in {out} has already finished (nothing to resume)")
-        return None
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(f"--resume: {path} is unreadable; remove {folder} to start over") from None
-    if state.get("run_key") != run_key:
-        raise UserError(
-            f"--resume: {out} holds a run with another base model, corpus or settings (run "
-            f"{state.get('run_key')}, this one {run_key}): choose another --output-dir"
-        )
-    return state
 
 
 def _load_state(folder: Path, state: dict, model, optimizer, schedule, mode: str):

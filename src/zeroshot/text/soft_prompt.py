@@ -28,9 +28,11 @@ import numpy as np
 import torch
 
 from zeroshot.errors import UserError
+from zeroshot.files import write_atomic
 from zeroshot.models.lm import check_scoring_request
 from zeroshot.models.lm_transformers import TransformersLM, _cropped_copy, _new_cache
 from zeroshot.text.prompts import PromptBuilder, PromptTemplate
+from zeroshot.text.run_state import read_run_state
 
 META_FILE = "soft_prompt.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -153,12 +155,6 @@ def _run_key(base_fp: str, config: SoftPromptConfig, texts, labels, template: Pr
     for text, label in zip(texts, labels, strict=True):
         digest.update(text.encode("utf-8", "surrogatepass") + b"\0" + label.encode() + b"\1")
     return digest.hexdigest()[:16]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -359,7 +355,7 @@ def train_soft_prompt(
         "run_key": run_key,
         "result": result.to_dict(),
     }
-    _atomic_write_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")
+    write_atomic(out / META_FILE, json.dumps(meta, indent=2) + "\n")
     plot_losses(history, out / "loss.png", best[1])
     _unwrap(peft_model)
     import shutil
@@ -379,7 +375,7 @@ def _fix_adapter_config(out: Path, base: str) -> None:
     config = json.loads(path.read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = base
     config["tokenizer_name_or_path"] = base if config.get("tokenizer_name_or_path") else None
-    _atomic_write_text(path, json.dumps(config, indent=2) + "\n")
+    write_atomic(path, json.dumps(config, indent=2) + "\n")
 
 
 def _example_loss(peft_model, context: list[int], answer: list[int]) -> torch.Tensor:
@@ -409,25 +405,12 @@ def _write_checkpoint(
         "best_epoch": best[1],
         "seconds": seconds,
     }
-    _atomic_write_text(folder / "state.json", json.dumps(state) + "\n")
+    write_atomic(folder / "state.json", json.dumps(state) + "\n")
 
 
 def _read_checkpoint(folder: Path, run_key: str, out: Path) -> dict | None:
-    state_file = folder / "state.json"
-    if not state_file.is_file():
-        if (out / META_FILE).is_file():
-            raise UserError(f"--resume: the run in {out} has already finished (nothing to resume)")
-        return None  # nothing saved yet: start from the beginning
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(f"--resume: {state_file} is unreadable; remove {folder} to start over") from None
-    if state.get("run_key") != run_key:
-        raise UserError(
-            f"--resume: {out} holds a run with another model, data or settings (run "
-            f"{state.get('run_key')}, this one {run_key}): choose another --output-dir"
-        )
-    if "exp_avg" not in _tensor_names(folder / "state.safetensors") and state.get("epoch", 0) > 0:
+    state = read_run_state(folder, run_key, out, META_FILE, "model, data or settings")
+    if state and "exp_avg" not in _tensor_names(folder / "state.safetensors") and state.get("epoch", 0) > 0:
         raise UserError(f"--resume: {folder} lacks the optimizer state; remove it to start over")
     return state
 
