@@ -35,6 +35,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -191,16 +192,15 @@ def run_interleaved(models: dict, paths: list[Path], pipeline_count: int, labels
     return {"sides": sides, "pipeline": pipe}
 
 
-def auto_choice(model_dir: Path) -> dict:
-    """What `--dtype auto` picks for this model here, measured now in a fresh cache (its quick probe)."""
-    from zeroshot.models.clip import load_clip
-
+def auto_choice(load: Callable[[], object]) -> dict:
+    """What `--dtype auto` picks for the model `load()` returns, measured now in a fresh cache (its
+    quick probe), and the load time with that probe."""
     saved = os.environ.get("ZEROSHOT_CACHE")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["ZEROSHOT_CACHE"] = cache
         try:
             start = time.perf_counter()
-            model = load_clip(model_dir, device="cpu", dtype="auto")
+            model = load()
             seconds = time.perf_counter() - start
         finally:
             if saved is None:
@@ -249,8 +249,7 @@ def main() -> None:
     paths = make_photos(WORK / "photos", args.images)[:count]
     labels = CIFAR100[: args.classes]
     load_before = os.getloadavg()[0]
-
-    auto = auto_choice(model_dir)
+    auto = auto_choice(lambda: load_clip(model_dir, device="cpu", dtype="auto"))
     console.print(f"auto picked {auto['dtype']} in {auto['load_seconds_with_probe']:.1f} s "
                   f"(load + probe): " + ", ".join(
                       f"{t['dtype']} {t['seconds'] * 1000:.0f} ms cos {t['min_cosine']:.5f} "

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,25 +24,6 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).parent
-
-
-def auto_choice() -> dict:
-    """What `dtype="auto"` picks for MiniLM here, measured now in a fresh cache (its quick probe)."""
-    from zeroshot.models.sentence import load_sentence_encoder
-
-    saved = os.environ.get("ZEROSHOT_CACHE")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["ZEROSHOT_CACHE"] = cache
-        try:
-            start = time.perf_counter()
-            encoder = load_sentence_encoder(None, dtype="auto")
-            seconds = time.perf_counter() - start
-        finally:
-            if saved is None:
-                os.environ.pop("ZEROSHOT_CACHE", None)
-            else:
-                os.environ["ZEROSHOT_CACHE"] = saved
-    return {**encoder.dtype_choice.to_dict(), "load_seconds_with_probe": seconds}
 
 
 def main() -> None:
@@ -55,7 +35,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "results" / "dtype_text.json")
     args = parser.parse_args()
 
-    from bench.clip_classify import lscpu_model
+    from bench.clip_classify import auto_choice, lscpu_model
     from rich.console import Console
     from rich.table import Table
     from tqdm.auto import tqdm
@@ -73,7 +53,7 @@ def main() -> None:
     classes = sorted(set(gold))
     load_before = os.getloadavg()[0]
 
-    auto = auto_choice()
+    auto = auto_choice(lambda: load_sentence_encoder(None, dtype="auto"))
     console.print(f"auto picked {auto['dtype']} in {auto['load_seconds_with_probe']:.1f} s (load + probe): "
                   + ", ".join(f"{t['dtype']} {t['seconds'] * 1000:.0f} ms cos {t['min_cosine']:.5f} "
                               f"top1 {t['top1_agreement']:.2f}" for t in auto["trials"]))
