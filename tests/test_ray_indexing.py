@@ -51,10 +51,18 @@ def photos(tmp_path_factory) -> list[Path]:
 
 
 def _contents(db: Path) -> tuple[dict[str, int], dict[int, np.ndarray]]:
+    """(path -> vector id, vector id -> stored embedding), read through the catalog whatever its schema."""
+    from zeroshot.vision.stores.catalog import Catalog
+
     with sqlite3.connect(db / "catalog.sqlite") as connection:
         files = dict(connection.execute("SELECT path, vector_id FROM files"))
-        vectors = {i: np.frombuffer(blob, dtype="<f4") for i, blob in
-                   connection.execute("SELECT id, embedding FROM vectors")}
+    catalog = Catalog(db / "catalog.sqlite", create=False)
+    try:
+        vectors = {int(i): row for ids, rows in catalog.iter_vectors()
+                   for i, row in zip(ids, rows, strict=True)}
+    finally:
+        catalog.close()
+    assert all(row.size for row in vectors.values())  # an empty row would make every comparison vacuous
     return files, vectors
 
 
@@ -172,3 +180,40 @@ def test_without_ray_the_cli_says_how_to_install_it(tmp_path, photos, tiny_clip_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install 'zeroshot[ray]'" in err[0]
     assert not (tmp_path / "db").exists()  # refused before anything was created
+
+
+@needs_ray
+def test_ray_into_milvus_matches_the_single_process_faiss_index_and_resumes(tmp_path, photos, tiny_clip,
+                                                                            ray_session, monkeypatch):
+    pytest.importorskip("milvus_lite")
+    folder = photos[0].parent
+    local = ImageIndex(tmp_path / "local", tiny_clip, batch_size=3)
+    local.add([folder])
+    commit = ray_session._RayRun.commit_rows
+    calls = []
+
+    def stop_after_one(self, batch):
+        if calls:
+            raise KeyboardInterrupt  # the driver killed after the first batch reached the catalog
+        calls.append(len(batch["path"]))
+        commit(self, batch)
+
+    monkeypatch.setattr(ray_session._RayRun, "commit_rows", stop_after_one)
+    index = ImageIndex(tmp_path / "milvus-db", tiny_clip, batch_size=3, store="milvus")
+    with pytest.raises(KeyboardInterrupt):
+        index.add([folder], engine=ray_session.RayEngine(workers=1))
+    index.close()
+
+    monkeypatch.setattr(ray_session._RayRun, "commit_rows", commit)
+    index = ImageIndex(tmp_path / "milvus-db", tiny_clip, batch_size=3, store="milvus")
+    report = index.add([folder], engine=ray_session.RayEngine(workers=1))
+    assert len(report.skipped) == 3 and len(report.added) == 8 and len(report.failed) == 1
+    store = index._synced_store(durable=False)
+    assert len(store) == 10 and sorted(store.ids()) == sorted(_contents(tmp_path / "local")[1])
+    for query in ({"text": "a photo of a cat"}, {"image": photos[7]}):
+        expected = local.search(**query, k=5)
+        got = index.search(**query, k=5)
+        assert [h.path for h in got] == [h.path for h in expected]
+        assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-4)
+    index.close()
+    local.close()
