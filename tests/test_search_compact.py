@@ -235,3 +235,25 @@ def test_a_vector_that_does_not_fit_float16_is_refused_before_anything_is_writte
     with pytest.raises(UserError, match="float16"), catalog.transaction() as db:
         catalog.insert_vector(db, hashlib.sha256(b"x").hexdigest(), np.array([1e6, 0, 0, 0]))
     assert catalog.count_vectors() == 2
+
+
+def test_a_scattered_read_announces_its_rows_once_in_file_order_and_reads_them_right(tmp_path, monkeypatch):
+    vectors = clustered(400, 16, seed=5)
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    fill(catalog, vectors)
+    announced = []
+    real = vector_file.os.posix_fadvise
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        announced.append(offset)
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(vector_file.os, "posix_fadvise", advise)
+    ids = np.array([300, 7, 7, *range(100, 160), 1], dtype=np.int64)  # scattered, one repeated
+    rows = catalog.vectors(ids)
+    assert announced == sorted({(int(i) - 1) * 16 * 2 for i in ids})  # once each, ascending
+    np.testing.assert_allclose(rows, vectors[ids - 1], atol=1e-3)  # float16 storage
+    announced.clear()
+    catalog.vectors(np.array([3, 9]))  # a few rows: read at once, nothing announced
+    assert announced == []
+    catalog.close()

@@ -6,7 +6,10 @@ candidates reads 500 rows with `pread` (p50 1.1 ms at 1M rows, against 2.8 ms fo
 float16 blobs in SQLite, which also took 1,369 bytes a vector on disk against 1,024 here). A memory map
 was 0.6 ms, but every page a map has touched stays counted in the process's RSS: 3.3 GiB after 2,400
 queries over 3M vectors, the whole file (10 GB at 10M) for a long-running server. Scans read whole
-spans. Rows of removed vectors stay as holes.
+spans. Rows of removed vectors stay as holes. When the rows are not in the page cache (a cold start),
+one `pread` at a time waits for the disk once per row: announcing them all first (`posix_fadvise`
+WILLNEED) lets the disk serve them together, and took a 10M-vector search's p50 from 65-68 ms to
+43-53 ms with the cache dropped; it costs 0.3 ms when they are cached.
 
 Writes are staged by the catalog during a transaction and written, then `fdatasync`ed, just before it
 commits: a crash before the commit leaves rows no committed id points at (overwritten next time), a
@@ -24,6 +27,7 @@ import numpy as np
 
 DTYPE = np.dtype("<f2")
 BULK_ROWS = 4_096  # a read of at least this many nearby rows reads their whole span at once
+PREFETCH_ROWS = 32  # a scattered read of at least this many rows announces them all first (see `read`)
 
 
 class VectorFileError(Exception):
@@ -67,6 +71,11 @@ class VectorFile:
             view = memoryview(buffer)
             fd = self._reader()
             size = self.row_bytes
+            if len(ids) >= PREFETCH_ROWS and hasattr(os, "posix_fadvise"):
+                # Ask for every row first, in file order, so that the disk serves them together; the
+                # reads below then wait for one queue of requests instead of one request at a time.
+                for vector_id in np.unique(ids).tolist():
+                    os.posix_fadvise(fd, (vector_id - 1) * size, size, os.POSIX_FADV_WILLNEED)
             for n, vector_id in enumerate(ids.tolist()):
                 if _read_at(fd, view[n * size:(n + 1) * size], (vector_id - 1) * size) != size:
                     raise VectorFileError(f"{self.path}: holds fewer vectors than the catalog needs "
