@@ -1,7 +1,8 @@
 """bf16 and int8 against fp32 on a CLIP trained here: the agreement the random ViT-B/32 cannot show.
 
-    python bench/fashion_mnist_setup.py
-    zeroshot train-clip .cache/fashion-mnist/train-1000-seed0 --out .cache/fashion-mnist/lit-model --epochs 8
+    python -m bench.fashion_mnist_setup
+    zeroshot train-clip .cache/fashion-mnist/train-1000-seed0 --output-dir .cache/fashion-mnist/lit-model \
+        --epochs 8
     python -m bench.dtype_trained_clip [--model .cache/fashion-mnist/lit-model] [--limit N] [--rounds 5]
 
 No CLIP weights exist in any registry this machine reaches, and a random-weight CLIP's classes are

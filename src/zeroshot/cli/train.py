@@ -47,9 +47,9 @@ def train_clip_command(
     max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many steps (quick runs)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the split, the batches, the templates and the init."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out (same data and "
-                                                        "options)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --output-dir (same "
+                                                        "data and options)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --output-dir."),
     quiet: bool = options.quiet("No progress bar."),
 ) -> None:
     """Train CLIP or LiT on image-text pairs; the result works with every --clip-model option."""
