@@ -210,6 +210,27 @@ def auto_choice(load: Callable[[], object]) -> dict:
     return {**model.dtype_choice.to_dict(), "load_seconds_with_probe": seconds}
 
 
+def auto_summary(auto: dict) -> str:
+    """One line: what `auto_choice` picked, and each candidate's probe time and agreement."""
+    return (f"auto picked {auto['dtype']} in {auto['load_seconds_with_probe']:.1f} s (load + probe): "
+            + ", ".join(f"{t['dtype']} {t['seconds'] * 1000:.0f} ms cos {t['min_cosine']:.5f} "
+                        f"top1 {t['top1_agreement']:.2f}" for t in auto["trials"]))
+
+
+def agreement(items: np.ndarray, classes: np.ndarray, ref_items: np.ndarray, ref_classes: np.ndarray,
+              same_top1: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """A dtype against fp32, in float64: the cosine of each item's embedding and of each class's with
+    fp32's (unit rows), the share of items whose top-1 is fp32's (`same_top1`, booleans), and whether
+    that passes `--dtype auto`'s bar (smallest cosine >= MIN_COSINE, top-1 >= MIN_TOP1)."""
+    from zeroshot.models.dtype import MIN_COSINE, MIN_TOP1
+
+    item_cos = np.sum(items.astype(np.float64) * ref_items, axis=1)
+    class_cos = np.sum(classes.astype(np.float64) * ref_classes, axis=1)
+    top1 = float(np.mean(same_top1))
+    passes = bool(min(item_cos.min(), class_cos.min()) >= MIN_COSINE and top1 >= MIN_TOP1)
+    return item_cos, class_cos, top1, passes
+
+
 def lscpu_model() -> str:
     """`lscpu`'s model name (what the notes record with every speed figure)."""
     try:
@@ -250,10 +271,7 @@ def main() -> None:
     labels = CIFAR100[: args.classes]
     load_before = os.getloadavg()[0]
     auto = auto_choice(lambda: load_clip(model_dir, device="cpu", dtype="auto"))
-    console.print(f"auto picked {auto['dtype']} in {auto['load_seconds_with_probe']:.1f} s "
-                  f"(load + probe): " + ", ".join(
-                      f"{t['dtype']} {t['seconds'] * 1000:.0f} ms cos {t['min_cosine']:.5f} "
-                      f"top1 {t['top1_agreement']:.2f}" for t in auto["trials"]))
+    console.print(auto_summary(auto))
     models = {name: load_clip(model_dir, device="cpu", dtype=name) for name in dtypes}
     flops = 2 * vit_image_macs(models["fp32"].model.config.vision_config)
     rates = {name: linear_gflops(name) for name in dtypes}
@@ -276,10 +294,9 @@ def main() -> None:
     for name, side in sides.items():
         rate = len(paths) / side["seconds"]
         ceiling = rates[name] * 1e9 / flops
-        image_cos = np.sum(side["embeddings"].astype(np.float64) * ref["embeddings"], axis=1)
-        class_cos = np.sum(side["class_weights"].astype(np.float64) * ref["class_weights"], axis=1)
-        top1 = float(np.mean(side["probabilities"].argmax(1) == ref["probabilities"].argmax(1)))
-        min_cos = float(min(image_cos.min(), class_cos.min()))
+        image_cos, class_cos, top1, passes = agreement(
+            side["embeddings"], side["class_weights"], ref["embeddings"], ref["class_weights"],
+            side["probabilities"].argmax(1) == ref["probabilities"].argmax(1))
         change = np.abs(side["embeddings"].astype(np.float64) @ side["class_weights"].T.astype(np.float64)
                         - ref_cosines)
         rows[name] = {
@@ -291,7 +308,7 @@ def main() -> None:
                 np.abs(side["probabilities"] - ref["probabilities"]).max()),
             "median_abs_cosine_change": float(np.median(change)),
             "max_abs_cosine_change": float(change.max()),
-            "passes_bar": min_cos >= MIN_COSINE and top1 >= MIN_TOP1,
+            "passes_bar": passes,
         }
     result = {
         "images": len(paths), "pipeline_images": subset, "classes": len(labels), "template": TEMPLATE,

@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "results" / "dtype_trained_clip.json")
     args = parser.parse_args()
 
-    from bench.clip_classify import auto_choice, lscpu_model
+    from bench.clip_classify import agreement, auto_choice, auto_summary, lscpu_model
     from bench.fashion_mnist_clip import load_test_set
     from rich.console import Console
     from rich.table import Table
@@ -69,9 +69,7 @@ def main() -> None:
         paths, labels = [paths[i] for i in keep], labels[keep]
     load_before = os.getloadavg()[0]
     auto = auto_choice(lambda: load_clip(args.model, device="cpu", dtype="auto"))
-    console.print(f"auto picked {auto['dtype']}: " + ", ".join(
-        f"{t['dtype']} {t['seconds'] * 1000:.0f} ms cos {t['min_cosine']:.5f} top1 {t['top1_agreement']:.2f}"
-        for t in auto["trials"]))
+    console.print(auto_summary(auto))
 
     dtypes = ["fp32"] + [d for d in args.dtypes.split(",") if d and d != "fp32"]
     sides = {}
@@ -102,17 +100,16 @@ def main() -> None:
             embeddings = np.concatenate(embeddings).astype(np.float64)
         weights = side["class_weights"].astype(np.float64)
         scores = embeddings @ weights.T
-        image_cos = np.sum(embeddings * ref["embeddings"], axis=1)
-        class_cos = np.sum(weights * ref["class_weights"], axis=1)
-        top1 = float(np.mean(scores.argmax(1) == ref_scores.argmax(1)))
-        min_cos = float(min(image_cos.min(), class_cos.min()))
+        image_cos, class_cos, top1, passes = agreement(
+            embeddings, weights, ref["embeddings"], ref["class_weights"],
+            scores.argmax(1) == ref_scores.argmax(1))
         rows[name] = {
             "seconds": side["seconds"], "images_per_s": len(paths) / side["seconds"],
             "min_image_cosine": float(image_cos.min()), "mean_image_cosine": float(image_cos.mean()),
             "min_class_cosine": float(class_cos.min()), "top1_agreement": top1,
             "accuracy": float(np.mean(np.asarray(classes)[scores.argmax(1)] == labels)),
             "median_abs_score_change": float(np.median(np.abs(scores - ref_scores))),
-            "passes_bar": min_cos >= MIN_COSINE and top1 >= MIN_TOP1,
+            "passes_bar": passes,
         }
     for row in rows.values():
         row["speed_vs_fp32"] = row["images_per_s"] / rows["fp32"]["images_per_s"]

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -54,16 +53,12 @@ def make_photos(folder: Path, count: int, seed: int) -> list[Path]:
 
 
 def catalog_contents(db: Path) -> tuple[dict[str, int], dict[int, np.ndarray]]:
-    """(path -> vector id, vector id -> stored vector), the vectors read through the catalog: since
-    schema 2 the SQLite rows hold no vector (they are in embeddings.f16)."""
+    """(path -> vector id, vector id -> stored vector) of the index in `db`."""
     from zeroshot.vision.stores.catalog import Catalog
 
-    with sqlite3.connect(db / "catalog.sqlite") as connection:
-        files = dict(connection.execute("SELECT path, vector_id FROM files"))
     catalog = Catalog(db / "catalog.sqlite", create=False)
     try:
-        vectors = {int(i): row for ids, rows in catalog.iter_vectors()
-                   for i, row in zip(ids, rows, strict=True)}
+        files, vectors = catalog.contents()
     finally:
         catalog.close()
     if not vectors or not all(row.size for row in vectors.values()):

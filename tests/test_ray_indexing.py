@@ -6,7 +6,6 @@ One local Ray instance (2 CPUs) serves the whole module: starting Ray takes seve
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from zeroshot.errors import UserError
 from zeroshot.optional import RAY
 from zeroshot.vision.search import ImageIndex
+from zeroshot.vision.stores.catalog import Catalog
 
 pytestmark = pytest.mark.slow  # Ray starts in several seconds; each job starts its actors
 needs_ray = pytest.mark.skipif(not RAY.available(), reason="ray not installed (pip install 'zeroshot[ray]')")
@@ -51,15 +51,9 @@ def photos(tmp_path_factory) -> list[Path]:
 
 
 def _contents(db: Path) -> tuple[dict[str, int], dict[int, np.ndarray]]:
-    """(path -> vector id, vector id -> stored embedding), read through the catalog whatever its schema."""
-    from zeroshot.vision.stores.catalog import Catalog
-
-    with sqlite3.connect(db / "catalog.sqlite") as connection:
-        files = dict(connection.execute("SELECT path, vector_id FROM files"))
     catalog = Catalog(db / "catalog.sqlite", create=False)
     try:
-        vectors = {int(i): row for ids, rows in catalog.iter_vectors()
-                   for i, row in zip(ids, rows, strict=True)}
+        files, vectors = catalog.contents()
     finally:
         catalog.close()
     assert all(row.size for row in vectors.values())  # an empty row would make every comparison vacuous

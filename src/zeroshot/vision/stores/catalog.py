@@ -257,6 +257,14 @@ class Catalog:
                     found.setdefault(record.vector_id, []).append(record)
         return found
 
+    def contents(self) -> tuple[dict[str, int], dict[int, np.ndarray]]:
+        """The whole index: every file's vector id, and every stored vector (float32) by id. For
+        comparing two indexes (all in memory: small collections only)."""
+        with self._lock:
+            files = dict(self._db.execute("SELECT path, vector_id FROM files"))
+        vectors = {int(i): row for ids, rows in self.iter_vectors() for i, row in zip(ids, rows, strict=True)}
+        return files, vectors
+
     def vector_id(self, sha256: str) -> int | None:
         with self._lock:
             row = self._db.execute("SELECT id FROM vectors WHERE sha256 = ?", (sha256,)).fetchone()
