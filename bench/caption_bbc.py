@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zeroshot.caption.captioner import CaptionerConfig, PrefixCaptioner, load_caption_lm
 from zeroshot.models.lm import GenerationConfig
-from zeroshot.vision.caption import CaptionerConfig, PrefixCaptioner, load_caption_lm
 
 
 def truncate_bodies(lm, bodies, n_tokens: int) -> list[str]:

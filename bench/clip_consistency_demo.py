@@ -35,7 +35,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     from zeroshot.models.clip import load_clip, save_random_clip
-    from zeroshot.vision.losses import clip_consistency_loss, image_features
+    from zeroshot.train.losses import clip_consistency_loss, image_features
 
     folder = args.clip_model or save_random_clip(Path(tempfile.mkdtemp()) / "clip", seed=args.seed)
     model = load_clip(folder, device="cpu")

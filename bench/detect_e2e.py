@@ -52,10 +52,10 @@ def photos() -> list[Path]:
 
 
 def main() -> None:
+    from zeroshot.detect.detector import ZeroShotDetector, draw_detections
+    from zeroshot.detect.proposals import RegionProposer
     from zeroshot.models.clip import load_clip, save_random_clip
-    from zeroshot.vision.detect import ZeroShotDetector, draw_detections
     from zeroshot.vision.images import load_image
-    from zeroshot.vision.proposals import RegionProposer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--proposals", type=int, default=200)

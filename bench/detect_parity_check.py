@@ -16,10 +16,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from zeroshot.detect.detector import ZeroShotDetector
 from zeroshot.models.clip import load_clip, save_random_clip
 from zeroshot.server.app import create_app
 from zeroshot.server.settings import ServerSettings
-from zeroshot.vision.detect import ZeroShotDetector
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ cropped and resized to 640x480. Everything is seeded.
 
 A ground-truth box counts as recalled at N when one of the first N proposals overlaps it at IoU >= 0.5.
 Methods: selective search (fast; quality on the first --quality-scenes scenes, it is ~3x slower),
-multi-scale sliding windows, and both interleaved: `zeroshot.vision.proposals.RegionProposer` with its
+multi-scale sliding windows, and both interleaved: `zeroshot.detect.proposals.RegionProposer` with its
 defaults otherwise. Prints a table; writes bench/results/detect_recall.json, detect_recall.png (the
 curves) and detect_recall_scene.png (one scene with its ground truth and best proposals).
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from zeroshot.vision.proposals import RegionProposer, box_iou, selective_search, sliding_windows
+from zeroshot.detect.proposals import RegionProposer, box_iou, selective_search, sliding_windows
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"

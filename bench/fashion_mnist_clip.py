@@ -121,7 +121,7 @@ def few_shot(model, embeddings, labels, seeds: int, npz: Path) -> dict:
 
 
 def search(model, paths: list[Path], labels: np.ndarray, classes: list[str], db: Path) -> dict:
-    from zeroshot.vision.search import ImageIndex
+    from zeroshot.search.index import ImageIndex
 
     started = time.perf_counter()
     with ImageIndex(db, model, progress=True) as index:
@@ -154,8 +154,8 @@ def detection(model, info: dict, scenes: int, seed: int) -> dict:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from zeroshot.vision.detect import ZeroShotDetector
-    from zeroshot.vision.proposals import box_iou
+    from zeroshot.detect.detector import ZeroShotDetector
+    from zeroshot.detect.proposals import box_iou
 
     classes = info["classes"]
     with gzip.open(FASHION) as handle:

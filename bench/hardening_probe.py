@@ -39,7 +39,7 @@ SURROGATE = '"\\ud800"'
 def make_world(folder: Path) -> dict:
     """Images (good, a FIFO, /dev/zero, a non-image, an odd name), a tiny CLIP, and an index of them."""
     from zeroshot.models.clip import load_clip, save_random_clip
-    from zeroshot.vision.search import ImageIndex
+    from zeroshot.search.index import ImageIndex
 
     images = folder / "images"
     images.mkdir()
@@ -402,7 +402,7 @@ def load_test(base_url: str, w: dict, clients: int = 8, seconds: float = 10.0) -
 
 
 def probe_kills(w: dict, kills: int) -> dict:
-    from zeroshot.vision.search import ImageIndex
+    from zeroshot.search.index import ImageIndex
 
     photos = w["folder"] / "many"
     photos.mkdir()

@@ -54,7 +54,7 @@ def make_photos(folder: Path, count: int, seed: int) -> list[Path]:
 
 def catalog_contents(db: Path) -> tuple[dict[str, int], dict[int, np.ndarray]]:
     """(path -> vector id, vector id -> stored vector) of the index in `db`."""
-    from zeroshot.vision.stores.catalog import Catalog
+    from zeroshot.search.stores.catalog import Catalog
 
     catalog = Catalog(db / "catalog.sqlite", create=False)
     try:
@@ -160,8 +160,8 @@ def main() -> None:
     import ray
 
     from zeroshot.models.clip import load_clip, save_random_clip
-    from zeroshot.vision.ray_indexing import RayEngine
-    from zeroshot.vision.search import ImageIndex
+    from zeroshot.search.index import ImageIndex
+    from zeroshot.search.ray_indexing import RayEngine
 
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model_name = next((line.split(":", 1)[1].strip() for line in cpu.splitlines()

@@ -14,7 +14,7 @@ import torch
 from bench.recycle_it import _samples
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from zeroshot.text.recycle import bits_per_byte, read_corpus, split_corpus
+from zeroshot.train.recycle import bits_per_byte, read_corpus, split_corpus
 
 
 def main() -> None:

@@ -122,7 +122,7 @@ def peak_rss_gib() -> float:
 def stage_generate(args: argparse.Namespace, work: Path) -> dict:
     from tqdm.auto import tqdm
 
-    from zeroshot.vision.stores.catalog import Catalog
+    from zeroshot.search.stores.catalog import Catalog
 
     mixture = Mixture(args.dim, args.seed) if args.data == "clustered" else None
     queries = draw(args, mixture, args.queries, np.random.default_rng(args.seed + 1))
@@ -162,7 +162,7 @@ def stage_generate(args: argparse.Namespace, work: Path) -> dict:
 
 
 def stage_truth(args: argparse.Namespace, work: Path) -> dict:
-    from zeroshot.vision.stores.vector_file import DTYPE
+    from zeroshot.search.stores.vector_file import DTYPE
 
     queries = np.load(work / "queries.npy")
     path = work / "db" / "embeddings.f16"
@@ -183,8 +183,8 @@ def stage_truth(args: argparse.Namespace, work: Path) -> dict:
 
 
 def stage_build(args: argparse.Namespace, work: Path) -> dict:
-    from zeroshot.vision.stores import sync
-    from zeroshot.vision.stores.catalog import Catalog
+    from zeroshot.search.stores import sync
+    from zeroshot.search.stores.catalog import Catalog
 
     catalog = Catalog(work / "db" / "catalog.sqlite", create=False)
     store = _open_store(args, work, catalog)
@@ -196,9 +196,9 @@ def stage_build(args: argparse.Namespace, work: Path) -> dict:
 
 
 def stage_search(args: argparse.Namespace, work: Path) -> dict:
-    from zeroshot.vision.search import ImageIndex
-    from zeroshot.vision.stores import sync
-    from zeroshot.vision.stores.catalog import Catalog
+    from zeroshot.search.index import ImageIndex
+    from zeroshot.search.stores import sync
+    from zeroshot.search.stores.catalog import Catalog
 
     queries = np.load(work / "queries.npy")
     truths = {name: np.load(work / f"truth_{name}.npy") for name in ("fp32", "stored")}
@@ -210,7 +210,7 @@ def stage_search(args: argparse.Namespace, work: Path) -> dict:
     rows = []
     nprobes = [None]
     if store.layout.startswith("ivf"):
-        from zeroshot.vision.stores.faiss_store import default_nprobe
+        from zeroshot.search.stores.faiss_store import default_nprobe
 
         nprobes = sorted({default_nprobe(faiss.extract_index_ivf(store._index).nlist), *args.nprobes})
     for nprobe in nprobes:
@@ -236,10 +236,10 @@ def stage_search(args: argparse.Namespace, work: Path) -> dict:
 
 
 def stage_baselines(args: argparse.Namespace, work: Path) -> dict:
-    from zeroshot.vision.stores import open_store, sync
-    from zeroshot.vision.stores.catalog import Catalog
-    from zeroshot.vision.stores.faiss_store import default_nprobe, ivf_cells
-    from zeroshot.vision.stores.vector_file import DTYPE
+    from zeroshot.search.stores import open_store, sync
+    from zeroshot.search.stores.catalog import Catalog
+    from zeroshot.search.stores.faiss_store import default_nprobe, ivf_cells
+    from zeroshot.search.stores.vector_file import DTYPE
 
     queries = np.load(work / "queries.npy")
     truths = {name: np.load(work / f"truth_{name}.npy") for name in ("fp32", "stored")}
@@ -298,8 +298,8 @@ def stage_baselines(args: argparse.Namespace, work: Path) -> dict:
 
 
 def _open_store(args: argparse.Namespace, work: Path, catalog):
-    from zeroshot.vision.stores import open_store
-    from zeroshot.vision.stores.faiss_store import FaissStore
+    from zeroshot.search.stores import open_store
+    from zeroshot.search.stores.faiss_store import FaissStore
 
     if args.layout is None:  # the store's own choice, in the index folder, where `ImageIndex` finds it
         return open_store("faiss", work / "db", args.dim, catalog=catalog)
@@ -384,8 +384,8 @@ def indexing_benchmark(args: argparse.Namespace) -> dict:
     from skimage import data as samples
 
     from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.search.index import ImageIndex
     from zeroshot.vision.embed import embed_images
-    from zeroshot.vision.search import ImageIndex
 
     photos = [samples.astronaut(), samples.coffee(), samples.chelsea(), samples.rocket(),
               samples.hubble_deep_field(), samples.immunohistochemistry(), samples.retina()]

@@ -79,8 +79,8 @@ def main() -> None:
 
     import torch
 
+    from zeroshot.train.clip import TrainConfig, train_clip
     from zeroshot.vision.embed import embed_images
-    from zeroshot.vision.train import TrainConfig, train_clip
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="train-clip-reload-"))

@@ -16,12 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
+from zeroshot.caption.captioner import CaptionerConfig, PrefixCaptioner, load_caption_lm, load_captioner
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.models.clip import save_random_clip
 from zeroshot.models.lm import GenerationConfig
 from zeroshot.models.lm_transformers import save_random_lm
-from zeroshot.vision.caption import CaptionerConfig, PrefixCaptioner, load_caption_lm, load_captioner
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "black": (5, 5, 5)}
@@ -159,7 +159,7 @@ def test_image_captioner_end_to_end_and_fresh_process_reload(models, image_data,
 
 
 def test_text_captioner_with_clip_text_tower_saves_and_loads(models, tmp_path):
-    from zeroshot.vision.caption_data import CaptionService, load_caption_encoder
+    from zeroshot.caption.data import CaptionService, load_caption_encoder
 
     encoder = load_caption_encoder("clip-text", str(models["clip"]))
     lm = load_caption_lm(str(models["lm"]))

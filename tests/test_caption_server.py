@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zeroshot.caption.captioner import CaptionerConfig, PrefixCaptioner, load_caption_lm
+from zeroshot.caption.data import load_caption_encoder
 from zeroshot.models.lm_transformers import save_random_lm
 from zeroshot.server.app import create_app
 from zeroshot.server.background import serve_in_thread
 from zeroshot.server.settings import ServerSettings
-from zeroshot.vision.caption import CaptionerConfig, PrefixCaptioner, load_caption_lm
-from zeroshot.vision.caption_data import load_caption_encoder
 
 
 def _captioner(tmp_path_factory, tiny_clip_dir, kind: str):
@@ -100,8 +100,8 @@ def test_bad_requests_get_a_4xx_or_503_with_one_line(servers, server, body, stat
 def test_an_encoder_of_another_width_is_refused():
     from types import SimpleNamespace
 
+    from zeroshot.caption.data import CaptionEncoder, check_encoder
     from zeroshot.errors import UserError
-    from zeroshot.vision.caption_data import CaptionEncoder, check_encoder
 
     wide = CaptionEncoder("clip-text", "wide-clip", SimpleNamespace(embedding_dim=512, fingerprint="x"))
     record = {"encoder": {"kind": "clip-text", "name": "tiny", "embedding_dim": 16, "fingerprint": "y"}}

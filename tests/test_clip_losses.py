@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from zeroshot.errors import UserError
-from zeroshot.vision.losses import clip_consistency_loss, image_features, torch_preprocess
+from zeroshot.train.losses import clip_consistency_loss, image_features, torch_preprocess
 from zeroshot.vision.transforms import preprocess
 
 skimage_data = pytest.importorskip("skimage.data")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zeroshot.detect.coco import CocoBuilder, read_coco
+from zeroshot.detect.detector import Detection, ZeroShotDetector, nms, square_crop
+from zeroshot.detect.proposals import RegionProposer, box_iou, dedup_boxes, sliding_windows
 from zeroshot.errors import UserError
-from zeroshot.vision.coco import CocoBuilder, read_coco
-from zeroshot.vision.detect import Detection, ZeroShotDetector, nms, square_crop
-from zeroshot.vision.proposals import RegionProposer, box_iou, dedup_boxes, sliding_windows
 
 # Windows of 160 px at 80 px strides on a 320 px scene: one of them is exactly the pasted example.
 SCENE, PATCH, AT = 320, 160, (80, 80)

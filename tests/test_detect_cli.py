@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from zeroshot.cli import main
-from zeroshot.vision.coco import read_coco
+from zeroshot.detect.coco import read_coco
 
 
 @pytest.fixture(scope="module")

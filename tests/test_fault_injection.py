@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from zeroshot.errors import UserError
-from zeroshot.vision.search import ImageIndex
-from zeroshot.vision.stores import catalog as catalog_module
+from zeroshot.search.index import ImageIndex
+from zeroshot.search.stores import catalog as catalog_module
 
 
 def make_pictures(folder: Path, count: int, start: int = 0) -> list[Path]:
@@ -111,7 +111,7 @@ def test_a_new_index_on_a_full_tmpfs_leaves_nothing_behind(tmp_path, tiny_clip):
 
 def test_simulated_enospc_in_the_cache_write(tmp_path, tiny_clip, monkeypatch):
     """The FAISS cache write fails with ENOSPC (simulated: a patched write)."""
-    from zeroshot.vision.stores import faiss_store
+    from zeroshot.search.stores import faiss_store
 
     photos = make_pictures(tmp_path / "photos", 6)
 

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from zeroshot.errors import UserError
+from zeroshot.search.index import ImageIndex
 from zeroshot.vision.images import ImageError, load_image, read_image_bytes
-from zeroshot.vision.search import ImageIndex
 
 
 @contextmanager

@@ -42,7 +42,7 @@ def pictures(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def index_db(pictures, tiny_clip, tmp_path_factory):
-    from zeroshot.vision.search import ImageIndex
+    from zeroshot.search.index import ImageIndex
 
     db = tmp_path_factory.mktemp("parity-db") / "index"
     with ImageIndex(db, tiny_clip) as index:
@@ -128,7 +128,7 @@ def test_image_classification(tiny_clip, tiny_clip_dir, pictures, http, capsys):
 
 
 def test_search(tiny_clip, index_db, http, capsys):
-    from zeroshot.vision.search import ImageIndex
+    from zeroshot.search.index import ImageIndex
 
     with ImageIndex(index_db, tiny_clip, create=False) as index:
         python = index.query(text="a red square", k=2).to_dict()
@@ -138,7 +138,7 @@ def test_search(tiny_clip, index_db, http, capsys):
 
 
 def test_detection(tiny_clip, tiny_clip_dir, pictures, http, capsys, tmp_path):
-    from zeroshot.vision.detect import ZeroShotDetector
+    from zeroshot.detect.detector import ZeroShotDetector
 
     path = str(pictures / "green.png")
     # The picture is its own example too: a random CLIP's text queries may beat no background prompt,
@@ -161,8 +161,8 @@ def test_cli_defaults_are_the_librarys(tiny_clip_dir):
     import inspect
 
     from zeroshot.cli import _command
-    from zeroshot.vision.detect import ZeroShotDetector
-    from zeroshot.vision.proposals import RegionProposer
+    from zeroshot.detect.detector import ZeroShotDetector
+    from zeroshot.detect.proposals import RegionProposer
 
     detect = {p.name: p.default for p in _command().commands["detect"].params}
     library = {**inspect.signature(ZeroShotDetector).parameters,

@@ -150,7 +150,7 @@ def test_server_settings_take_only_positive_finite_limits(upload, window, pixels
 @PROPERTY
 @given(st.binary(max_size=2000))
 def test_any_file_as_a_catalog_is_refused_untouched_or_opened(data):
-    from zeroshot.vision.stores.catalog import Catalog
+    from zeroshot.search.stores.catalog import Catalog
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "catalog.sqlite"

@@ -15,8 +15,8 @@ import pytest
 
 from zeroshot.errors import UserError
 from zeroshot.optional import RAY
-from zeroshot.vision.search import ImageIndex
-from zeroshot.vision.stores.catalog import Catalog
+from zeroshot.search.index import ImageIndex
+from zeroshot.search.stores.catalog import Catalog
 
 pytestmark = pytest.mark.slow  # Ray starts in several seconds; each job starts its actors
 needs_ray = pytest.mark.skipif(not RAY.available(), reason="ray not installed (pip install 'zeroshot[ray]')")
@@ -29,7 +29,7 @@ from test_search import make_images  # noqa: E402
 def ray_session():
     import ray
 
-    from zeroshot.vision import ray_indexing
+    from zeroshot.search import ray_indexing
 
     started = not ray.is_initialized()
     if started:
@@ -115,7 +115,7 @@ def test_an_interrupted_job_resumes_and_indexes_every_image_once(tmp_path, photo
 
 def kill_once(marker: Path) -> type:
     """An embedding actor whose process dies on the batch holding `img0005.jpg`, the first time only."""
-    from zeroshot.vision.ray_indexing import Embedder
+    from zeroshot.search.ray_indexing import Embedder
 
     class KillOnce(Embedder):
         def __call__(self, batch):
@@ -166,7 +166,7 @@ def test_a_bad_address_is_refused(ray_session):
 def test_without_ray_the_cli_says_how_to_install_it(tmp_path, photos, tiny_clip_dir, capsys, monkeypatch):
     from zeroshot.cli import main
     from zeroshot.optional import OptionalDependency
-    from zeroshot.vision import ray_indexing
+    from zeroshot.search import ray_indexing
 
     monkeypatch.setattr(ray_indexing, "RAY", OptionalDependency("ray_is_not_installed", "ray", RAY.purpose))
     code = main(["index", str(photos[0].parent), "--db", str(tmp_path / "db"), "--clip-model",

@@ -49,7 +49,7 @@ VOCAB = 300  # the tiny base has more; the corpus is too small for that many mer
 
 @pytest.fixture(scope="module")
 def recycled(tiny_gpt2, corpus, tmp_path_factory):
-    from zeroshot.text.recycle import RecycleConfig, read_corpus, recycle_lm, split_corpus
+    from zeroshot.train.recycle import RecycleConfig, read_corpus, recycle_lm, split_corpus
 
     train, held = split_corpus(read_corpus(corpus))
     out = tmp_path_factory.mktemp("recycled")
@@ -82,7 +82,7 @@ def test_only_the_embeddings_change(tiny_gpt2, recycled):
 def test_mean_init_is_the_mean_of_the_base_pieces(tiny_gpt2, corpus):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from zeroshot.text.recycle import init_embeddings, read_corpus, token_pieces, train_tokenizer
+    from zeroshot.train.recycle import init_embeddings, read_corpus, token_pieces, train_tokenizer
 
     base_tok = AutoTokenizer.from_pretrained(tiny_gpt2)
     weight = AutoModelForCausalLM.from_pretrained(tiny_gpt2).get_input_embeddings().weight
@@ -104,7 +104,7 @@ def test_mean_init_is_the_mean_of_the_base_pieces(tiny_gpt2, corpus):
 
 def test_folder_loads_everywhere_with_the_same_logprobs(recycled):
     from zeroshot.models.loader import load_lm
-    from zeroshot.text.recycle import bits_per_byte
+    from zeroshot.train.recycle import bits_per_byte
 
     out, _, held = recycled
     lm = load_lm(str(out), backend="transformers", device="cpu")
@@ -126,7 +126,7 @@ def test_folder_loads_everywhere_with_the_same_logprobs(recycled):
 
 
 def test_resume_after_a_kill_and_the_cli(tiny_gpt2, corpus, tmp_path, capsys):
-    from zeroshot.text.recycle import RecycleConfig, read_corpus, recycle_lm, split_corpus
+    from zeroshot.train.recycle import RecycleConfig, read_corpus, recycle_lm, split_corpus
 
     train, _ = split_corpus(read_corpus(corpus))
     config = RecycleConfig(vocab_size=VOCAB, steps=8, seq_len=16, batch_size=2, save_every=4, warmup=1)

@@ -30,7 +30,7 @@ SEEN: dict[str, Counter] = defaultdict(Counter)
 @pytest.fixture(scope="module")
 def api_app(tiny_clip, tiny_clip_dir, tmp_path_factory):
     from text_fake_lm import FakeLM
-    from zeroshot.vision.search import ImageIndex
+    from zeroshot.search.index import ImageIndex
 
     root = tmp_path_factory.mktemp("schemathesis-images")
     rng = np.random.default_rng(0)
@@ -60,9 +60,9 @@ def api_app(tiny_clip, tiny_clip_dir, tmp_path_factory):
 
 def _tiny_captioner(tiny_clip_dir, tmp_path_factory):
     """An untrained text captioner on the tiny CLIP and a tiny LM, so that /v1/caption is on."""
+    from zeroshot.caption.captioner import CaptionerConfig, PrefixCaptioner, load_caption_lm
+    from zeroshot.caption.data import load_caption_encoder
     from zeroshot.models.lm_transformers import save_random_lm
-    from zeroshot.vision.caption import CaptionerConfig, PrefixCaptioner, load_caption_lm
-    from zeroshot.vision.caption_data import load_caption_encoder
 
     root = tmp_path_factory.mktemp("schemathesis-captioner")
     encoder = load_caption_encoder("clip-text", str(tiny_clip_dir))

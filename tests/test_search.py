@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from zeroshot.errors import UserError
-from zeroshot.vision.search import ImageIndex
+from zeroshot.search.index import ImageIndex
 
 
 def make_images(folder: Path, count: int, side: int = 48) -> list[Path]:

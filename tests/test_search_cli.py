@@ -16,7 +16,7 @@ import pytest
 
 from test_search import make_images
 from zeroshot.cli import main
-from zeroshot.vision.search import ImageIndex
+from zeroshot.search.index import ImageIndex
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from zeroshot.errors import UserError
-from zeroshot.vision import stores
-from zeroshot.vision.search import ImageIndex
-from zeroshot.vision.stores import faiss_store, sync, vector_file
-from zeroshot.vision.stores.catalog import FLOAT16_FILE, FLOAT32_SQLITE, VECTOR_FILE_NAME, Catalog
-from zeroshot.vision.stores.faiss_store import FaissStore
+from zeroshot.search import stores
+from zeroshot.search.index import ImageIndex
+from zeroshot.search.stores import faiss_store, sync, vector_file
+from zeroshot.search.stores.catalog import FLOAT16_FILE, FLOAT32_SQLITE, VECTOR_FILE_NAME, Catalog
+from zeroshot.search.stores.faiss_store import FaissStore
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy-index"  # written by the code before issue 18
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from test_search import make_images
-from zeroshot.vision.search import ImageIndex
-from zeroshot.vision.stores import faiss_store, sync
-from zeroshot.vision.stores.catalog import Catalog
-from zeroshot.vision.stores.faiss_store import FaissStore
+from zeroshot.search.index import ImageIndex
+from zeroshot.search.stores import faiss_store, sync
+from zeroshot.search.stores.catalog import Catalog
+from zeroshot.search.stores.faiss_store import FaissStore
 
 
 def unit_vectors(count: int, dim: int, seed: int) -> np.ndarray:

@@ -58,7 +58,7 @@ def sample_images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def image_db(sample_images, tiny_clip, tmp_path_factory) -> Path | None:
     """An image index of the sample pictures, or None where image search is not installed."""
-    search = pytest.importorskip("zeroshot.vision.search", reason="image search (zeroshot.vision.search) "
+    search = pytest.importorskip("zeroshot.search.index", reason="image search (zeroshot.search.index) "
                                                                   "is not installed")
     db = tmp_path_factory.mktemp("db") / "index"
     with search.ImageIndex(db, tiny_clip) as index:
@@ -312,7 +312,7 @@ def test_search_by_text_and_by_image(client, sample_images):
 
 
 def test_detection(client, sample_images):
-    pytest.importorskip("zeroshot.vision.detect", reason="detection is not installed")
+    pytest.importorskip("zeroshot.detect.detector", reason="detection is not installed")
     response = client.post("/v1/detect", json={"path": "green-square.png", "queries": ["a green square"],
                                                "threshold": 0.0})
     assert response.status_code == 200, response.text

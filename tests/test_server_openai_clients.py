@@ -47,7 +47,7 @@ def images(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(images, tiny_clip_dir, tmp_path_factory):
-    search = pytest.importorskip("zeroshot.vision.search")
+    search = pytest.importorskip("zeroshot.search.index")
     from zeroshot.models.clip import load_clip
 
     db = tmp_path_factory.mktemp("db") / "index"

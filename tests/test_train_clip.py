@@ -16,8 +16,8 @@ from PIL import Image
 
 from zeroshot.cli import main
 from zeroshot.errors import UserError
-from zeroshot.vision import train as train_module
-from zeroshot.vision.train import TrainConfig, contrastive_loss, read_pairs, train_clip
+from zeroshot.train import clip as train_module
+from zeroshot.train.clip import TrainConfig, contrastive_loss, read_pairs, train_clip
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 CLASSES = {0: "t-shirt", 1: "trouser", 8: "bag"}  # three Fashion-MNIST classes that look unalike
@@ -291,7 +291,7 @@ def test_a_plain_hugging_face_dual_encoder_loads_with_its_own_pooling(small_text
     )
 
     from zeroshot.models.clip import load_clip
-    from zeroshot.vision.train import make_image_processor
+    from zeroshot.train.clip import make_image_processor
 
     torch.manual_seed(0)
     vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,

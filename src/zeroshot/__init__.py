@@ -16,6 +16,10 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from zeroshot import _deprecated
+
+_deprecated.install()  # `zeroshot.vision.search` and the other pre-0.2 paths, with a warning
+
 try:
     __version__ = version("zeroshot")
 except PackageNotFoundError:  # running from a source tree that was never installed
@@ -41,12 +45,12 @@ _PUBLIC = {
     "ZeroShotImageClassifier": "zeroshot.vision.classify",
     "text_classifier": "zeroshot.vision.classify",
     "get_templates": "zeroshot.vision.templates",
-    "ImageIndex": "zeroshot.vision.search",
-    "ZeroShotDetector": "zeroshot.vision.detect",
-    "RegionProposer": "zeroshot.vision.proposals",
-    "CocoBuilder": "zeroshot.vision.coco",
-    "TrainConfig": "zeroshot.vision.train",
-    "train_clip": "zeroshot.vision.train",
+    "ImageIndex": "zeroshot.search.index",
+    "ZeroShotDetector": "zeroshot.detect.detector",
+    "RegionProposer": "zeroshot.detect.proposals",
+    "CocoBuilder": "zeroshot.detect.coco",
+    "TrainConfig": "zeroshot.train.clip",
+    "train_clip": "zeroshot.train.clip",
     # few-shot adapters on frozen embeddings
     "KernelAdapter": "zeroshot.fewshot",
     "LinearProbe": "zeroshot.fewshot",
@@ -82,6 +86,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for editors and type checkers: the same names, imported eagerly
+    from zeroshot.detect.coco import CocoBuilder
+    from zeroshot.detect.detector import ZeroShotDetector
+    from zeroshot.detect.proposals import RegionProposer
     from zeroshot.errors import UserError
     from zeroshot.eval.tasks import load_task
     from zeroshot.fewshot import (
@@ -98,11 +105,8 @@ if TYPE_CHECKING:  # for editors and type checkers: the same names, imported eag
     from zeroshot.models.loader import load_lm
     from zeroshot.models.registry import register_backend
     from zeroshot.models.sentence import load_sentence_encoder
+    from zeroshot.search.index import ImageIndex
     from zeroshot.text.classify import MultipleChoiceScorer, ZeroShotTextClassifier
+    from zeroshot.train.clip import TrainConfig, train_clip
     from zeroshot.vision.classify import ZeroShotImageClassifier, text_classifier
-    from zeroshot.vision.coco import CocoBuilder
-    from zeroshot.vision.detect import ZeroShotDetector
-    from zeroshot.vision.proposals import RegionProposer
-    from zeroshot.vision.search import ImageIndex
     from zeroshot.vision.templates import get_templates
-    from zeroshot.vision.train import TrainConfig, train_clip

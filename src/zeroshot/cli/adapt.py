@@ -1,6 +1,6 @@
 """Commands that train a sliver of a frozen LM: `tune-prompt` (soft prompts) and `recycle-lm`.
 
-Parse, call the library (`zeroshot.text.soft_prompt`, `zeroshot.text.recycle`), print.
+Parse, call the library (`zeroshot.text.soft_prompt`, `zeroshot.train.recycle`), print.
 """
 
 from __future__ import annotations
@@ -126,14 +126,14 @@ def recycle_lm_command(
     quiet: bool = options.quiet("No progress bar."),
 ) -> None:
     """Recycle an English LM for CORPUS's language: new BPE, new embeddings, body frozen."""
-    from zeroshot.text.recycle import (
+    from zeroshot.text.soft_prompt import trainable_model
+    from zeroshot.train.recycle import (
         RecycleConfig,
         bits_per_byte,
         read_corpus,
         recycle_lm,
         split_corpus,
     )
-    from zeroshot.text.soft_prompt import trainable_model
 
     config = RecycleConfig(
         vocab_size=vocab_size,

@@ -1,6 +1,6 @@
 """`zeroshot train-captioner` and `zeroshot caption`: a prefix captioner (ClipCap) on a frozen encoder + LM.
 
-Thin: parse, call `zeroshot.vision.caption_data`, print.
+Thin: parse, call `zeroshot.caption.data`, print.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def train_captioner_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a mapping network from a frozen encoder's embedding to a frozen LM's prefix (ClipCap)."""
-    from zeroshot.vision.caption import CaptionerConfig
-    from zeroshot.vision.caption_data import CaptionerTraining, train_captioner
+    from zeroshot.caption.captioner import CaptionerConfig
+    from zeroshot.caption.data import CaptionerTraining, train_captioner
 
     kind = encoder or ("clip-image" if clip_model else "sentence")
     name = clip_model if kind.startswith("clip") else text_encoder
@@ -101,9 +101,9 @@ def caption_command(
     """Caption images or texts with a trained prefix captioner."""
     import numpy as np
 
+    from zeroshot.caption.data import CaptionService
     from zeroshot.errors import UserError
     from zeroshot.models.lm import GenerationConfig
-    from zeroshot.vision.caption_data import CaptionService
 
     if output_format not in ("text", "json"):
         raise UserError(f"unknown --format {output_format!r}: choose text or json")

@@ -1,7 +1,7 @@
 """`zeroshot detect`: zero-shot object detection and dataset generation from the command line.
 
-Thin: parse, call `zeroshot.vision.detect.ZeroShotDetector`, write. Per run, in `--output-dir`: one JSON line
-per image (`detections.jsonl`, also printed), an annotated PNG per image and `annotations.coco.json`.
+Thin: parse, call `zeroshot.detect.detector.ZeroShotDetector`, write. Per run, in `--output-dir`: one
+JSON line per image (`detections.jsonl`, also printed), an annotated PNG per image and `annotations.coco.json`.
 Exit code 0 when at least one image was processed (unreadable files are reported and recorded with
 their error); 2 when none was, or on a usage mistake.
 """
@@ -48,11 +48,11 @@ def detect(
     from rich.console import Console
     from rich.text import Text
 
+    from zeroshot.detect.dataset import COCO_NAME, JSONL_NAME, write_detection_dataset
+    from zeroshot.detect.detector import ZeroShotDetector
+    from zeroshot.detect.proposals import RegionProposer
     from zeroshot.errors import UserError
     from zeroshot.models.clip import DEFAULT_CLIP, load_clip
-    from zeroshot.vision.detect import ZeroShotDetector
-    from zeroshot.vision.detect_dataset import COCO_NAME, JSONL_NAME, write_detection_dataset
-    from zeroshot.vision.proposals import RegionProposer
 
     if not queries and not examples:
         raise UserError("nothing to detect: give at least one --query or --example")

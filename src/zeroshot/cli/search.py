@@ -1,6 +1,6 @@
 """`zeroshot index`, `zeroshot search`, `zeroshot similarity`: semantic image search from the command line.
 
-Thin: parse, call `zeroshot.vision.search`, print. `index` exits 0 when the run completed (files that
+Thin: parse, call `zeroshot.search.index`, print. `index` exits 0 when the run completed (files that
 could not be read are listed, and counted in the summary), 2 on a usage mistake or when every file failed.
 """
 
@@ -105,7 +105,7 @@ def similarity(
     """Cosine similarity of images in CLIP space: one number for two images, a matrix for more."""
     from zeroshot.errors import UserError
     from zeroshot.models.clip import DEFAULT_CLIP, load_clip
-    from zeroshot.vision.search import image_similarity
+    from zeroshot.search.index import image_similarity
 
     if len(images) < 2:
         raise UserError("give at least two images to compare")
@@ -140,7 +140,7 @@ def _engine(engine: str, address: str | None, workers: int | None, device: str |
         if address is not None or workers is not None:
             raise UserError("--ray-address and --ray-workers need --engine ray")
         return None
-    from zeroshot.vision.ray_indexing import RayEngine
+    from zeroshot.search.ray_indexing import RayEngine
 
     if workers is not None and workers < 1:
         raise UserError("--ray-workers must be at least 1")
@@ -151,7 +151,7 @@ def _engine(engine: str, address: str | None, workers: int | None, device: str |
 
 def _open(db: Path, store: str, milvus_uri: str | None, create: bool, progress: bool):
     from zeroshot.errors import UserError
-    from zeroshot.vision.search import ImageIndex
+    from zeroshot.search.index import ImageIndex
 
     if milvus_uri and store != "milvus":
         raise UserError("--milvus-uri needs --store milvus")
@@ -166,7 +166,7 @@ def _render(results, output_format: str) -> str:
     if output_format == "json":
         return json.dumps(results.to_dict(), indent=2)
     if output_format == "html":
-        from zeroshot.vision.contact_sheet import render_contact_sheet
+        from zeroshot.search.contact_sheet import render_contact_sheet
 
         query = results.query.get("text") or f"image: {results.query.get('image')}"
         return render_contact_sheet(hits, query)

@@ -1,6 +1,6 @@
 """`zeroshot train-clip`: train CLIP (both towers) or LiT (frozen text tower) on your own image-text pairs.
 
-Thin: parse, call `zeroshot.vision.train.train_clip`, print. The output folder loads wherever a
+Thin: parse, call `zeroshot.train.clip.train_clip`, print. The output folder loads wherever a
 `--clip-model` is taken (classify-images, index/search, detect, serve).
 """
 
@@ -58,8 +58,8 @@ def train_clip_command(
     import torch
 
     from zeroshot.errors import UserError
+    from zeroshot.train.clip import DEFAULT_TEMPLATES, TrainConfig, train_clip
     from zeroshot.vision.templates import get_templates
-    from zeroshot.vision.train import DEFAULT_TEMPLATES, TrainConfig, train_clip
 
     if threads is not None:
         if threads < 1:

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from zeroshot.detect.detector import ZeroShotDetector
 from zeroshot.errors import UserError
 from zeroshot.models.clip import DEFAULT_CLIP, load_clip
 from zeroshot.models.loader import load_lm
+from zeroshot.search.index import ImageIndex
 from zeroshot.server.batching import MicroBatcher
 from zeroshot.server.settings import ServerSettings
 from zeroshot.text.classify import ZeroShotTextClassifier
 from zeroshot.text.prompts import PromptTemplate
 from zeroshot.vision.classify import ZeroShotImageClassifier
-from zeroshot.vision.detect import ZeroShotDetector
-from zeroshot.vision.search import ImageIndex
 
 T = TypeVar("T")
 

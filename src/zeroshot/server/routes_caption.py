@@ -46,7 +46,7 @@ def _service(request: Request):
     if getattr(state, "caption_service", None) is None:
         with _LOCK:
             if getattr(state, "caption_service", None) is None:
-                from zeroshot.vision.caption_data import CaptionService
+                from zeroshot.caption.data import CaptionService
 
                 try:
                     state.caption_service = CaptionService(folder, device=state.settings.device)

@@ -32,7 +32,7 @@ from zeroshot.files import write_atomic
 from zeroshot.models.lm import check_scoring_request
 from zeroshot.models.lm_transformers import TransformersLM, _cropped_copy, _new_cache
 from zeroshot.text.prompts import PromptBuilder, PromptTemplate
-from zeroshot.text.run_state import read_run_state
+from zeroshot.train.run_state import read_run_state
 
 META_FILE = "soft_prompt.json"
 WEIGHTS_FILE = "adapter_model.safetensors"

@@ -35,10 +35,10 @@ import numpy as np
 from zeroshot.errors import UserError
 from zeroshot.models.clip import ImageTextModel
 from zeroshot.optional import RAY
+from zeroshot.search.indexing import AddReport, _File, _image_size, _os_reason, _Run
+from zeroshot.search.stores import VectorStore
+from zeroshot.search.stores.catalog import Catalog
 from zeroshot.vision.images import ImageError, read_image_bytes
-from zeroshot.vision.indexing import AddReport, _File, _image_size, _os_reason, _Run
-from zeroshot.vision.stores import VectorStore
-from zeroshot.vision.stores.catalog import Catalog
 
 PROBE_SECONDS = 3.0  # a cluster that does not answer its port within this is reported, not waited for
 _DTYPE_NAMES = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}

@@ -34,7 +34,7 @@ import numpy as np
 
 from zeroshot.errors import UserError, disk_full
 from zeroshot.numerics import batched
-from zeroshot.vision.stores.vector_file import VectorFile, VectorFileError
+from zeroshot.search.stores.vector_file import VectorFile, VectorFileError
 
 FORMAT = "zeroshot-image-index"
 SCHEMA_VERSION = 2

@@ -7,7 +7,7 @@ import html
 import io
 from collections.abc import Sequence
 
-from zeroshot.vision.search import SearchHit
+from zeroshot.search.index import SearchHit
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from zeroshot.errors import UserError
-from zeroshot.vision.stores.catalog import Catalog
+from zeroshot.search.stores.catalog import Catalog
 
 STORE_KINDS = ("faiss", "milvus")
 
@@ -67,11 +67,11 @@ def open_store(kind: str, folder: Path, dim: int, catalog: Catalog | None = None
     With `catalog`, the FAISS store's cache files are checked against the checksums recorded there.
     """
     if kind == "faiss":
-        from zeroshot.vision.stores.faiss_store import FaissStore
+        from zeroshot.search.stores.faiss_store import FaissStore
 
         return FaissStore(folder, dim, checksums=catalog, vectors=catalog, **options)
     if kind == "milvus":
-        from zeroshot.vision.stores.milvus_store import MilvusStore
+        from zeroshot.search.stores.milvus_store import MilvusStore
 
         return MilvusStore(folder, dim, **options)
     raise UserError(f"unknown vector store {kind!r}: choose one of {', '.join(STORE_KINDS)}")

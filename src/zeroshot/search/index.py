@@ -27,11 +27,11 @@ import numpy as np
 
 from zeroshot.errors import UserError, storage_error
 from zeroshot.models.clip import ImageTextModel
+from zeroshot.search.indexing import AddReport, absolute, forget_files, index_files
+from zeroshot.search.stores import VectorStore, open_store, sync
+from zeroshot.search.stores.catalog import TEMP_PREFIX, Catalog, database_error
 from zeroshot.validation import check_exactly_one
 from zeroshot.vision.images import ImageError, expand_paths
-from zeroshot.vision.indexing import AddReport, absolute, forget_files, index_files
-from zeroshot.vision.stores import VectorStore, open_store, sync
-from zeroshot.vision.stores.catalog import TEMP_PREFIX, Catalog, database_error
 
 __all__ = ["AddReport", "ImageIndex", "SearchHit", "SearchResults", "image_similarity"]
 

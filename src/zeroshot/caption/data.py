@@ -20,10 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroshot.errors import UserError
-from zeroshot.models.lm import GenerationConfig
-from zeroshot.validation import read_jsonl
-from zeroshot.vision.caption import (
+from zeroshot.caption.captioner import (
     CONFIG_FILE,
     CaptionerConfig,
     PrefixCaptioner,
@@ -31,6 +28,9 @@ from zeroshot.vision.caption import (
     load_captioner,
     read_captioner_record,
 )
+from zeroshot.errors import UserError
+from zeroshot.models.lm import GenerationConfig
+from zeroshot.validation import read_jsonl
 
 ENCODER_KINDS = ("clip-image", "clip-text", "sentence")
 CHECKPOINT_DIR = "checkpoint"
@@ -128,7 +128,7 @@ def read_caption_pairs(path: str | os.PathLike, kind: str) -> tuple[list, list[s
     if kind == "clip-image":
         if path.is_dir():
             raise UserError(f"{path} is a folder: give a captions .jsonl or .csv that names its images")
-        from zeroshot.vision.train import read_pairs
+        from zeroshot.train.clip import read_pairs
 
         pairs = read_pairs(path)
         return [str(p) for p in pairs.images], list(pairs.captions or [])

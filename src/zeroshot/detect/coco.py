@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from zeroshot.detect.detector import Detection
 from zeroshot.errors import UserError
-from zeroshot.vision.detect import Detection
 
 
 class CocoBuilder:

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.models.clip import ImageTextModel
+from zeroshot.search.stores import VectorStore
+from zeroshot.search.stores.catalog import Catalog
 from zeroshot.vision.images import ImageError, read_image_bytes
-from zeroshot.vision.stores import VectorStore
-from zeroshot.vision.stores.catalog import Catalog
 
 
 @dataclass

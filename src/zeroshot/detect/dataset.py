@@ -5,7 +5,7 @@ picture of `x.jpg` is `x.detections.png` (`x-2.detections.png` for a second `x.j
 
 What `zeroshot detect` writes, as a library call, so Python users get the same files:
 
-    from zeroshot.vision.detect_dataset import write_detection_dataset
+    from zeroshot.detect.dataset import write_detection_dataset
     summary = write_detection_dataset(detector, ["shots/"], "car-damage/")
 
 Unreadable images are recorded with their error and skipped; the files of every image finished before
@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from zeroshot.detect.coco import CocoBuilder
+from zeroshot.detect.detector import ZeroShotDetector, draw_detections, result_record
 from zeroshot.errors import UserError
-from zeroshot.vision.coco import CocoBuilder
-from zeroshot.vision.detect import ZeroShotDetector, draw_detections, result_record
 from zeroshot.vision.images import expand_paths, load_image
 
 JSONL_NAME = "detections.jsonl"

@@ -29,11 +29,11 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from zeroshot.detect.proposals import RegionProposer, greedy_suppression
 from zeroshot.errors import UserError
 from zeroshot.models.clip import ImageTextModel
 from zeroshot.numerics import batch_slices, l2_normalize
 from zeroshot.vision.images import ImageError, load_image
-from zeroshot.vision.proposals import RegionProposer, greedy_suppression
 
 ImageSource = str | os.PathLike | bytes | Image.Image
 

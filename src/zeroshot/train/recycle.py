@@ -33,7 +33,7 @@ import torch
 
 from zeroshot.errors import UserError
 from zeroshot.files import write_atomic
-from zeroshot.text.run_state import read_run_state
+from zeroshot.train.run_state import read_run_state
 
 HELD_OUT_FRACTION = 0.1
 SPLIT_SEED = 0  # fixed forever: the held-out paragraphs must not move between runs

@@ -1,0 +1,274 @@
+"""The training runtime's files: one checkpoint format, one resume rule, one swap into place, one loss plot.
+
+Every trainer (CLIP/LiT, the captioner, soft prompts, recycling, and any later one) keeps its run in
+`<output-dir>/checkpoint/`, as nanoGPT keeps model, optimizer, step and config together:
+
+- `tensors.safetensors`: the trainer's tensors by group (`weights/<name>`, `best/<name>`, ...), the
+  optimizer's tensor slots (`optimizer/<index>.<slot>`) and torch's random state (`rng/torch`);
+- `state.json`: the format, the run's fingerprint (everything that determines it: data, settings,
+  base model), the trainer's own JSON state (step, history, best, seconds), the optimizer's parameter
+  groups and non-tensor slots, the scheduler's state, and the Python and NumPy random states.
+
+A checkpoint is written whole into `checkpoint.new/` and then swapped in (`checkpoint` ->
+`checkpoint.old`, `.new` -> `checkpoint`, `.old` removed), so a kill at any instant leaves one complete
+checkpoint: `checkpoint/`, or `checkpoint.old/` when the kill fell between the two renames.
+
+The resume rule, in one place (`Checkpoint.check_start`), is checked before any model loads:
+- `resume=False` and a checkpoint is there: refuse (pass --resume, or choose another folder);
+- `resume=False` and a finished model is there: refuse unless `overwrite`;
+- `resume=True` and nothing is saved: refuse (and say so when the run already finished);
+- `resume=True` and the checkpoint is from another run (its fingerprint differs): refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zeroshot.errors import UserError
+from zeroshot.files import write_atomic
+
+FORMAT = "zeroshot-checkpoint/1"
+CHECKPOINT_DIR = "checkpoint"
+TENSORS_FILE = "tensors.safetensors"
+STATE_FILE = "state.json"
+
+
+def _jsonable(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} cannot be written to {STATE_FILE}")
+
+
+class Checkpoint:
+    """The checkpoint of one training run writing to `out`, identified by `fingerprint`.
+
+    `what` names, for messages, what the fingerprint covers ("data or settings"); `option` is the
+    command-line name of the output folder, so a message says what to change.
+    """
+
+    def __init__(self, out: str | os.PathLike, fingerprint: str, what: str = "data or settings",
+                 option: str = "--output-dir") -> None:
+        self.out = Path(out).expanduser()
+        self.fingerprint = fingerprint
+        self.what = what
+        self.option = option
+
+    # -- where ----------------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """Where the next checkpoint is written."""
+        return self.out / CHECKPOINT_DIR
+
+    def find(self) -> Path | None:
+        """The complete checkpoint on disk, if any (`.old`: killed between the two renames of a swap)."""
+        for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+            if (self.out / name / STATE_FILE).is_file():
+                return self.out / name
+        return None
+
+    # -- the resume rule ------------------------------------------------------------------------------
+    def check_start(self, resume: bool, finished: str | None = None, overwrite: bool = True) -> dict | None:
+        """Apply the resume rule; the saved trainer state when resuming, None for a fresh start.
+
+        `finished` is the file a finished run leaves in `out` (its model's config or record): with it,
+        `resume` on a finished run says so, and a fresh start refuses to replace it unless `overwrite`.
+        Raises `UserError`; reads only `state.json`, so it is cheap enough to run before a model loads.
+        """
+        folder = self.find()
+        done = finished is not None and (self.out / finished).is_file()
+        if not resume:
+            if folder is not None:
+                raise UserError(f"{self.out} holds an unfinished run: pass --resume to continue it, "
+                                f"or choose another {self.option}")
+            if done and not overwrite:
+                raise UserError(f"{self.out} already holds a trained model: choose another {self.option} "
+                                "or pass --overwrite")
+            return None
+        if folder is None:
+            if done:
+                raise UserError(f"--resume: the run in {self.out} has already finished (nothing to resume)")
+            raise UserError(f"nothing to resume: {self.out} holds no checkpoint")
+        meta = self._read_meta(folder)
+        if meta.get("fingerprint") != self.fingerprint:
+            raise UserError(f"--resume: the checkpoint in {folder} is from another run (other {self.what}): "
+                            f"resume with the same ones, or choose another {self.option}")
+        return meta["state"]
+
+    def _read_meta(self, folder: Path) -> dict:
+        try:
+            meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"the checkpoint in {folder} cannot be read ({exc}); remove it to start over") \
+                from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("state"),
+                                                                                        dict):
+            raise UserError(f"the checkpoint in {folder} is not one this version writes; "
+                            "remove it to start over")
+        return meta
+
+    # -- writing --------------------------------------------------------------------------------------
+    def save(self, state: Mapping, tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+             optimizer: torch.optim.Optimizer | None = None, scheduler=None) -> Path:
+        """Write the run's state, its tensors by group, the optimizer, scheduler and random states; swap in.
+
+        `state` is the trainer's JSON-able state (step, history, best score, seconds...).
+        """
+        from safetensors.torch import save_file
+
+        flat: dict[str, torch.Tensor] = {}
+        for group, named in (tensors or {}).items():
+            for name, value in named.items():
+                # clone: tied weights share storage, which safetensors refuses
+                flat[f"{group}/{name}"] = value.detach().cpu().clone().contiguous()
+        meta: dict = {"format": FORMAT, "fingerprint": self.fingerprint, "state": dict(state),
+                      "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if optimizer is not None:
+            saved = optimizer.state_dict()
+            slots: dict = {}
+            for index, named in saved["state"].items():
+                for slot, value in named.items():
+                    if isinstance(value, torch.Tensor):
+                        flat[f"optimizer/{index}.{slot}"] = value.detach().cpu().clone().contiguous()
+                    else:
+                        slots.setdefault(str(index), {})[slot] = value
+            meta["optimizer"] = {"param_groups": saved["param_groups"], "slots": slots}
+        if scheduler is not None:
+            meta["scheduler"] = scheduler.state_dict()
+        flat["rng/torch"] = torch.get_rng_state()
+        python_state = random.getstate()
+        meta["rng"] = {"python": [python_state[0], list(python_state[1]), python_state[2]],
+                       "numpy": _numpy_state()}
+        fresh = self.out / (CHECKPOINT_DIR + ".new")
+        old = self.out / (CHECKPOINT_DIR + ".old")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        save_file(flat, str(fresh / TENSORS_FILE))
+        (fresh / STATE_FILE).write_text(json.dumps(meta, indent=1, default=_jsonable), encoding="utf-8")
+        if self.path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            self.path.rename(old)
+        fresh.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        return self.path
+
+    # -- reading --------------------------------------------------------------------------------------
+    def restore(self, optimizer: torch.optim.Optimizer | None = None, scheduler=None,
+                rng: bool = True) -> dict[str, dict[str, torch.Tensor]]:
+        """Load the optimizer and scheduler states (and the random states, with `rng`) in place; return
+        the trainer's tensors by group. Call `check_start(resume=True)` first."""
+        from safetensors.torch import load_file
+
+        folder = self.find()
+        if folder is None:
+            raise UserError(f"nothing to resume: {self.out} holds no checkpoint")
+        meta = self._read_meta(folder)
+        try:
+            flat = load_file(str(folder / TENSORS_FILE))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"the checkpoint in {folder} cannot be read ({exc}); remove it to start over") \
+                from None
+        groups: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in flat.items():
+            group, _, name = key.partition("/")
+            groups.setdefault(group, {})[name] = value
+        if optimizer is not None:
+            saved = meta.get("optimizer")
+            if saved is None:
+                raise UserError(f"the checkpoint in {folder} lacks the optimizer state; "
+                                "remove it to start over")
+            state: dict = {}
+            for key, value in groups.pop("optimizer", {}).items():
+                index, slot = key.split(".", 1)
+                state.setdefault(int(index), {})[slot] = value
+            for index, named in saved["slots"].items():
+                state.setdefault(int(index), {}).update(named)
+            try:
+                optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+            except (ValueError, KeyError) as exc:
+                raise UserError(f"the checkpoint in {folder} does not fit this model's optimizer ({exc})") \
+                    from None
+        if scheduler is not None:
+            scheduler.load_state_dict(meta["scheduler"])
+        torch_rng = groups.pop("rng", {}).get("torch")
+        if rng:
+            if torch_rng is not None:
+                torch.set_rng_state(torch_rng)
+            python_state = meta["rng"]["python"]
+            random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+            np.random.set_state(tuple(meta["rng"]["numpy"]))
+        return groups
+
+    def remove(self) -> None:
+        """Delete the checkpoint once the finished model is written (the run is then over)."""
+        for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".new", CHECKPOINT_DIR + ".old"):
+            shutil.rmtree(self.out / name, ignore_errors=True)
+
+
+def _numpy_state() -> list:
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return [kind, keys.tolist(), int(position), int(has_gauss), float(gauss)]
+
+
+def run_fingerprint(*parts: object) -> str:
+    """A short digest of everything that determines a run (settings, data, base-model identity)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def plot_losses(path: Path, curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str,
+                ylabel: str, title: str = "", kept_at: float | None = None,
+                second: tuple[str, Sequence[float], Sequence[float]] | None = None) -> Path:
+    """One loss plot for every trainer, written atomically as a PNG.
+
+    `curves`: label -> (x, y); `kept_at`: the x whose weights were kept (a dashed line); `second`:
+    (label, x, y) drawn on a second y axis (e.g. dev accuracy).
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (label, (xs, ys)), marker in zip(curves.items(), "osd^v", strict=False):
+        if len(xs):
+            ax.plot(list(xs), list(ys), marker=marker, label=label)
+    if kept_at:
+        ax.axvline(kept_at, color="grey", linestyle="--", linewidth=1, label=f"kept ({xlabel} {kept_at:g})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if second is not None:
+        other = ax.twinx()
+        other.plot(list(second[1]), list(second[2]), color="tab:green", alpha=0.6, label=second[0])
+        other.set_ylabel(second[0])
+        more = other.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    if handles:
+        ax.legend(handles, labels, fontsize=8, loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+    return path
