@@ -1,7 +1,8 @@
 """`zeroshot detect`: zero-shot object detection and dataset generation from the command line.
 
 Thin: parse, call `zeroshot.detect.detector.ZeroShotDetector`, write. Per run, in `--output-dir`: one
-JSON line per image (`detections.jsonl`, also printed), an annotated PNG per image and `annotations.coco.json`.
+JSON line per image (`detections.jsonl`, also printed), an annotated PNG per image and
+`annotations.coco.json`.
 Exit code 0 when at least one image was processed (unreadable files are reported and recorded with
 their error); 2 when none was, or on a usage mistake.
 """
