@@ -68,3 +68,23 @@ def install() -> None:
     """Answer the old paths (idempotent: `zeroshot` may be imported again after a reload)."""
     if not any(isinstance(finder, _MovedFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _MovedFinder())
+
+
+def forward_names(module: str, moved: dict[str, str]):
+    """A module `__getattr__` for names that moved out of `module` to another module (name -> module).
+
+        __getattr__ = forward_names(__name__, {"train_soft_prompt": "zeroshot.train.soft_prompt"})
+
+    The name is imported at run time, with a `DeprecationWarning`, so a lower wing can keep an old
+    name for one release without importing a higher one.
+    """
+
+    def __getattr__(name: str):
+        target = moved.get(name)
+        if target is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(f"{module}.{name} moved to {target}.{name}; the old path goes in zeroshot 0.3",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(target), name)
+
+    return __getattr__
