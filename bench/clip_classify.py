@@ -31,11 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -192,55 +188,6 @@ def run_interleaved(models: dict, paths: list[Path], pipeline_count: int, labels
     return {"sides": sides, "pipeline": pipe}
 
 
-def auto_choice(load: Callable[[], object]) -> dict:
-    """What `--dtype auto` picks for the model `load()` returns, measured now in a fresh cache (its
-    quick probe), and the load time with that probe."""
-    saved = os.environ.get("ZEROSHOT_CACHE")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["ZEROSHOT_CACHE"] = cache
-        try:
-            start = time.perf_counter()
-            model = load()
-            seconds = time.perf_counter() - start
-        finally:
-            if saved is None:
-                os.environ.pop("ZEROSHOT_CACHE", None)
-            else:
-                os.environ["ZEROSHOT_CACHE"] = saved
-    return {**model.dtype_choice.to_dict(), "load_seconds_with_probe": seconds}
-
-
-def auto_summary(auto: dict) -> str:
-    """One line: what `auto_choice` picked, and each candidate's probe time and agreement."""
-    return (f"auto picked {auto['dtype']} in {auto['load_seconds_with_probe']:.1f} s (load + probe): "
-            + ", ".join(f"{t['dtype']} {t['seconds'] * 1000:.0f} ms cos {t['min_cosine']:.5f} "
-                        f"top1 {t['top1_agreement']:.2f}" for t in auto["trials"]))
-
-
-def agreement(items: np.ndarray, classes: np.ndarray, ref_items: np.ndarray, ref_classes: np.ndarray,
-              same_top1: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool]:
-    """A dtype against fp32, in float64: the cosine of each item's embedding and of each class's with
-    fp32's (unit rows), the share of items whose top-1 is fp32's (`same_top1`, booleans), and whether
-    that passes `--dtype auto`'s bar (smallest cosine >= MIN_COSINE, top-1 >= MIN_TOP1)."""
-    from zeroshot.models.dtype import MIN_COSINE, MIN_TOP1
-
-    item_cos = np.sum(items.astype(np.float64) * ref_items, axis=1)
-    class_cos = np.sum(classes.astype(np.float64) * ref_classes, axis=1)
-    top1 = float(np.mean(same_top1))
-    passes = bool(min(item_cos.min(), class_cos.min()) >= MIN_COSINE and top1 >= MIN_TOP1)
-    return item_cos, class_cos, top1, passes
-
-
-def lscpu_model() -> str:
-    """`lscpu`'s model name (what the notes record with every speed figure)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return platform.processor() or platform.machine()
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=500)
@@ -255,6 +202,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "results" / "clip_classify.json")
     args = parser.parse_args()
 
+    from bench.common import agreement, auto_choice, auto_summary, lscpu_model
     from rich.console import Console
     from rich.table import Table
 

@@ -27,20 +27,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench.common import FASHION, IOU, SIZE, load_backgrounds, make_scene, tight_crop
 from PIL import Image, ImageDraw
 
 from zeroshot.detect.proposals import RegionProposer, box_iou, selective_search, sliding_windows
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
-OPENCV_BACKGROUNDS = ("building.jpg", "home.jpg", "fruits.jpg", "baboon.jpg", "board.jpg", "aero3.jpg",
-                      "lena.jpg", "orange.jpg", "starry_night.jpg", "pic1.png")
-SKIMAGE_BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "grass", "gravel", "brick", "camera",
-                       "coins", "horse", "moon", "page")
 BUDGETS = (10, 50, 100, 250, 500, 1000, 2000)
-SIZE, IOU = (640, 480), 0.5
 
 
 def load_objects() -> tuple[list[np.ndarray], str]:
@@ -48,7 +42,7 @@ def load_objects() -> tuple[list[np.ndarray], str]:
     if FASHION.is_file():
         with gzip.open(FASHION) as handle:
             raw = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-        return [_tight(item) for item in raw[:2000]], f"Fashion-MNIST test items ({FASHION})"
+        return [tight_crop(item) for item in raw[:2000]], f"Fashion-MNIST test items ({FASHION})"
     from skimage import color, data, transform
 
     objects = []
@@ -60,66 +54,6 @@ def load_objects() -> tuple[list[np.ndarray], str]:
             for x in range(0, 120, 40):
                 objects.append((grey[y:y + 40, x:x + 40] * 255).astype(np.uint8))
     return objects, "FALLBACK: crops of scikit-image samples (dataset-fashion-mnist is not installed)"
-
-
-def _tight(item: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(item > 20)
-    return item[ys.min():ys.max() + 1, xs.min():xs.max() + 1] if len(ys) else item
-
-
-def load_backgrounds() -> tuple[list[Image.Image], list[str]]:
-    from skimage import data
-
-    pictures, names = [], []
-    for name in SKIMAGE_BACKGROUNDS:
-        array = np.asarray(getattr(data, name)())
-        pictures.append(Image.fromarray(array).convert("RGB"))
-        names.append(f"skimage.data.{name}")
-    for name in OPENCV_BACKGROUNDS:
-        path = OPENCV_SAMPLES / name
-        if path.is_file():
-            pictures.append(Image.open(path).convert("RGB"))
-            names.append(str(path))
-    return pictures, names
-
-
-def make_scene(rng: np.random.Generator, objects: list[np.ndarray], backgrounds: list[Image.Image],
-               picked: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One 640x480 scene and its ground-truth boxes (x0, y0, x1, y1).
-
-    `picked`, when given, receives the index in `objects` of each pasted item, box by box (for labels).
-    """
-    background = backgrounds[rng.integers(len(backgrounds))]
-    scale = max(SIZE[0] / background.width, SIZE[1] / background.height) * rng.uniform(1.0, 1.6)
-    resized = background.resize((max(SIZE[0], round(background.width * scale)),
-                                 max(SIZE[1], round(background.height * scale))), Image.Resampling.BICUBIC)
-    left = rng.integers(resized.width - SIZE[0] + 1)
-    top = rng.integers(resized.height - SIZE[1] + 1)
-    scene = np.asarray(resized.crop((left, top, left + SIZE[0], top + SIZE[1])), np.float32).copy()
-    boxes: list[list[float]] = []
-    for _ in range(rng.integers(2, 5)):
-        choice = int(rng.integers(len(objects)))
-        item = objects[choice]
-        for _attempt in range(20):
-            longer = rng.uniform(24, 240)
-            factor = longer / max(item.shape)
-            w, h = max(8, round(item.shape[1] * factor)), max(8, round(item.shape[0] * factor))
-            x0, y0 = rng.integers(0, SIZE[0] - w + 1), rng.integers(0, SIZE[1] - h + 1)
-            box = [x0, y0, x0 + w, y0 + h]
-            if not boxes or box_iou([box], boxes).max() <= 0.2:
-                break
-        else:
-            continue
-        grey = np.asarray(Image.fromarray(item).resize((w, h), Image.Resampling.BICUBIC), np.float32) / 255
-        alpha = np.clip(grey * 4, 0, 1)[..., None]  # the item's own silhouette, soft at the edge
-        tint = rng.uniform(40, 255, 3)
-        colour = tint * (0.35 + 0.65 * grey[..., None])
-        patch = scene[y0:y0 + h, x0:x0 + w]
-        scene[y0:y0 + h, x0:x0 + w] = alpha * colour + (1 - alpha) * patch
-        boxes.append(box)
-        if picked is not None:
-            picked.append(choice)
-    return np.clip(scene, 0, 255).astype(np.uint8), np.asarray(boxes, np.float32)
 
 
 def recall_at(proposals: np.ndarray, truth: np.ndarray, budgets: tuple[int, ...]) -> list[int]:

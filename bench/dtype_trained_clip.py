@@ -46,8 +46,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "results" / "dtype_trained_clip.json")
     args = parser.parse_args()
 
-    from bench.clip_classify import agreement, auto_choice, auto_summary, lscpu_model
-    from bench.fashion_mnist_clip import load_test_set
+    from bench.common import agreement, auto_choice, auto_summary, load_test_set, lscpu_model
     from rich.console import Console
     from rich.table import Table
     from tqdm.auto import tqdm

@@ -38,18 +38,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE.parent))  # `bench.detect_recall` when run as a script
+sys.path.insert(0, str(HERE.parent))  # `bench.common` when run as a script
 DATA = HERE.parent / ".cache" / "fashion-mnist"
 ONE_TEMPLATE = ["a photo of a {}."]
-
-
-def load_test_set(test_root: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
-    paths, labels = [], []
-    for name in classes:
-        files = sorted((test_root / name.replace(" ", "_")).glob("*.png"))
-        paths.extend(files)
-        labels.extend([name] * len(files))
-    return paths, np.asarray(labels)
 
 
 def accuracy_with(model, embeddings: np.ndarray, truth: np.ndarray, names: list[str], templates) -> dict:
@@ -149,7 +140,7 @@ def search(model, paths: list[Path], labels: np.ndarray, classes: list[str], db:
 def detection(model, info: dict, scenes: int, seed: int) -> dict:
     import gzip
 
-    from bench.detect_recall import FASHION, IOU, _tight, load_backgrounds, make_scene
+    from bench.common import FASHION, IOU, load_backgrounds, make_scene, tight_crop
     from PIL import Image
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -162,7 +153,7 @@ def detection(model, info: dict, scenes: int, seed: int) -> dict:
         raw = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(str(FASHION).replace("images-idx3", "labels-idx1")) as handle:
         item_labels = np.frombuffer(handle.read(), np.uint8, offset=8)
-    objects = [_tight(item) for item in raw[:2000]]  # the same items detect_recall.py pastes
+    objects = [tight_crop(item) for item in raw[:2000]]  # the same items detect_recall.py pastes
     backgrounds, _ = load_backgrounds()
     detector = ZeroShotDetector(model, classes, templates=ONE_TEMPLATE, threshold=0.0, cache_dir=False)
     rng = np.random.default_rng(seed)
@@ -239,6 +230,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from bench.common import load_test_set
 
     from zeroshot.models.clip import load_clip
     from zeroshot.vision.embed import embed_images

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -158,15 +156,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
+    from bench.common import lscpu_model
 
     from zeroshot.models.clip import load_clip, save_random_clip
     from zeroshot.search.index import ImageIndex
     from zeroshot.search.ray_indexing import RayEngine
 
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model_name = next((line.split(":", 1)[1].strip() for line in cpu.splitlines()
-                       if line.startswith("Model name")), platform.processor())
-    result: dict = {"cpu": model_name, "cores": os.cpu_count(), "images": args.images, "model": args.size,
+    result: dict = {"cpu": lscpu_model(), "cores": os.cpu_count(), "images": args.images, "model": args.size,
                     "batch_size": args.batch_size, "ray": ray.__version__,
                     "load_average_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench.recycle_it import _samples
+from bench.common import recycle_samples
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from zeroshot.train.recycle import bits_per_byte, read_corpus, split_corpus
@@ -36,7 +36,7 @@ def main() -> None:
     entry = {"held_out": bits_per_byte(model, tokenizer, held[: args.held_out_limit], args.seq_len).to_dict(),
              "eval_seconds": time.perf_counter() - started, "note": args.note}
     if args.samples:
-        entry["samples"] = _samples(args.folder, "cpu", 0)
+        entry["samples"] = recycle_samples(args.folder, "cpu", 0)
     out = Path(args.out)
     data = {"folder": args.folder, "runs": {args.name: entry}}
     out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

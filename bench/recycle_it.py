@@ -15,31 +15,13 @@ import json
 import time
 from pathlib import Path
 
-PROMPTS = [
-    "La vita è",
-    "Il sistema operativo Debian",
-    "Per installare un pacchetto, usare il comando",
-    "Un vecchio proverbio dice che",
-    "Il gatto",
-]
+from bench.common import recycle_samples
 
 
 def _save(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
-
-
-def _samples(folder: str, device: str, seed: int) -> list[str]:
-    from zeroshot.models.lm import GenerationConfig
-    from zeroshot.models.loader import load_lm
-
-    lm = load_lm(folder, backend="transformers", device=device)
-    out = []
-    for i, prompt in enumerate(PROMPTS):
-        config = GenerationConfig(max_new_tokens=40, temperature=0.8, top_p=0.95, seed=seed + i)
-        out.append(prompt + lm.generate(prompt, config))
-    return out
 
 
 def main() -> None:
@@ -90,7 +72,7 @@ def main() -> None:
         "train_tokens_per_byte": None,
         "eval_seconds": time.perf_counter() - started,
     }
-    data["runs"]["a-base"]["samples"] = _samples(base, device, 0)
+    data["runs"]["a-base"]["samples"] = recycle_samples(base, device, 0)
     del model
     _save(out, data)
     print("a-base", data["runs"]["a-base"]["held_out"], flush=True)
@@ -122,7 +104,7 @@ def main() -> None:
         score = bits_per_byte(model, tokenizer, held_eval, args.seq_len).to_dict()
         entry = {"held_out": score, "result": result.to_dict(), "eval_seconds": time.perf_counter() - started}
         if run == "mean":
-            entry["samples"] = _samples(str(folder), device, 0)
+            entry["samples"] = recycle_samples(str(folder), device, 0)
             # Before any training: the initialisation alone.
             init_only = recycle_lm(
                 base,
