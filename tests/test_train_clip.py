@@ -17,7 +17,9 @@ from PIL import Image
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.train import clip as train_module
-from zeroshot.train.clip import TrainConfig, contrastive_loss, read_pairs, train_clip
+from zeroshot.train.clip import TrainConfig, train_clip
+from zeroshot.train.losses import contrastive_loss
+from zeroshot.train.pairs import read_pairs
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 CLASSES = {0: "t-shirt", 1: "trouser", 8: "bag"}  # three Fashion-MNIST classes that look unalike
