@@ -214,7 +214,11 @@ def test_bad_input_is_one_line_and_exit_2(tiny_gpt2, corpus, tmp_path, capsys):
 
     other = tmp_path / "o5"
     (other / "checkpoint").mkdir(parents=True)
-    (other / "checkpoint" / "state.json").write_text(json.dumps({"run_key": "0123456789abcdef", "step": 2}))
+    (other / "checkpoint" / "state.json").write_text(
+        json.dumps(
+            {"format": "zeroshot-checkpoint/1", "fingerprint": "0123456789abcdef", "state": {"step": 2}}
+        )
+    )
     assert (
         main(
             [

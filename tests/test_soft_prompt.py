@@ -339,7 +339,11 @@ def test_cli_tune_then_eval_and_bad_inputs(tiny_gpt2, tmp_path, capsys):
     # --resume on a folder holding another run's checkpoint.
     cut = tmp_path / "cut"
     (cut / "checkpoint").mkdir(parents=True)
-    (cut / "checkpoint" / "state.json").write_text(json.dumps({"run_key": "0123456789abcdef", "epoch": 1}))
+    (cut / "checkpoint" / "state.json").write_text(
+        json.dumps(
+            {"format": "zeroshot-checkpoint/1", "fingerprint": "0123456789abcdef", "state": {"epoch": 1}}
+        )
+    )
     assert main(["tune-prompt", str(task), "--output-dir", str(cut), *common, "--resume"]) == 2
     assert "another model, data or settings" in _one_line_error(capsys)
     # Not a soft prompt folder; no virtual tokens; random init without --init text's description.

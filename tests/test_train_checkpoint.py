@@ -152,11 +152,15 @@ def test_resume_of_another_run(tmp_path):
     assert (tmp_path / "checkpoint" / "state.json").is_file()  # the other run's checkpoint is left alone
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", json.dumps({"fingerprint": "run-a"})])
-def test_an_unreadable_or_foreign_state_json(tmp_path, content):
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "cannot be read"),
+    ("[1, 2]", "not one this version writes"),
+    (json.dumps({"run_key": "run-a", "step": 2}), "not one this version writes"),  # an older version's
+])
+def test_an_unreadable_or_foreign_state_json(tmp_path, content, message):
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "state.json").write_text(content)
-    with pytest.raises(UserError, match="remove it to start over"):
+    with pytest.raises(UserError, match=f"{message}.*remove it to start over"):
         Checkpoint(tmp_path, "run-a").check_start(resume=True)
 
 

@@ -118,16 +118,14 @@ class Checkpoint:
         except (OSError, ValueError) as exc:
             raise UserError(f"the checkpoint in {folder} cannot be read ({exc}); remove it to start over") \
                 from None
-        if not isinstance(meta, dict):
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("state"),
+                                                                                        dict):
+            # older versions' checkpoints included: their fingerprints were computed otherwise
             raise UserError(f"the checkpoint in {folder} is not one this version writes; "
                             "remove it to start over")
-        # Another run's checkpoint is named as such whatever its format: the user's fix is the same.
         if meta.get("fingerprint") != self.fingerprint:
             raise UserError(f"--resume: the checkpoint in {folder} is from another run (another "
                             f"{self.what}): resume with the same ones, or choose another {self.option}")
-        if meta.get("format") != FORMAT or not isinstance(meta.get("state"), dict):
-            raise UserError(f"the checkpoint in {folder} is not one this version writes; "
-                            "remove it to start over")
         return meta
 
     # -- writing --------------------------------------------------------------------------------------

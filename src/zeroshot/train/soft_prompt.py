@@ -211,10 +211,10 @@ def train_soft_prompt(
     started_epoch, seconds = 0, 0.0
     if state is not None:
         saved = checkpoint.restore(optimizer).get("prompt", {})
-        checkpoint.load_into({"prompt": prompt_param}, saved)
+        best_prompt = prompt_param.detach().clone()
+        checkpoint.load_into({"prompt": prompt_param, "best": best_prompt}, saved)
         history, started_epoch, seconds = state["history"], state["epoch"], state["seconds"]
         best = (state["best_loss"], state["best_epoch"])
-        best_prompt = saved["best"]
     else:
         best_prompt = prompt_param.detach().clone()
 
