@@ -48,7 +48,7 @@ def run_soft_and_icl(args, task, test_docs, chosen_by, rows, meta, out: Path) ->
     from zeroshot.models.loader import load_lm
     from zeroshot.text.classify import ZeroShotTextClassifier
     from zeroshot.text.prompts import Demonstration
-    from zeroshot.text.soft_prompt import SoftPromptConfig, train_soft_prompt, trainable_model
+    from zeroshot.train.soft_prompt import SoftPromptConfig, train_soft_prompt, trainable_model
 
     lm = load_lm(trainable_model(args.model), backend="transformers", device=args.device)
     # In-context runs may use the GGUF on the faster backend (llama.cpp when installed): same weights.
@@ -290,7 +290,7 @@ def main() -> None:
     args.shots = [int(s) for s in args.shots.split(",")]
     args.virtual_tokens = [int(s) for s in args.virtual_tokens.split(",")]
     from zeroshot.eval.tasks import bbc_news_task
-    from zeroshot.text.soft_prompt import sample_per_label
+    from zeroshot.train.soft_prompt import sample_per_label
 
     task = bbc_news_task(max_chars=args.max_chars)
     test_docs = task.docs[: args.limit]

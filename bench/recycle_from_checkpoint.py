@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from zeroshot.text.soft_prompt import trainable_model
 from zeroshot.train.recycle import init_embeddings, read_corpus, split_corpus, token_pieces, train_tokenizer
+from zeroshot.train.soft_prompt import trainable_model
 
 
 def main() -> None:

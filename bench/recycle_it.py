@@ -43,8 +43,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from zeroshot.text.soft_prompt import trainable_model
     from zeroshot.train.recycle import RecycleConfig, bits_per_byte, read_corpus, recycle_lm, split_corpus
+    from zeroshot.train.soft_prompt import trainable_model
 
     torch.backends.cuda.matmul.allow_tf32 = True
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -272,13 +272,13 @@ def test_kill_during_training_then_resume_keeps_finished_epochs(models, tmp_path
     while time.monotonic() < deadline and done < 2:
         time.sleep(0.2)
         try:
-            done = json.loads(state.read_text())["epochs_done"]
+            done = json.loads(state.read_text())["state"]["epochs_done"]
         except (OSError, ValueError, KeyError):
             pass
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert done >= 2, process.stderr.read().decode()
-    kept = json.loads(state.read_text())
+    kept = json.loads(state.read_text())["state"]  # the trainer's own state in the runtime's state.json
     finished = kept["history"]["epoch_losses"]
     assert len(finished) == kept["epochs_done"]
     plain = subprocess.run(

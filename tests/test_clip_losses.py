@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from zeroshot.errors import UserError
-from zeroshot.train.losses import clip_consistency_loss, image_features, torch_preprocess
-from zeroshot.vision.transforms import preprocess
+from zeroshot.train.losses import clip_consistency_loss, image_features
+from zeroshot.vision.transforms import preprocess, torch_preprocess
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -137,11 +137,19 @@ def test_resume_after_a_kill_and_the_cli(tiny_gpt2, corpus, tmp_path, capsys):
 
     with pytest.raises(KeyboardInterrupt):
         recycle_lm(str(tiny_gpt2), train, tmp_path / "cut", config, device="cpu", progress=False, on_log=kill)
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+    assert state["state"]["step"] == 4  # saved before the kill: the run below resumes, not restarts
     resumed = recycle_lm(
         str(tiny_gpt2), train, tmp_path / "cut", config, device="cpu", progress=False, resume=True
     )
     whole = recycle_lm(str(tiny_gpt2), train, tmp_path / "whole", config, device="cpu", progress=False)
     assert resumed.steps == 8 and resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-4)
+    # The optimizer's parameter groups are restored: the step after the resume runs at its own rate.
+    from safetensors.torch import load_file
+
+    cut, uncut = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("cut", "whole"))
+    for name, tensor in uncut.items():
+        assert torch.equal(cut[name], tensor), name
 
     args = [
         "recycle-lm",
@@ -206,7 +214,11 @@ def test_bad_input_is_one_line_and_exit_2(tiny_gpt2, corpus, tmp_path, capsys):
 
     other = tmp_path / "o5"
     (other / "checkpoint").mkdir(parents=True)
-    (other / "checkpoint" / "state.json").write_text(json.dumps({"run_key": "0123456789abcdef", "step": 2}))
+    (other / "checkpoint" / "state.json").write_text(
+        json.dumps(
+            {"format": "zeroshot-checkpoint/1", "fingerprint": "0123456789abcdef", "state": {"step": 2}}
+        )
+    )
     assert (
         main(
             [

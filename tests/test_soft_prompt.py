@@ -69,7 +69,7 @@ def lm(tiny_gpt2):
 
 
 def _config(**overrides):
-    from zeroshot.text.soft_prompt import SoftPromptConfig
+    from zeroshot.train.soft_prompt import SoftPromptConfig
 
     values = dict(n_virtual_tokens=5, epochs=4, learning_rate=0.1, batch_size=4, patience=5, seed=0)
     return SoftPromptConfig(**(values | overrides))
@@ -77,7 +77,7 @@ def _config(**overrides):
 
 @pytest.fixture(scope="module")
 def trained(lm, tmp_path_factory):
-    from zeroshot.text.soft_prompt import train_soft_prompt
+    from zeroshot.train.soft_prompt import train_soft_prompt
 
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     folder = tmp_path_factory.mktemp("prompt")
@@ -174,7 +174,7 @@ def test_fresh_process_gives_the_same_predictions_and_logprobs(lm, trained, tmp_
 def test_resume_after_a_kill_reaches_the_same_prompt(lm, tmp_path):
     from safetensors.torch import load_file
 
-    from zeroshot.text.soft_prompt import train_soft_prompt
+    from zeroshot.train.soft_prompt import train_soft_prompt
 
     texts, labels = _data()
     whole = train_soft_prompt(
@@ -238,7 +238,7 @@ def test_resume_after_a_kill_reaches_the_same_prompt(lm, tmp_path):
 
 
 def test_early_stopping_on_the_dev_split(lm, tmp_path):
-    from zeroshot.text.soft_prompt import split_dev, train_soft_prompt
+    from zeroshot.train.soft_prompt import split_dev, train_soft_prompt
 
     texts, labels = _data()
     train, dev = split_dev(labels, 0.25, seed=0)
@@ -339,7 +339,11 @@ def test_cli_tune_then_eval_and_bad_inputs(tiny_gpt2, tmp_path, capsys):
     # --resume on a folder holding another run's checkpoint.
     cut = tmp_path / "cut"
     (cut / "checkpoint").mkdir(parents=True)
-    (cut / "checkpoint" / "state.json").write_text(json.dumps({"run_key": "0123456789abcdef", "epoch": 1}))
+    (cut / "checkpoint" / "state.json").write_text(
+        json.dumps(
+            {"format": "zeroshot-checkpoint/1", "fingerprint": "0123456789abcdef", "state": {"epoch": 1}}
+        )
+    )
     assert main(["tune-prompt", str(task), "--output-dir", str(cut), *common, "--resume"]) == 2
     assert "another model, data or settings" in _one_line_error(capsys)
     # Not a soft prompt folder; no virtual tokens; random init without --init text's description.
@@ -360,3 +364,15 @@ def test_cli_tune_then_eval_and_bad_inputs(tiny_gpt2, tmp_path, capsys):
         == 2
     )
     assert "virtual tokens" in _one_line_error(capsys)
+
+
+def test_the_training_half_moved_and_the_old_names_warn():
+    import zeroshot.text.soft_prompt as inference
+    from zeroshot.train import soft_prompt as training
+
+    for name in ("train_soft_prompt", "SoftPromptConfig", "SoftPromptResult", "split_dev", "sample_per_label",
+                 "trainable_model", "INITS"):
+        with pytest.warns(DeprecationWarning, match=f"moved to zeroshot.train.soft_prompt.{name}"):
+            assert getattr(inference, name) is getattr(training, name)
+    with pytest.raises(AttributeError):
+        inference.plot_losses  # noqa: B018 - the private copies are gone, not forwarded

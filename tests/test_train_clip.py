@@ -17,7 +17,9 @@ from PIL import Image
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.train import clip as train_module
-from zeroshot.train.clip import TrainConfig, contrastive_loss, read_pairs, train_clip
+from zeroshot.train.clip import TrainConfig, train_clip
+from zeroshot.train.losses import contrastive_loss
+from zeroshot.train.pairs import read_pairs
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 CLASSES = {0: "t-shirt", 1: "trouser", 8: "bag"}  # three Fashion-MNIST classes that look unalike
@@ -256,7 +258,9 @@ def test_widths_that_do_not_fit_without_a_projection(class_folders, tmp_path, ca
 def test_resume_from_another_run(class_folders, tmp_path, capsys):
     out = tmp_path / "m"
     (out / "checkpoint").mkdir(parents=True)
-    (out / "checkpoint" / "state.json").write_text(json.dumps({"fingerprint": "0123456789abcdef"}))
+    (out / "checkpoint" / "state.json").write_text(json.dumps({"format": "zeroshot-checkpoint/1",
+                                                               "fingerprint": "0123456789abcdef",
+                                                               "state": {"step": 2}}))
     code, err = _cli(["train-clip", str(class_folders), "--output-dir", str(out), "--resume"], capsys)
     _assert_one_line_error(code, err, "another run")
     assert (out / "checkpoint" / "state.json").is_file()  # the other run's checkpoint is left alone

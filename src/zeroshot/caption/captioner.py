@@ -8,7 +8,8 @@ into the mapper. Two mappers, as in the paper: an MLP (ClipCap's default with a 
 a transformer over the projected embedding plus learned constants (its frozen-LM variant).
 
 A captioner is two files in a folder: `captioner.json` (settings, and the encoder and LM it was trained
-with) and `mapper.safetensors`. `load_captioner` refuses an LM or embedding that does not fit.
+with) and `mapper.safetensors`. `load_captioner` refuses an LM or embedding that does not fit. Training
+checkpoints (after every epoch) are the training runtime's, `zeroshot.train.checkpoint`.
 
     >>> captioner = PrefixCaptioner(CaptionerConfig(embedding_dim=384, prefix_length=10), lm)
     >>> captioner.fit(embeddings, captions, epochs=3)
@@ -21,7 +22,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,7 +32,9 @@ import torch
 from torch import nn
 
 from zeroshot.errors import UserError
+from zeroshot.files import write_atomic
 from zeroshot.models.lm import GenerationConfig
+from zeroshot.train.checkpoint import Checkpoint, run_fingerprint
 
 MAPPERS = ("mlp", "transformer")
 CONFIG_FILE, WEIGHTS_FILE = "captioner.json", "mapper.safetensors"
@@ -211,15 +213,18 @@ class PrefixCaptioner:
         batch_size: int = 32,
         lr: float = 1e-3,
         seed: int = 0,
-        checkpoint: str | os.PathLike | None = None,
+        checkpoint: str | os.PathLike | Checkpoint | None = None,
         resume: bool = False,
         progress: bool = False,
         on_epoch: Callable[[PrefixCaptioner, int], None] | None = None,
     ) -> PrefixCaptioner:
         """Train the mapper on (embedding, caption) pairs; return self.
 
-        With `checkpoint` (a folder), the mapper, the optimiser and the history are written there after
-        every epoch, atomically; `resume` continues from the last finished epoch written there.
+        With `checkpoint` (a folder, or the runtime's `Checkpoint` of a caller that checked the resume
+        rule itself), the mapper, the optimiser, the schedule and the history are written there after
+        every epoch, atomically; `resume` continues from the last finished epoch written there, if it
+        was written by the same settings, LM and data (`UserError` otherwise). `epochs` may grow
+        between resumes.
         """
         embeddings = self._check_embeddings(embeddings)
         if len(embeddings) != len(captions):
@@ -228,6 +233,14 @@ class PrefixCaptioner:
             raise UserError("no training examples")
         if epochs < 1 or batch_size < 1 or not lr > 0:
             raise UserError("epochs and batch size must be at least 1 and the learning rate positive")
+        if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+            folder = Path(checkpoint).expanduser()
+            identity = self.run_identity(embeddings, captions, batch_size, lr, seed)
+            checkpoint = Checkpoint(folder.parent, identity, what="captioner settings, LM or data",
+                                    name=folder.name)
+        saved = checkpoint.check_start(resume) if checkpoint is not None else None
+        if resume and saved is None:
+            raise UserError("nothing to resume: no checkpoint folder was given")
         ids = self.caption_ids(captions)
         optimizer = torch.optim.AdamW(self.mapper.parameters(), lr=lr, weight_decay=0.0)
         steps_per_epoch = math.ceil(len(ids) / batch_size)
@@ -238,10 +251,11 @@ class PrefixCaptioner:
             lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)),
         )
         start = 0
-        if resume:
-            if checkpoint is None or not (Path(checkpoint) / "state.json").is_file():
-                raise UserError(f"nothing to resume: {checkpoint} holds no checkpoint")
-            start = self._load_checkpoint(Path(checkpoint), optimizer, schedule)
+        if saved is not None:
+            tensors = checkpoint.restore(optimizer, schedule)
+            checkpoint.load_into(self.mapper.state_dict(), tensors.get("mapper", {}))
+            self.history = TrainHistory(**saved["history"])
+            start = int(saved["epochs_done"])
         self.history.seed = seed
         data = torch.as_tensor(embeddings)
         from tqdm.auto import tqdm
@@ -272,10 +286,25 @@ class PrefixCaptioner:
             self.history.epoch_losses.append(float(np.mean(losses)))
             self.history.seconds += time.perf_counter() - began
             if checkpoint is not None:
-                self._save_checkpoint(Path(checkpoint), optimizer, schedule, epoch + 1)
+                checkpoint.save(
+                    {"epochs_done": epoch + 1, "history": asdict(self.history)},
+                    {"mapper": _state(self.mapper)},
+                    optimizer,
+                    schedule,
+                )
             if on_epoch is not None:
                 on_epoch(self, epoch + 1)
         return self
+
+    def run_identity(self, embeddings: np.ndarray, captions: Sequence[str], batch_size: int, lr: float,
+                     seed: int) -> str:
+        """The fingerprint of a `fit` run (its checkpoint must match it to resume): the mapper's
+        settings, the LM, the data and the optimiser's settings; not `epochs`, which may grow."""
+        data = hashlib.sha256(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
+        for caption in captions:
+            data.update(str(caption).encode("utf-8", "surrogatepass") + b"\0")
+        return run_fingerprint(asdict(self.config), lm_identity(self.lm)["fingerprint"], batch_size, lr,
+                               seed, data.hexdigest())
 
     # -- decoding -------------------------------------------------------------------------------------
 
@@ -338,78 +367,13 @@ class PrefixCaptioner:
             "parameters": self.parameter_counts(),
             "history": asdict(self.history),
         }
-        _write_atomic(folder / WEIGHTS_FILE, lambda path: save_file(_state(self.mapper), str(path)))
-        _write_atomic(folder / CONFIG_FILE, lambda path: path.write_text(json.dumps(record, indent=1)))
+        write_atomic(folder / WEIGHTS_FILE, lambda path: save_file(_state(self.mapper), str(path)))
+        write_atomic(folder / CONFIG_FILE, json.dumps(record, indent=1))
         return folder
-
-    def _save_checkpoint(self, folder: Path, optimizer, schedule, epochs_done: int) -> None:
-        from safetensors.torch import save_file
-
-        scratch = folder.with_name(folder.name + ".new")
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        save_file(_state(self.mapper), str(scratch / WEIGHTS_FILE))
-        state = optimizer.state_dict()
-        tensors = {
-            f"{i}.{k}": v.contiguous()
-            for i, slots in state["state"].items()
-            for k, v in slots.items()
-            if isinstance(v, torch.Tensor)
-        }
-        save_file(tensors or {"empty": torch.zeros(1)}, str(scratch / "optimizer.safetensors"))
-        meta = {
-            "epochs_done": epochs_done,
-            "param_groups": state["param_groups"],
-            "schedule": schedule.state_dict(),
-            "history": asdict(self.history),
-            "config": asdict(self.config),
-        }
-        (scratch / "state.json").write_text(json.dumps(meta, default=_jsonable))
-        old = folder.with_name(folder.name + ".old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-        scratch.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-
-    def _load_checkpoint(self, folder: Path, optimizer, schedule) -> int:
-        from safetensors.torch import load_file
-
-        try:
-            meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-            weights = load_file(str(folder / WEIGHTS_FILE))
-            tensors = load_file(str(folder / "optimizer.safetensors"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"the checkpoint in {folder} cannot be read: {exc}") from None
-        if meta.get("config") != asdict(self.config):
-            raise UserError(
-                f"the checkpoint in {folder} was made with other captioner settings: resume with "
-                "the same options, or train into a new --output-dir"
-            )
-        self.mapper.load_state_dict(weights)
-        slots: dict = {}
-        for key, value in tensors.items():
-            if key != "empty":
-                index, name = key.split(".", 1)
-                slots.setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-        schedule.load_state_dict(meta["schedule"])
-        self.history = TrainHistory(**meta["history"])
-        return int(meta["epochs_done"])
-
-
-def _jsonable(value):
-    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    scratch = path.with_name(path.name + ".tmp")
-    write(scratch)
-    os.replace(scratch, path)
 
 
 def _freeze(model: nn.Module) -> None:

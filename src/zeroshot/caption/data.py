@@ -12,7 +12,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,10 +29,10 @@ from zeroshot.caption.captioner import (
 )
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig
+from zeroshot.train.checkpoint import Checkpoint, plot_losses, run_fingerprint
 from zeroshot.validation import read_jsonl
 
 ENCODER_KINDS = ("clip-image", "clip-text", "sentence")
-CHECKPOINT_DIR = "checkpoint"
 
 
 class CaptionEncoder:
@@ -128,7 +127,7 @@ def read_caption_pairs(path: str | os.PathLike, kind: str) -> tuple[list, list[s
     if kind == "clip-image":
         if path.is_dir():
             raise UserError(f"{path} is a folder: give a captions .jsonl or .csv that names its images")
-        from zeroshot.train.clip import read_pairs
+        from zeroshot.train.pairs import read_pairs
 
         pairs = read_pairs(path)
         return [str(p) for p in pairs.images], list(pairs.captions or [])
@@ -206,21 +205,17 @@ def train_captioner(
 ) -> TrainCaptionerResult:
     """Read `data`, embed it with the frozen encoder (cached in `output_dir`), train, save, plot.
 
-    Checkpoints after every epoch into `output_dir/checkpoint`; `resume` continues from the last one.
+    Checkpoints after every epoch into `output_dir/checkpoint`; `resume` continues from the last one
+    (same data, encoder, LM and settings; `training.epochs` may grow).
     """
     training = training or CaptionerTraining()
     out = Path(output_dir).expanduser()
-    checkpoint = out / CHECKPOINT_DIR
-    has_checkpoint = (checkpoint / "state.json").is_file()
-    if resume and not has_checkpoint:
-        raise UserError(f"nothing to resume: {out} holds no unfinished training")
-    if not resume and has_checkpoint:
-        raise UserError(
-            f"{out} holds an unfinished run: pass --resume to continue it, or choose another --output-dir"
-        )
-    if not resume and (out / CONFIG_FILE).exists():
-        raise UserError(f"{out} already holds a captioner: choose another --output-dir")
     inputs, captions = read_caption_pairs(data, encoder_kind)
+    checkpoint = Checkpoint(out, _run_identity(inputs, captions, encoder_kind, encoder_name, model, config,
+                                               training),
+                            what="data, encoder, LM or settings", product="captioner")
+    # the resume rule, before the encoder and the LM load
+    saved = checkpoint.check_start(resume, finished=CONFIG_FILE, overwrite=False, overwrite_option=None)
     encoder = load_caption_encoder(encoder_kind, encoder_name, device=device)
     lm = load_caption_lm(model, device=device)
     config = config or CaptionerConfig(embedding_dim=encoder.embedding_dim)
@@ -230,14 +225,14 @@ def train_captioner(
     out.mkdir(parents=True, exist_ok=True)
     embeddings = _cached_embeddings(out, encoder, inputs, progress)
     resumed_from = 0
-    if resume:
-        resumed_from = int(json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["epochs_done"])
+    if saved is not None:
+        resumed_from = int(saved["epochs_done"])
         if progress:
             print(f"resuming after epoch {resumed_from} of {training.epochs}")
 
     def after_epoch(trained: PrefixCaptioner, epoch: int) -> None:
         trained.save(out)  # the latest finished epoch is always a usable captioner
-        plot_losses(trained.history.epoch_losses, trained.history.step_losses, out / "loss.png")
+        _plot(trained, out / "loss.png")
 
     captioner.fit(
         embeddings,
@@ -247,13 +242,13 @@ def train_captioner(
         lr=training.lr,
         seed=training.seed,
         checkpoint=checkpoint,
-        resume=resume,
+        resume=saved is not None,
         progress=progress,
         on_epoch=after_epoch,
     )
     captioner.save(out)
-    png = plot_losses(captioner.history.epoch_losses, captioner.history.step_losses, out / "loss.png")
-    shutil.rmtree(checkpoint, ignore_errors=True)
+    png = _plot(captioner, out / "loss.png")
+    checkpoint.remove()
     return TrainCaptionerResult(
         out,
         training.epochs,
@@ -281,32 +276,29 @@ def _cached_embeddings(out: Path, encoder: CaptionEncoder, inputs: list, progres
     return embeddings
 
 
-def plot_losses(epoch_losses: Sequence[float], step_losses: Sequence[float], path: Path) -> Path:
-    """Training loss per step and per epoch (mean) as a PNG."""
-    import matplotlib
+def _run_identity(inputs: list, captions: list[str], encoder_kind: str, encoder_name: str | None,
+                  model: str | None, config: CaptionerConfig | None, training: CaptionerTraining) -> str:
+    # Known before any model loads; the embedding width follows from the encoder, and epochs may grow.
+    shape = None if config is None else {k: v for k, v in asdict(config).items() if k != "embedding_dim"}
+    schedule = {k: v for k, v in asdict(training).items() if k != "epochs"}
+    data = hashlib.sha256()
+    for item, caption in zip(inputs, captions, strict=True):
+        data.update(f"{item}\0{caption}\n".encode("utf-8", "surrogatepass"))
+    return run_fingerprint(encoder_kind, encoder_name, model, shape, schedule, data.hexdigest())
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    ax.plot(range(1, len(step_losses) + 1), step_losses, alpha=0.4, label="step")
-    if epoch_losses:
-        per_epoch = len(step_losses) / len(epoch_losses)
-        ax.plot(
-            [per_epoch * (i + 1) for i in range(len(epoch_losses))],
-            epoch_losses,
-            marker="o",
-            label="epoch mean",
-        )
-    ax.set_xlabel("step")
-    ax.set_ylabel("caption cross-entropy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("prefix captioner training loss", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def _plot(captioner: PrefixCaptioner, path: Path) -> Path:
+    """Training loss per step and per epoch (mean)."""
+    steps, epochs = captioner.history.step_losses, captioner.history.epoch_losses
+    per_epoch = len(steps) / len(epochs) if epochs else 1
+    return plot_losses(
+        path,
+        {"step": (range(1, len(steps) + 1), steps),
+         "epoch mean": ([per_epoch * (i + 1) for i in range(len(epochs))], epochs)},
+        "step",
+        "caption cross-entropy",
+        title="prefix captioner training loss",
+    )
 
 
 @dataclass

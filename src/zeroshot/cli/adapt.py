@@ -1,6 +1,6 @@
 """Commands that train a sliver of a frozen LM: `tune-prompt` (soft prompts) and `recycle-lm`.
 
-Parse, call the library (`zeroshot.text.soft_prompt`, `zeroshot.train.recycle`), print.
+Parse, call the library (`zeroshot.train.soft_prompt`, `zeroshot.train.recycle`), print.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def tune_prompt(
     """
     from zeroshot.eval.tasks import load_task
     from zeroshot.models.loader import load_lm
-    from zeroshot.text.soft_prompt import (
+    from zeroshot.train.soft_prompt import (
         SoftPromptConfig,
         sample_per_label,
         train_soft_prompt,
@@ -126,7 +126,6 @@ def recycle_lm_command(
     quiet: bool = options.quiet("No progress bar."),
 ) -> None:
     """Recycle an English LM for CORPUS's language: new BPE, new embeddings, body frozen."""
-    from zeroshot.text.soft_prompt import trainable_model
     from zeroshot.train.recycle import (
         RecycleConfig,
         bits_per_byte,
@@ -134,6 +133,7 @@ def recycle_lm_command(
         recycle_lm,
         split_corpus,
     )
+    from zeroshot.train.soft_prompt import trainable_model
 
     config = RecycleConfig(
         vocab_size=vocab_size,

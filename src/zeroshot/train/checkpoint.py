@@ -4,7 +4,8 @@ Every trainer (CLIP/LiT, the captioner, soft prompts, recycling, and any later o
 `<output-dir>/checkpoint/`, as nanoGPT keeps model, optimizer, step and config together:
 
 - `tensors.safetensors`: the trainer's tensors by group (`weights/<name>`, `best/<name>`, ...), the
-  optimizer's tensor slots (`optimizer/<index>.<slot>`) and torch's random state (`rng/torch`);
+  optimizer's tensor slots (`optimizer/<index>.<slot>`) and torch's random states (`rng/torch`, and
+  `rng/cuda.<device>` when CUDA is in use);
 - `state.json`: the format, the run's fingerprint (everything that determines it: data, settings,
   base model), the trainer's own JSON state (step, history, best, seconds), the optimizer's parameter
   groups and non-tensor slots, the scheduler's state, and the Python and NumPy random states.
@@ -18,6 +19,8 @@ The resume rule, in one place (`Checkpoint.check_start`), is checked before any 
 - `resume=False` and a finished model is there: refuse unless `overwrite`;
 - `resume=True` and nothing is saved: refuse (and say so when the run already finished);
 - `resume=True` and the checkpoint is from another run (its fingerprint differs): refuse.
+
+How a trainer uses it is told in `zeroshot.train`'s docstring.
 """
 
 from __future__ import annotations
@@ -54,36 +57,43 @@ class Checkpoint:
     """The checkpoint of one training run writing to `out`, identified by `fingerprint`.
 
     `what` names, for messages, what the fingerprint covers ("data or settings"); `option` is the
-    command-line name of the output folder, so a message says what to change.
+    command-line name of the output folder, so a message says what to change; `product` is what a
+    finished run leaves there ("model", "captioner"). `name` is the checkpoint folder's name in `out`
+    (`checkpoint`; the swap uses `<name>.new` and `<name>.old` beside it).
     """
 
     def __init__(self, out: str | os.PathLike, fingerprint: str, what: str = "data or settings",
-                 option: str = "--output-dir") -> None:
+                 option: str = "--output-dir", product: str = "trained model",
+                 name: str = CHECKPOINT_DIR) -> None:
         self.out = Path(out).expanduser()
         self.fingerprint = fingerprint
         self.what = what
         self.option = option
+        self.product = product
+        self.name = name
 
     # -- where ----------------------------------------------------------------------------------------
     @property
     def path(self) -> Path:
         """Where the next checkpoint is written."""
-        return self.out / CHECKPOINT_DIR
+        return self.out / self.name
 
     def find(self) -> Path | None:
         """The complete checkpoint on disk, if any (`.old`: killed between the two renames of a swap)."""
-        for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+        for name in (self.name, self.name + ".old"):
             if (self.out / name / STATE_FILE).is_file():
                 return self.out / name
         return None
 
     # -- the resume rule ------------------------------------------------------------------------------
-    def check_start(self, resume: bool, finished: str | None = None, overwrite: bool = True) -> dict | None:
+    def check_start(self, resume: bool, finished: str | None = None, overwrite: bool = True,
+                    overwrite_option: str | None = "--overwrite") -> dict | None:
         """Apply the resume rule; the saved trainer state when resuming, None for a fresh start.
 
         `finished` is the file a finished run leaves in `out` (its model's config or record): with it,
-        `resume` on a finished run says so, and a fresh start refuses to replace it unless `overwrite`.
-        Raises `UserError`; reads only `state.json`, so it is cheap enough to run before a model loads.
+        `resume` on a finished run says so, and a fresh start refuses to replace it unless `overwrite`
+        (the message names `overwrite_option`, when the command has one). Raises `UserError`; reads
+        only `state.json`, so it is cheap enough to run before a model loads.
         """
         folder = self.find()
         done = finished is not None and (self.out / finished).is_file()
@@ -92,18 +102,15 @@ class Checkpoint:
                 raise UserError(f"{self.out} holds an unfinished run: pass --resume to continue it, "
                                 f"or choose another {self.option}")
             if done and not overwrite:
-                raise UserError(f"{self.out} already holds a trained model: choose another {self.option} "
-                                "or pass --overwrite")
+                alternative = f" or pass {overwrite_option}" if overwrite_option else ""
+                raise UserError(f"{self.out} already holds a {self.product}: choose another {self.option}"
+                                + alternative)
             return None
         if folder is None:
             if done:
                 raise UserError(f"--resume: the run in {self.out} has already finished (nothing to resume)")
             raise UserError(f"nothing to resume: {self.out} holds no checkpoint")
-        meta = self._read_meta(folder)
-        if meta.get("fingerprint") != self.fingerprint:
-            raise UserError(f"--resume: the checkpoint in {folder} is from another run (other {self.what}): "
-                            f"resume with the same ones, or choose another {self.option}")
-        return meta["state"]
+        return self._read_meta(folder)["state"]
 
     def _read_meta(self, folder: Path) -> dict:
         try:
@@ -113,8 +120,12 @@ class Checkpoint:
                 from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("state"),
                                                                                         dict):
+            # older versions' checkpoints included: their fingerprints were computed otherwise
             raise UserError(f"the checkpoint in {folder} is not one this version writes; "
                             "remove it to start over")
+        if meta.get("fingerprint") != self.fingerprint:
+            raise UserError(f"--resume: the checkpoint in {folder} is from another run (another "
+                            f"{self.what}): resume with the same ones, or choose another {self.option}")
         return meta
 
     # -- writing --------------------------------------------------------------------------------------
@@ -146,11 +157,14 @@ class Checkpoint:
         if scheduler is not None:
             meta["scheduler"] = scheduler.state_dict()
         flat["rng/torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from these
+            for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+                flat[f"rng/cuda.{index}"] = cuda_state
         python_state = random.getstate()
         meta["rng"] = {"python": [python_state[0], list(python_state[1]), python_state[2]],
                        "numpy": _numpy_state()}
-        fresh = self.out / (CHECKPOINT_DIR + ".new")
-        old = self.out / (CHECKPOINT_DIR + ".old")
+        fresh = self.out / (self.name + ".new")
+        old = self.out / (self.name + ".old")
         shutil.rmtree(fresh, ignore_errors=True)
         fresh.mkdir(parents=True)
         save_file(flat, str(fresh / TENSORS_FILE))
@@ -199,19 +213,40 @@ class Checkpoint:
                 raise UserError(f"the checkpoint in {folder} does not fit this model's optimizer ({exc})") \
                     from None
         if scheduler is not None:
+            if "scheduler" not in meta:
+                raise UserError(f"the checkpoint in {folder} lacks the scheduler state; "
+                                "remove it to start over")
             scheduler.load_state_dict(meta["scheduler"])
-        torch_rng = groups.pop("rng", {}).get("torch")
+        saved_rng = groups.pop("rng", {})
         if rng:
-            if torch_rng is not None:
-                torch.set_rng_state(torch_rng)
+            if "torch" in saved_rng:
+                torch.set_rng_state(saved_rng["torch"])
+            cuda_states = [saved_rng[f"cuda.{i}"] for i in range(len(saved_rng)) if f"cuda.{i}" in saved_rng]
+            if cuda_states and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda_states):
+                torch.cuda.set_rng_state_all(cuda_states)
             python_state = meta["rng"]["python"]
             random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
             np.random.set_state(tuple(meta["rng"]["numpy"]))
         return groups
 
+    def load_into(self, targets: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> None:
+        """Copy `saved` tensors (a group `restore` returned) into the live ones of the same names, in
+        place and on their device: parameters, or a module's `state_dict()`."""
+        missing = [name for name in targets if name not in saved]
+        if missing:
+            raise UserError(f"the checkpoint in {self.out} lacks {missing[0]} (and {len(missing) - 1} more); "
+                            "remove it to start over")
+        with torch.no_grad():
+            for name, target in targets.items():
+                if saved[name].shape != target.shape:
+                    raise UserError(f"the checkpoint in {self.out} holds {name} shaped "
+                                    f"{tuple(saved[name].shape)}, not {tuple(target.shape)}; "
+                                    "remove it to start over")
+                target.copy_(saved[name])
+
     def remove(self) -> None:
         """Delete the checkpoint once the finished model is written (the run is then over)."""
-        for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".new", CHECKPOINT_DIR + ".old"):
+        for name in (self.name, self.name + ".new", self.name + ".old"):
             shutil.rmtree(self.out / name, ignore_errors=True)
 
 
@@ -249,7 +284,8 @@ def plot_losses(path: Path, curves: Mapping[str, tuple[Sequence[float], Sequence
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for (label, (xs, ys)), marker in zip(curves.items(), "osd^v", strict=False):
         if len(xs):
-            ax.plot(list(xs), list(ys), marker=marker, label=label)
+            # markers show where evaluations fell; on a per-step curve they would hide the line
+            ax.plot(list(xs), list(ys), marker=marker if len(xs) <= 60 else None, label=label)
     if kept_at:
         ax.axvline(kept_at, color="grey", linestyle="--", linewidth=1, label=f"kept ({xlabel} {kept_at:g})")
     ax.set_xlabel(xlabel)

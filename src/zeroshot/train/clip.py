@@ -14,29 +14,27 @@ The image tower is a small ViT (transformers' `CLIPVisionModel`), the text tower
 all-MiniLM-L6-v2 (or any sentence-transformers/BERT folder); the result is a Hugging Face
 `vision-text-dual-encoder` folder (see `zeroshot.models.dual_encoder`).
 
-Input: a captions file (JSONL `{"image": ..., "caption": ...}` or CSV with `image,caption` columns,
-image paths relative to the file), or a folder with one sub-folder of images per class, whose
-captions are the class name in `templates` ("a photo of a {}.", one drawn per image and step).
+Input (read by `zeroshot.train.pairs`): a captions file (JSONL `{"image": ..., "caption": ...}` or CSV
+with `image,caption` columns, image paths relative to the file), or a folder with one sub-folder of
+images per class, whose captions are the class name in `templates` ("a photo of a {}.", one drawn per
+image and step).
 
-Like the other long-running commands: a progress bar with the loss; a checkpoint (safetensors + JSON)
-every `checkpoint_every` steps and on Ctrl-C that `resume=True` continues from, exactly; a dev split,
-with the best dev loss's weights kept and early stopping after `patience` evaluations without
-improvement; a loss-curve PNG and `training.json` next to the model.
+Like the other long-running commands: a progress bar with the loss; a checkpoint every
+`checkpoint_every` steps and on Ctrl-C that `resume=True` continues from, exactly (the training
+runtime, `zeroshot.train.checkpoint`); a dev split, with the best dev loss's weights kept and early
+stopping after `patience` evaluations without improvement; a loss-curve PNG and `training.json` next to
+the model.
 
 Duplicate captions in a batch (every image of a class has the same caption) are encoded once and
-are not each other's negatives: the image-to-text side is a softmax over the batch's distinct
-captions, the text-to-image side spreads its target over every image of that caption. With distinct
-captions this is exactly CLIP's loss.
+are not each other's negatives (`zeroshot.train.losses.contrastive_loss`).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -48,12 +46,20 @@ import torch
 import torch.nn.functional as F
 
 from zeroshot.errors import UserError
+from zeroshot.files import write_atomic
 from zeroshot.numerics import batch_slices, batched
-from zeroshot.validation import read_jsonl
+from zeroshot.train.checkpoint import Checkpoint, plot_losses, run_fingerprint
+from zeroshot.train.losses import contrastive_loss
+from zeroshot.train.pairs import Pairs, decode_images, read_pairs
+
+# Re-exported: the data half moved to `zeroshot.train.pairs`, the loss to `zeroshot.train.losses`.
+__all__ = ["MODES", "PROJECTIONS", "DEFAULT_TEMPLATES", "TrainConfig", "TrainResult", "Pairs", "read_pairs",
+           "decode_images", "contrastive_loss", "resolve_text_model", "build_model", "make_image_processor",
+           "check_widths", "trainable_names", "tower_sizes", "run_identity", "train_clip"]
 
 MODES = ("lit", "full")
 PROJECTIONS = ("linear", "none")
-CHECKPOINT_DIR = "checkpoint"
+FINISHED_FILE = "config.json"  # what a finished run leaves beside its weights
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 _MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature at 100
 
@@ -113,19 +119,6 @@ class TrainConfig:
 
 
 @dataclass
-class Pairs:
-    """Training data: image paths and, per image, a caption or a class name (then captions from templates)."""
-
-    images: list[Path]
-    captions: list[str] | None = None
-    labels: list[str] | None = None
-    source: str = ""
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-@dataclass
 class TrainResult:
     """What a run produced: where, how long, how well (dev), and what was trained or frozen."""
 
@@ -142,115 +135,6 @@ class TrainResult:
         return {"out": str(self.out), "steps": self.steps, "epochs_run": self.epochs_run,
                 "best_dev_loss": self.best_dev_loss, "stopped_early": self.stopped_early,
                 "seconds": round(self.seconds, 1), **{k: v for k, v in self.record.items() if k != "history"}}
-
-
-# ----------------------------------------------------------------------------------------------- data
-
-def read_pairs(data: str | os.PathLike) -> Pairs:
-    """A captions file (.jsonl / .csv) or a folder of class folders -> `Pairs`. Raises `UserError`."""
-    path = Path(data).expanduser()
-    if path.is_file():
-        readers = {".jsonl": _read_jsonl, ".csv": _read_csv}
-        if path.suffix.lower() not in readers:
-            raise UserError(f"{path.name}: a captions file must be .jsonl or .csv")
-        try:
-            rows = readers[path.suffix.lower()](path)
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-        return _check_captions(path, rows)
-    if path.is_dir():
-        return _read_class_folders(path)
-    raise UserError(f"{path}: no such captions file or folder")
-
-
-def _read_jsonl(path: Path) -> list[tuple[int, str, str]]:
-    return [(number, row["image"], row["caption"])
-            for number, row in read_jsonl(path, {"image": str, "caption": str})]
-
-
-def _read_csv(path: Path) -> list[tuple[int, str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
-            raise UserError(f"{path.name} needs a header with `image` and `caption` columns")
-        return [(number, row["image"] or "", row["caption"] or "")
-                for number, row in enumerate(reader, start=2)]
-
-
-def _check_captions(path: Path, rows: list[tuple[int, str, str]]) -> Pairs:
-    if not rows:
-        raise UserError(f"{path.name} has no image-caption pairs")
-    images, captions, missing = [], [], []
-    for number, image, caption in rows:
-        file = (path.parent / image).expanduser() if not Path(image).is_absolute() else Path(image)
-        if not caption.strip():
-            raise UserError(f"{path.name} line {number}: empty caption for {image}")
-        if not file.is_file():
-            missing.append((number, image))
-        images.append(file)
-        captions.append(caption.strip())
-    if missing:
-        number, image = missing[0]
-        raise UserError(f"{path.name} names {len(missing)} image(s) that do not exist, the first on line "
-                        f"{number}: {image} (paths are relative to {path.parent})")
-    if len(set(captions)) < 2:
-        raise UserError(f"{path.name} has a single distinct caption: contrastive training needs at least two")
-    return Pairs(images, captions=captions, source=str(path))
-
-
-def _read_class_folders(folder: Path) -> Pairs:
-    from zeroshot.vision.images import expand_paths
-
-    classes = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = expand_paths([sub])
-        if files:
-            classes[sub.name.replace("_", " ")] = files
-    if not classes:
-        raise UserError(f"{folder} has no class folders with images: give one sub-folder of images per "
-                        "class, or a captions .jsonl/.csv file")
-    if len(classes) < 2:
-        raise UserError(f"{folder} has one class folder ({next(iter(classes))}): contrastive training needs "
-                        "at least two classes to tell apart")
-    images, labels = [], []
-    for name, files in classes.items():
-        images.extend(files)
-        labels.extend([name] * len(files))
-    return Pairs(images, labels=labels, source=str(folder))
-
-
-def decode_images(pairs: Pairs, spec, progress: bool = True, workers: int = 2
-                  ) -> tuple[np.ndarray, list[int]]:
-    """Decode, resize and crop every image once (N, H, W, 3) uint8; and the indices that decoded."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    from zeroshot.vision.embed import prepare_image
-    from zeroshot.vision.images import ImageError
-
-    arrays, kept, failures = [], [], []
-
-    def one(path):
-        try:
-            return prepare_image(path, spec)
-        except ImageError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for index, result in enumerate(tqdm(pool.map(one, pairs.images), total=len(pairs), unit="img",
-                                            desc="reading images", disable=not progress, leave=False)):
-            if isinstance(result, Exception):
-                failures.append(str(result))
-            else:
-                arrays.append(result)
-                kept.append(index)
-    if not arrays:
-        raise UserError(f"none of the {len(pairs)} images in {pairs.source} could be read "
-                        f"(first: {failures[0] if failures else 'none found'})")
-    if progress and failures:
-        print(f"skipped {len(failures)} unreadable image(s), the first: {failures[0]}", file=sys.stderr)
-    return np.stack(arrays), kept
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -365,42 +249,31 @@ def tower_sizes(model, trainable: Sequence[str]) -> dict:
     return counts
 
 
-# ----------------------------------------------------------------------------------------------- loss
-
-def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, caption_index: torch.Tensor,
-                     logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch whose images may share captions.
-
-    `image_features` (B, D) and `text_features` (U, D) are unnormalised; `caption_index` (B,) says which
-    of the U distinct captions belongs to each image. Image-to-text: cross-entropy over the U captions;
-    text-to-image: cross-entropy against a target spread evenly over the caption's images.
-    """
-    images = F.normalize(image_features, dim=-1)
-    texts = F.normalize(text_features, dim=-1)
-    logits = logit_scale.exp() * images @ texts.t()  # (B, U)
-    image_to_text = F.cross_entropy(logits, caption_index)
-    target = F.one_hot(caption_index, num_classes=texts.shape[0]).t().to(logits.dtype)  # (U, B)
-    target = target / target.sum(dim=1, keepdim=True)
-    text_to_image = -(target * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
-    return (image_to_text + text_to_image) / 2
-
-
 # ------------------------------------------------------------------------------------------- training
 
-class _Trainer:
-    """One run: data, model, optimiser, schedule, checkpoints. `run()` trains and returns the result."""
+def run_identity(pairs: Pairs, config: TrainConfig) -> str:
+    """The run's fingerprint: settings (less the knobs a resume may change), text tower, data."""
+    settings = asdict(config)
+    for knob in ("patience", "checkpoint_every", "eval_every"):  # may change between resumes
+        settings.pop(knob)
+    settings["templates"] = list(config.templates)
+    folder, _ = resolve_text_model(config.text_model)
+    tower = [f"{weights.name}:{weights.stat().st_size}" for weights in sorted(folder.glob("*.safetensors"))]
+    data = hashlib.sha256()
+    for path, text in zip(pairs.images, pairs.captions or pairs.labels or [], strict=True):
+        data.update(f"{path}\0{text}\n".encode())
+    return run_fingerprint(settings, tower, data.hexdigest())
 
-    def __init__(self, pairs: Pairs, out: Path, config: TrainConfig, progress: bool, resume: bool) -> None:
+
+class _Trainer:
+    """One run: data, model, optimiser, schedule. `run()` trains and returns the result; its files are
+    the runtime's (`self.checkpoint`)."""
+
+    def __init__(self, pairs: Pairs, config: TrainConfig, progress: bool, checkpoint: Checkpoint) -> None:
         from zeroshot.models.clip import ImageSpec
 
-        self.pairs, self.out, self.config, self.progress = pairs, out, config, progress
-        check_widths(config)
-        self.fingerprint = self._fingerprint()
-        if resume:
-            folder = _checkpoint_folder(out)
-            if folder is None:
-                raise UserError(f"nothing to resume: {out} holds no checkpoint")
-            self.check_checkpoint(folder)  # before minutes of decoding and model building
+        self.pairs, self.config, self.progress = pairs, config, progress
+        self.checkpoint, self.out, self.fingerprint = checkpoint, checkpoint.out, checkpoint.fingerprint
         self.processor = make_image_processor(config)
         self.spec = ImageSpec.from_processor(self.processor)
         pixels, kept = decode_images(pairs, self.spec, progress)
@@ -535,11 +408,12 @@ class _Trainer:
         return indices, draws
 
     # -- the loop
-    def run(self, resume: bool) -> TrainResult:
+    def run(self, saved: dict | None) -> TrainResult:
+        """Train from the start, or from the `saved` state `check_start` returned; write the model."""
         from tqdm.auto import tqdm
 
-        if resume:
-            self._load_checkpoint()  # restores torch's random state too
+        if saved is not None:
+            self._restore(saved)  # restores torch's random state too
         else:
             torch.manual_seed(self.config.seed)  # dropout (full mode) draws from torch's global generator
         started = time.perf_counter() - self.state["seconds"]
@@ -567,16 +441,16 @@ class _Trainer:
                     self._evaluate(running, bar)
                     running.clear()
                     self.state["seconds"] = time.perf_counter() - started
-                    self._save_checkpoint()
+                    self._save()
                 elif self.state["step"] % self.config.checkpoint_every == 0:
                     self.state["seconds"] = time.perf_counter() - started
-                    self._save_checkpoint()
+                    self._save()
         except KeyboardInterrupt:
             self.state["seconds"] = time.perf_counter() - started
-            self._save_checkpoint()
+            self._save()
             bar.close()
             print(f"interrupted at step {self.state['step']}: the checkpoint is in "
-                  f"{self.out / CHECKPOINT_DIR}; run the same command with --resume to continue",
+                  f"{self.checkpoint.path}; run the same command with --resume to continue",
                   file=sys.stderr)
             raise
         bar.close()
@@ -620,9 +494,9 @@ class _Trainer:
         self.tokenizer.save_pretrained(self.out)
         self.processor.save_pretrained(self.out)
         record = self._record()
-        (self.out / "training.json").write_text(json.dumps(record, indent=1))
-        plot_history(record, self.out / "loss_curve.png")
-        shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
+        write_atomic(self.out / "training.json", json.dumps(record, indent=1))
+        self._plot(record)
+        self.checkpoint.remove()
         from zeroshot.models.clip import ImageTextModel
 
         in_memory = ImageTextModel(self.model, self.tokenizer, self.processor, str(self.out), "cpu",
@@ -646,85 +520,31 @@ class _Trainer:
                 "torch_threads": torch.get_num_threads(), "fingerprint": self.fingerprint,
                 "history": self.state["history"]}
 
-    # -- checkpoints: safetensors for tensors, JSON for the rest, written to a new folder then swapped in
-    def _fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        config = asdict(self.config)
-        for knob in ("patience", "checkpoint_every", "eval_every"):  # may change between resumes
-            config.pop(knob)
-        config["templates"] = list(self.config.templates)
-        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-        folder, _ = resolve_text_model(self.config.text_model)
-        for weights in sorted(folder.glob("*.safetensors")):
-            digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-        texts = self.pairs.captions or self.pairs.labels or []
-        for path, text in zip(self.pairs.images, texts, strict=True):
-            digest.update(f"{path}\0{text}\n".encode())
-        return digest.hexdigest()[:16]
+    def _plot(self, record: dict) -> None:
+        history = record["history"]
+        steps = [h["step"] for h in history]
+        plot_losses(self.out / "loss_curve.png",
+                    {"train loss (mean since last eval)": (steps, [h["train_loss"] for h in history]),
+                     "dev loss": (steps, [h["dev_loss"] for h in history])},
+                    "step", "contrastive loss",
+                    title=f"train-clip ({record['mode']}): {record['train_images']} train / "
+                          f"{record['dev_images']} dev images, {record['seconds']:.0f} s",
+                    kept_at=record.get("best_step"),
+                    second=("dev top-1 (%)", steps, [100 * h["dev_top1"] for h in history]))
 
-    def _save_checkpoint(self) -> None:
-        from safetensors.torch import save_file
-
-        final = self.out / CHECKPOINT_DIR
-        fresh, old = final.with_name(CHECKPOINT_DIR + ".new"), final.with_name(CHECKPOINT_DIR + ".old")
-        shutil.rmtree(fresh, ignore_errors=True)
-        fresh.mkdir(parents=True)
-        save_file(self._trainable_state(), str(fresh / "weights.safetensors"))
+    # -- the run's files are the runtime's: the trainable weights, the best ones, optimiser and RNG
+    def _save(self) -> None:
+        tensors = {"weights": self._trainable_state()}
         if self.best is not None:
-            save_file(self.best, str(fresh / "best.safetensors"))
-        optimiser = self.optimizer.state_dict()
-        tensors = {f"{index}.{key}": value.contiguous() for index, slots in optimiser["state"].items()
-                   for key, value in slots.items() if isinstance(value, torch.Tensor)}
-        tensors["torch_rng"] = torch.get_rng_state()
-        save_file(tensors, str(fresh / "optimizer.safetensors"))
-        meta = {"fingerprint": self.fingerprint, "state": self.state,
-                "param_groups": optimiser["param_groups"], "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-        (fresh / "state.json").write_text(json.dumps(meta, indent=1))
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        fresh.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+            tensors["best"] = self.best
+        self.checkpoint.save(self.state, tensors, optimizer=self.optimizer)
 
-    def check_checkpoint(self, folder: Path) -> dict:
-        """The checkpoint's state.json, if it was written by this same run (data and settings)."""
-        try:
-            meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"the checkpoint in {folder} cannot be read: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("fingerprint") != self.fingerprint:
-            raise UserError(f"the checkpoint in {folder} is from another run (different data or settings): "
-                            "resume with the same data and options, or train into a new --out")
-        return meta
-
-    def _load_checkpoint(self) -> None:
-        from safetensors.torch import load_file
-
-        folder = _checkpoint_folder(self.out)
-        if folder is None:
-            raise UserError(f"nothing to resume: {self.out} holds no checkpoint")
-        meta = self.check_checkpoint(folder)
-        try:
-            weights = load_file(str(folder / "weights.safetensors"))
-            has_best = (folder / "best.safetensors").is_file()
-            best = load_file(str(folder / "best.safetensors")) if has_best else None
-            tensors = load_file(str(folder / "optimizer.safetensors"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"the checkpoint in {folder} cannot be read: {exc}") from exc
-        with torch.no_grad():
-            params = dict(self.model.named_parameters())
-            for name in self.trainable:
-                params[name].copy_(weights[name])
-        self.best = best
-        state: dict = {}
-        for key, value in tensors.items():
-            if key == "torch_rng":
-                continue
-            index, slot = key.split(".", 1)
-            state.setdefault(int(index), {})[slot] = value
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        torch.set_rng_state(tensors["torch_rng"])
-        self.state = meta["state"]
+    def _restore(self, state: dict) -> None:
+        saved = self.checkpoint.restore(optimizer=self.optimizer)
+        params = dict(self.model.named_parameters())
+        self.checkpoint.load_into({name: params[name] for name in self.trainable}, saved.get("weights", {}))
+        self.best = saved.get("best")
+        self.state = state
 
 
 def train_clip(data: str | os.PathLike | Pairs, out: str | os.PathLike, config: TrainConfig | None = None,
@@ -736,56 +556,9 @@ def train_clip(data: str | os.PathLike | Pairs, out: str | os.PathLike, config: 
     """
     config = config or TrainConfig()
     config.check()
-    out = Path(out).expanduser()
-    has_checkpoint = _checkpoint_folder(out) is not None
-    if resume and not has_checkpoint:
-        raise UserError(f"nothing to resume: {out} holds no checkpoint")
-    if not resume:
-        if has_checkpoint:
-            raise UserError(f"{out} holds an unfinished run: pass --resume to continue it, "
-                            "or choose another --out")
-        if (out / "config.json").exists() and not overwrite:
-            raise UserError(f"{out} already holds a model: choose another --out or pass --overwrite")
     pairs = data if isinstance(data, Pairs) else read_pairs(data)
-    trainer = _Trainer(pairs, out, config, progress, resume)
-    return trainer.run(resume)
-
-
-def _checkpoint_folder(out: Path) -> Path | None:
-    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):  # .old: killed while swapping in a new one
-        if (out / name / "state.json").is_file():
-            return out / name
-    return None
-
-
-def plot_history(record: dict, path: Path) -> Path:
-    """Train and dev loss against steps, with dev top-1 on a second axis; a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    history = record["history"]
-    steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(steps, [h["train_loss"] for h in history], marker="o", label="train loss (mean since last eval)")
-    ax.plot(steps, [h["dev_loss"] for h in history], marker="s", label="dev loss")
-    if record.get("best_step"):
-        ax.axvline(record["best_step"], color="grey", linestyle="--", linewidth=1,
-                   label="kept (best dev loss)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("contrastive loss")
-    ax.grid(alpha=0.3)
-    other = ax.twinx()
-    other.plot(steps, [100 * h["dev_top1"] for h in history], color="tab:green", alpha=0.6,
-               label="dev top-1 (%)")
-    other.set_ylabel("dev top-1 (%)")
-    lines = ax.get_legend_handles_labels()
-    more = other.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper right")
-    ax.set_title(f"train-clip ({record['mode']}): {record['train_images']} train / "
-                 f"{record['dev_images']} dev images, {record['seconds']:.0f} s", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    check_widths(config)
+    checkpoint = Checkpoint(out, run_identity(pairs, config), product="model")
+    # the resume rule, before minutes of decoding and model building
+    saved = checkpoint.check_start(resume, finished=FINISHED_FILE, overwrite=overwrite)
+    return _Trainer(pairs, config, progress, checkpoint).run(saved)

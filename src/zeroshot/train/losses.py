@@ -1,10 +1,13 @@
-"""CLIP as a differentiable loss (DietNeRF's semantic consistency loss, Jain et al. 2021).
+"""The training losses, pure functions of tensors: what a trainer minimises, apart from its loop.
 
-`clip_consistency_loss(model, images, targets)` is 1 - cosine between the CLIP image embeddings of
-`images` (pixel tensors, differentiable) and of `targets` (images or precomputed embeddings). It needs
-preprocessing written in torch: `torch_preprocess` resizes (bicubic, antialiased as PIL does), centre-
-crops and normalises exactly as the PIL path in `zeroshot.vision.transforms` describes, so a rendered
-image and the same photo loaded from disk give the same embedding.
+- `contrastive_loss`: CLIP's symmetric InfoNCE, for batches whose images may share a caption (the
+  CLIP/LiT trainer, `zeroshot.train.clip`).
+- `clip_consistency_loss`: CLIP as a differentiable loss (DietNeRF's semantic consistency loss, Jain et
+  al. 2021): 1 - cosine between the CLIP image embeddings of `images` (pixel tensors, differentiable)
+  and of `targets` (images or precomputed embeddings). Its preprocessing is written in torch:
+  `zeroshot.vision.transforms.torch_preprocess` resizes (bicubic, antialiased as PIL does), centre-crops
+  and normalises exactly as the PIL path does, so a rendered image and the same photo loaded from disk
+  give the same embedding.
 
     >>> pixels = torch.rand(1, 3, 256, 256, requires_grad=True)
     >>> loss = clip_consistency_loss(clip, pixels, photo_embedding)
@@ -18,68 +21,35 @@ import torch
 import torch.nn.functional as F
 
 from zeroshot.errors import UserError
-from zeroshot.models.clip import ImageSpec, ImageTextModel
+from zeroshot.models.clip import ImageTextModel
+from zeroshot.vision.transforms import torch_preprocess
+
+__all__ = ["clip_consistency_loss", "contrastive_loss", "image_features", "torch_preprocess"]
 
 
-def torch_preprocess(pixels: torch.Tensor, spec: ImageSpec, round_to_8bit: bool = False) -> torch.Tensor:
-    """(N, 3, H, W) RGB in [0, 1] -> the model's input, differentiably; the PIL path's numbers.
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, caption_index: torch.Tensor,
+                     logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE (CLIP's loss) over a batch whose images may share captions.
 
-    PIL resizes 8-bit images and rounds each pass to 8 bits; `round_to_8bit` rounds the resized image
-    the same way (with a straight-through gradient) for the closest match to files on disk. Leave it
-    off when optimising pixels: rounding makes the loss a staircase between gradient steps.
+    `image_features` (B, D) and `text_features` (U, D) are unnormalised; the U rows of `text_features`
+    are the batch's *distinct* captions, and `caption_index` (B,) says which of them belongs to each
+    image; `logit_scale` is the log of the temperature's inverse (CLIP's learnable scale).
+
+    - image -> text: cross-entropy of each image's logits against the U distinct captions, so two
+      images of one class never push each other's (identical) caption away;
+    - text -> image: each caption's logits over the B images against a target spread evenly over the
+      images of that caption.
+
+    With B distinct captions (`caption_index` = 0..B-1) this is exactly CLIP's loss.
     """
-    if pixels.ndim != 4 or pixels.shape[1] != 3:
-        raise UserError(f"expected pixels shaped (N, 3, H, W), got {tuple(pixels.shape)}")
-    height, width = pixels.shape[-2:]
-    if spec.resize_to is not None:
-        size = spec.resize_to
-    elif spec.resize_shortest_edge is not None:
-        short = spec.resize_shortest_edge
-        # transformers' rule (the long side truncated), as `transforms._shortest_edge_size`
-        size = (
-            (int(short * height / width), short) if width <= height else (short, int(short * width / height))
-        )
-    else:
-        size = (height, width)
-    if round_to_8bit:
-        # PIL resizes width first, then height, and stores each pass as 8-bit: so do we.
-        if size[1] != width:
-            pixels = _to_8bit(_resize(pixels, (height, size[1])))
-        if size[0] != height:
-            pixels = _to_8bit(_resize(pixels, tuple(size)))
-    elif tuple(size) != (height, width):
-        pixels = _resize(pixels, tuple(size))
-    if spec.crop_size is not None:
-        pixels = _centre_crop(pixels, spec.crop_size)
-    pixels = pixels * (spec.rescale_factor * 255)
-    if spec.do_normalize:
-        mean = torch.tensor(spec.mean, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
-        std = torch.tensor(spec.std, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
-        pixels = (pixels - mean) / std
-    return pixels
-
-
-def _resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    # Antialiased bicubic with a = -0.5: PIL's filter (torch's antialias path was written to match it).
-    return F.interpolate(pixels, size=size, mode="bicubic", antialias=True, align_corners=False)
-
-
-def _to_8bit(pixels: torch.Tensor) -> torch.Tensor:
-    # Round to the 8-bit grid in the forward pass; let the gradient through unchanged (straight-through).
-    return pixels + ((pixels * 255).round().clamp(0, 255) / 255 - pixels).detach()
-
-
-def _centre_crop(pixels: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
-    # Smaller than the crop: zero padding around it, as PIL's crop outside the image and transformers do.
-    height, width = pixels.shape[-2:]
-    crop_height, crop_width = crop
-    top = (height - crop_height) // 2 if height >= crop_height else -((crop_height - height) // 2)
-    left = (width - crop_width) // 2 if width >= crop_width else -((crop_width - width) // 2)
-    pad = (max(0, -left), max(0, left + crop_width - width), max(0, -top), max(0, top + crop_height - height))
-    if any(pad):
-        pixels = F.pad(pixels, pad)
-        top, left = max(0, top), max(0, left)
-    return pixels[..., top : top + crop_height, left : left + crop_width]
+    images = F.normalize(image_features, dim=-1)
+    texts = F.normalize(text_features, dim=-1)
+    logits = logit_scale.exp() * images @ texts.t()  # (B, U)
+    image_to_text = F.cross_entropy(logits, caption_index)
+    target = F.one_hot(caption_index, num_classes=texts.shape[0]).t().to(logits.dtype)  # (U, B)
+    target = target / target.sum(dim=1, keepdim=True)
+    text_to_image = -(target * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
+    return (image_to_text + text_to_image) / 2
 
 
 def image_features(model: ImageTextModel, pixels: torch.Tensor, round_to_8bit: bool = False) -> torch.Tensor:

@@ -8,7 +8,8 @@
 3. Train only the input embeddings and the (tied) output embeddings; every Transformer block, norm and
    position embedding stays frozen, bit for bit. `mode="full"` trains everything (the upper reference).
 4. Write a Hugging Face folder (`config.json`, safetensors, tokenizer, `recycle.json`, `loss.png`) that
-   `load_lm` and every command accept.
+   `load_lm` and every command accept. The checkpoint (every `save_every` steps: the trained tensors,
+   optimizer, schedule and random states) is the training runtime's, `zeroshot.train.checkpoint`.
 
 Bits per byte (`bits_per_byte`) compare models with different tokenizers: the total negative
 log-likelihood of held-out text in bits, divided by its UTF-8 bytes. A fixed 10% of the corpus's
@@ -33,12 +34,11 @@ import torch
 
 from zeroshot.errors import UserError
 from zeroshot.files import write_atomic
-from zeroshot.train.run_state import read_run_state
+from zeroshot.train.checkpoint import Checkpoint, plot_losses, run_fingerprint
 
 HELD_OUT_FRACTION = 0.1
 SPLIT_SEED = 0  # fixed forever: the held-out paragraphs must not move between runs
 META_FILE = "recycle.json"
-CHECKPOINT_DIR = "checkpoint"
 INITS = ("mean", "random")
 MODES = ("embeddings", "full")
 TEXT_SUFFIXES = (".txt", ".text", ".md")
@@ -298,10 +298,11 @@ class RecycleResult:
 
 
 def _run_key(base: str, config: RecycleConfig, texts: Sequence[str]) -> str:
-    digest = hashlib.sha256(json.dumps({"base": base, "config": asdict(config)}, sort_keys=True).encode())
+    """The run's fingerprint: base model, settings and corpus (a `--resume` must match it)."""
+    corpus = hashlib.sha256()
     for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    return digest.hexdigest()[:16]
+        corpus.update(text.encode("utf-8") + b"\0")
+    return run_fingerprint(base, asdict(config), corpus.hexdigest())
 
 
 def _batches(ids: np.ndarray, seq_len: int, batch_size: int, seed: int):
@@ -339,14 +340,8 @@ def recycle_lm(
     config.validate()
     out = Path(output_dir)
     run_key = _run_key(base_model, config, train_texts)
-    checkpoint = out / CHECKPOINT_DIR
-    state = None
-    if resume:
-        state = read_run_state(checkpoint, run_key, out, META_FILE, "base model, corpus or settings")
-    elif (checkpoint / "state.json").is_file():
-        raise UserError(
-            f"{out} holds an unfinished run: pass --resume to continue it, or choose another --output-dir"
-        )
+    checkpoint = Checkpoint(out, run_key, what="base model, corpus or settings")
+    state = checkpoint.check_start(resume, finished=META_FILE)  # before the tokenizer and model load
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     from transformers import AutoConfig
 
@@ -392,11 +387,14 @@ def recycle_lm(
 
     step, seconds, history = 0, 0.0, []
     if state is not None:
-        step, seconds, history = _load_state(checkpoint, state, model, optimizer, schedule, config.mode)
+        # The saved parameter groups come back too, so the first step after a resume runs at the
+        # schedule's rate for that step (a fresh optimizer would hold the rate of step 0).
+        saved = checkpoint.restore(optimizer, schedule)
+        checkpoint.load_into(_state_tensors(model, config.mode), saved.get("model", {}))
+        step, seconds, history = state["step"], state["seconds"], state["history"]
         for _ in range(step):  # the batches a resumed run already used
             next(batches)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint.mkdir(exist_ok=True)
     from tqdm.auto import tqdm
 
     bar = tqdm(
@@ -420,15 +418,18 @@ def recycle_lm(
             bar.set_postfix_str(f"loss {window[-1]:.3f}")
             if step % config.save_every == 0 or step == config.steps:
                 history.append([step, float(np.mean(window))])
-                if on_log is not None:
-                    on_log(step, history[-1][1])
                 window = []
                 now = time.perf_counter()
                 seconds += now - tick
                 tick = now
-                _save_state(
-                    checkpoint, run_key, model, optimizer, schedule, step, seconds, history, config.mode
+                checkpoint.save(
+                    {"step": step, "seconds": seconds, "history": history},
+                    {"model": _state_tensors(model, config.mode)},
+                    optimizer,
+                    schedule,
                 )
+                if on_log is not None:  # after the save: what it reports survives a kill in it
+                    on_log(step, history[-1][1])
     finally:
         bar.close()
 
@@ -455,8 +456,14 @@ def recycle_lm(
         "result": result.to_dict(),
     }
     write_atomic(out / META_FILE, json.dumps(meta, indent=2) + "\n")
-    _plot_loss(history, out / "loss.png", config.mode)
-    shutil.rmtree(checkpoint, ignore_errors=True)
+    plot_losses(
+        out / "loss.png",
+        {"training loss": ([h[0] for h in history], [h[1] for h in history])},
+        "step",
+        "training loss (nats/token)",
+        title=f"recycling, {config.mode}",
+    )
+    checkpoint.remove()
     return result
 
 
@@ -488,6 +495,7 @@ def _warmup_cosine(warmup: int, steps: int):
 
 
 def _state_tensors(model, mode: str) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint keeps: the trained embeddings, or the whole state in "full"."""
     if mode == "full":
         return {k: v for k, v in model.state_dict().items()}
     tensors = {"embed_in": model.get_input_embeddings().weight}
@@ -495,51 +503,6 @@ def _state_tensors(model, mode: str) -> dict[str, torch.Tensor]:
     if out is not None and out.weight is not model.get_input_embeddings().weight:
         tensors["embed_out"] = out.weight
     return tensors
-
-
-def _save_state(folder: Path, run_key: str, model, optimizer, schedule, step, seconds, history, mode) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in _state_tensors(model, mode).items()}
-    groups = optimizer.state_dict()["state"]
-    for index, slot in groups.items():
-        for name, value in slot.items():
-            tensors[f"opt.{index}.{name}"] = (value if torch.is_tensor(value) else torch.tensor(value)).cpu()
-    # Tied weights share storage: safetensors refuses shared tensors, so each is cloned.
-    tensors = {k: v.clone() for k, v in tensors.items()}
-    tmp = folder / "state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / "state.safetensors")
-    write_atomic(
-        folder / "state.json",
-        json.dumps(
-            {
-                "run_key": run_key,
-                "step": step,
-                "seconds": seconds,
-                "history": history,
-                "schedule": schedule.state_dict(),
-            }
-        )
-        + "\n",
-    )
-
-
-def _load_state(folder: Path, state: dict, model, optimizer, schedule, mode: str):
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(folder / "state.safetensors"))
-    with torch.no_grad():
-        for name, param in _state_tensors(model, mode).items():
-            param.copy_(tensors[f"model.{name}"].to(param.device))
-    opt_state = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(opt_state)
-    schedule.load_state_dict(state["schedule"])
-    return state["step"], state["seconds"], state["history"]
 
 
 def _write_folder(model, tokenizer, out: Path) -> None:
@@ -551,21 +514,3 @@ def _write_folder(model, tokenizer, out: Path) -> None:
     for item in scratch.iterdir():
         os.replace(item, out / item.name)
     scratch.rmdir()
-
-
-def _plot_loss(history: list, path: Path, mode: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
-    if history:
-        ax.plot([h[0] for h in history], [h[1] for h in history], marker="o")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (nats/token)")
-    ax.set_title(f"recycling, {mode}", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
