@@ -182,6 +182,39 @@ def test_a_killed_run_resumes_to_the_same_weights(mode, class_folders, small_tex
         torch.testing.assert_close(again[name], tensor, rtol=0, atol=1e-6, msg=name)
 
 
+def test_ctrl_c_in_the_middle_of_a_full_mode_step_resumes_bit_for_bit(class_folders, small_text_tower,
+                                                                      tmp_path, monkeypatch):
+    """Ctrl-C after a step's forward pass has drawn its dropout masks: the checkpoint records the random
+    state the step began with, so the redone step draws the same masks (it used to record the later one)."""
+    from safetensors.torch import load_file
+
+    config = dict(TINY, max_steps=6, eval_every=3, checkpoint_every=3, mode="full",
+                  text_model=str(small_text_tower))
+    train_clip(class_folders, tmp_path / "whole", TrainConfig(**config), progress=False)
+    calls = {"n": 0}
+    real_loss = train_module._Trainer.batch_loss
+
+    def ctrl_c_after_the_forward_of_step_five(self, indices, draws, grad):
+        loss = real_loss(self, indices, draws, grad)
+        if grad:
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise KeyboardInterrupt
+        return loss
+
+    monkeypatch.setattr(train_module._Trainer, "batch_loss", ctrl_c_after_the_forward_of_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        train_clip(class_folders, tmp_path / "stopped", TrainConfig(**config), progress=False)
+    monkeypatch.setattr(train_module._Trainer, "batch_loss", real_loss)
+    resumed = train_clip(class_folders, tmp_path / "stopped", TrainConfig(**config), resume=True,
+                         progress=False)
+    assert resumed.steps == 6
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    again = load_file(str(tmp_path / "stopped" / "model.safetensors"))
+    for name, tensor in whole.items():
+        assert torch.equal(again[name], tensor), name
+
+
 def test_contrastive_loss_is_clips_with_distinct_captions_and_ignores_duplicates():
     torch.manual_seed(0)
     images, texts = torch.randn(5, 8), torch.randn(5, 8)

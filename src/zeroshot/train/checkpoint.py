@@ -130,10 +130,14 @@ class Checkpoint:
 
     # -- writing --------------------------------------------------------------------------------------
     def save(self, state: Mapping, tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-             optimizer: torch.optim.Optimizer | None = None, scheduler=None) -> Path:
+             optimizer: torch.optim.Optimizer | None = None, scheduler=None,
+             torch_rng: torch.Tensor | None = None) -> Path:
         """Write the run's state, its tensors by group, the optimizer, scheduler and random states; swap in.
 
-        `state` is the trainer's JSON-able state (step, history, best score, seconds...).
+        `state` is the trainer's JSON-able state (step, history, best score, seconds...). `torch_rng` is
+        torch's random state to record (default: as it is now); a trainer saving on Ctrl-C in the middle
+        of a step passes the state from the start of that step, so the redone step draws the same
+        dropout masks and the resumed run equals an uninterrupted one.
         """
         from safetensors.torch import save_file
 
@@ -156,7 +160,7 @@ class Checkpoint:
             meta["optimizer"] = {"param_groups": saved["param_groups"], "slots": slots}
         if scheduler is not None:
             meta["scheduler"] = scheduler.state_dict()
-        flat["rng/torch"] = torch.get_rng_state()
+        flat["rng/torch"] = torch.get_rng_state() if torch_rng is None else torch_rng
         if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from these
             for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
                 flat[f"rng/cuda.{index}"] = cuda_state

@@ -421,9 +421,11 @@ class _Trainer:
         running: list[float] = self.state.setdefault("running", [])  # losses since the last evaluation
         bar = tqdm(total=self.total_steps, initial=self.state["step"], unit="step",
                    desc=f"train-clip ({self.config.mode})", disable=not self.progress, dynamic_ncols=True)
+        step_rng = None  # torch's random state where the unfinished step began (None: between steps)
         try:
             while self.state["step"] < self.total_steps and not self.state["stopped_early"]:
                 step = self.state["step"]
+                step_rng = torch.get_rng_state()
                 for group in self.optimizer.param_groups:
                     group["lr"] = group["base_lr"] * self.lr_at(step)
                 indices, draws = self.batch_at(step)
@@ -435,6 +437,7 @@ class _Trainer:
                     self.model.logit_scale.clamp_(0, _MAX_LOGIT_SCALE)
                 running.append(loss.item())
                 self.state["step"] = step + 1
+                step_rng = None
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
                 if self.state["step"] % self.eval_every == 0 or self.state["step"] == self.total_steps:
@@ -447,7 +450,9 @@ class _Trainer:
                     self._save()
         except KeyboardInterrupt:
             self.state["seconds"] = time.perf_counter() - started
-            self._save()
+            # An unfinished step is redone on resume: record the random state it began with, so its
+            # dropout masks (full mode) are drawn again the same.
+            self._save(torch_rng=step_rng)
             bar.close()
             print(f"interrupted at step {self.state['step']}: the checkpoint is in "
                   f"{self.checkpoint.path}; run the same command with --resume to continue",
@@ -533,11 +538,11 @@ class _Trainer:
                     second=("dev top-1 (%)", steps, [100 * h["dev_top1"] for h in history]))
 
     # -- the run's files are the runtime's: the trainable weights, the best ones, optimiser and RNG
-    def _save(self) -> None:
+    def _save(self, torch_rng: torch.Tensor | None = None) -> None:
         tensors = {"weights": self._trainable_state()}
         if self.best is not None:
             tensors["best"] = self.best
-        self.checkpoint.save(self.state, tensors, optimizer=self.optimizer)
+        self.checkpoint.save(self.state, tensors, optimizer=self.optimizer, torch_rng=torch_rng)
 
     def _restore(self, state: dict) -> None:
         saved = self.checkpoint.restore(optimizer=self.optimizer)
