@@ -139,8 +139,8 @@ shots = Shared(("--shots",), "Demonstrations K (fewshot-curve, tune-prompt: labe
 seeds = Shared(("--seeds",), "How many seeds each K runs with (K=0 runs once: it has no randomness).", 5,
                defaults={"fewshot-curve": 10})  # its fits take milliseconds: more seeds, a tighter band
 balanced = Shared(("--balanced/--no-balanced",), "Draw demonstrations class-balanced.", False)
-calibrate = Shared(("--calibrate/--no-calibrate",), "Calibrate: subtract each label's score given the content-free input "
-                   "'N/A' (eval-text reports both accuracies).", False)
+calibrate = Shared(("--calibrate/--no-calibrate",), "Calibrate: subtract each label's score given the "
+                   "content-free input 'N/A' (eval-text reports both accuracies).", False)
 normalization = Shared(("--normalization",), "Score normalisation: sum (total log-prob), token (per token) "
                        "or char (per character).", "sum")
 soft_prompt = Shared(("--soft-prompt",), "A soft prompt folder from `zeroshot tune-prompt` (loads its base "
