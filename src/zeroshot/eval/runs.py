@@ -263,9 +263,9 @@ def _run_free_form(lm: LanguageModel, ctx: _RunContext, docs, bar, max_new_token
 class SampleLog:
     """Per-document records as JSON Lines (lm-evaluation-harness's --log_samples), flushed line by line."""
 
-    def __init__(self, path: str | Path, **fields) -> None:
+    def __init__(self, path: str | Path, model: str | None = None) -> None:
         self.path = Path(path)
-        self.fields = fields  # added to every record (e.g. the model)
+        self.fields = {} if model is None else {"model": model}  # in every record: which model answered
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")  # appends: a resumed run keeps what it had
