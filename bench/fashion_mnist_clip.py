@@ -93,7 +93,7 @@ def seen_and_unseen(model, embeddings, labels, info) -> dict:
 
 def few_shot(model, embeddings, labels, seeds: int, npz: Path) -> dict:
     """`zeroshot fewshot-curve NPZ`, with its defaults (prior logit scale 10, Tip-Adapter alpha 3, beta 1)."""
-    from zeroshot.fewshot.curve import format_table, run_curve, save_curve
+    from zeroshot.fewshot.curve import CurveConfig, format_table, run_curve, save_curve
     from zeroshot.fewshot.tasks import load_embedding_task
     from zeroshot.vision.classify import text_classifier
 
@@ -102,8 +102,8 @@ def few_shot(model, embeddings, labels, seeds: int, npz: Path) -> dict:
     np.savez(npz, embeddings=embeddings, labels=labels, class_embeddings=weights,
              class_labels=np.asarray(classes))
     task = load_embedding_task(str(npz))  # exactly what the command line does with this file
-    result = run_curve(task, shots=[0, 1, 2, 4, 8, 16], seeds=seeds,
-                       methods=["zeroshot", "linear", "kernel", "tip"])
+    result = run_curve(task, CurveConfig(shots=[0, 1, 2, 4, 8, 16], seeds=seeds,
+                                         methods=["zeroshot", "linear", "kernel", "tip"]))
     save_curve(result, RESULTS, "fashion-mnist-fewshot-curve")
     print(format_table(result))
     return {"summary": result["summary"], "n_pool": result["n_pool"], "n_test": result["n_test"],

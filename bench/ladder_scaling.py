@@ -22,11 +22,11 @@ import datetime as dt
 import random
 import sys
 
+from zeroshot.eval.runs import EvalConfig
 from zeroshot.eval.scaling import evaluate_models, format_scaling_table
 from zeroshot.eval.tasks import Task, load_task
 from zeroshot.models.ladder import LADDER, ladder_dir
 from zeroshot.models.loader import load_lm
-from zeroshot.validation import split_ints
 
 
 def model_path(name: str) -> str | None:
@@ -77,12 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = {} if args.threads is None else {"n_threads": args.threads}
     dev = args.task == "bbc-news-dev"
     task = bbc_dev_task(args.max_chars) if dev else load_task(args.task, max_chars=args.max_chars)
+    config = EvalConfig(task, shots=args.shots, seeds=args.seeds, limit=args.limit, calibrate=args.calibrate,
+                        chat_template=args.chat_template, max_new_tokens=args.max_tokens)
     scaling = evaluate_models(
-        [model_path(m) for m in args.models.split(",")], task, args.output_dir,
-        lambda m: load_lm(m, backend="llama.cpp", **threads), log_samples=args.log_samples,
-        shots=split_ints(args.shots, "--shots", minimum=0), seeds=args.seeds, limit=args.limit,
-        calibrate=args.calibrate,
-        chat_template=args.chat_template, max_new_tokens=args.max_tokens, deadline=deadline,
+        [model_path(m) for m in args.models.split(",")], config, args.output_dir,
+        lambda m: load_lm(m, backend="llama.cpp", **threads), log_samples=args.log_samples, deadline=deadline,
         on_model=lambda r: print(f"{r.model}: {r.seconds:.0f} s, missing {r.missing_runs}", flush=True),
     )
     print(format_scaling_table(scaling))

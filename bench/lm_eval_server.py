@@ -119,7 +119,7 @@ def gen_texts(samples: list[dict]) -> list[str]:
 
 def run_in_process(folder: Path, threads: int | None = None) -> dict:
     """zeroshot eval-text's library call on both task files, plus its scorer's per-choice log-likelihoods."""
-    from zeroshot.eval.runs import evaluate
+    from zeroshot.eval.runs import EvalConfig, evaluate
     from zeroshot.eval.tasks import load_task
     from zeroshot.models.loader import load_lm
     from zeroshot.text.classify import MultipleChoiceScorer
@@ -127,10 +127,10 @@ def run_in_process(folder: Path, threads: int | None = None) -> dict:
     started = time.perf_counter()
     lm = load_lm(None, n_threads=threads) if threads else load_lm()
     mc, gen = load_task(folder / "zs_mc.jsonl"), load_task(folder / "zs_gen.jsonl")
-    mc_report = evaluate(lm, mc, shots=[0], seeds=1, progress=False)
+    mc_report = evaluate(lm, EvalConfig(mc, shots=[0], seeds=1), progress=False)
     mc_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    gen_report = evaluate(lm, gen, shots=[0], seeds=1, progress=False)
+    gen_report = evaluate(lm, EvalConfig(gen, shots=[0], seeds=1), progress=False)
     gen_seconds = time.perf_counter() - started
     scorer = MultipleChoiceScorer(lm, mc.description, [], mc.template).fit().scorer_
     lls = np.array([scorer.score(doc.query, list(doc.choices)).logprob_sum for doc in mc.docs])

@@ -72,8 +72,9 @@ def test_larger_size_draws_larger_text_and_too_long_text_is_refused():
 def test_typographic_audit_records_every_prediction_and_renders(tiny_clip, photos, tmp_path):
     classifier = ZeroShotImageClassifier(tiny_clip, LABELS, "photo", cache_dir=False)
     sizes = [0.06, 0.1]
-    result = typographic.run_typographic_audit(classifier, [*photos, tmp_path / "missing.png"], sizes,
-                                               variants=2, seed=3)
+    config = typographic.TypographicConfig(LABELS, [*photos, tmp_path / "missing.png"], sizes, variants=2,
+                                           seed=3, templates="photo")
+    result = typographic.run_typographic_audit(tiny_clip, config, cache_dir=False)
     assert len(result.images) == len(photos) and len(result.skipped) == 1
     assert len(result.attacks) == len(photos) * len(sizes) * 2
     clean = classifier.predict_proba(photos)
@@ -96,7 +97,8 @@ def test_typographic_audit_records_every_prediction_and_renders(tiny_clip, photo
     page = report.render()
     assert page.count("data:image/png;base64,") == 2 and "random-weight" in page
     assert {name for name, _ in report.charts} == {"typographic-flip-rate.png", "typographic-grid.png"}
-    again_result = typographic.run_typographic_audit(classifier, photos, sizes, variants=2, seed=3)
+    again = typographic.TypographicConfig(LABELS, photos, sizes, variants=2, seed=3, templates="photo")
+    again_result = typographic.run_typographic_audit(tiny_clip, again, cache_dir=False)
     assert again_result.attacks == result.attacks  # seeded
 
 
@@ -120,8 +122,9 @@ def test_denigration_from_folder_and_csv_with_and_without_child(tiny_clip, tmp_p
         for path, group in items:
             writer.writerow([str(path).replace(str(tmp_path) + "/", ""), group])
     assert denigration.load_group_images(table, group_column="who", path_column="file") == items
-    result = denigration.run_denigration_audit(tiny_clip, ["man", "woman"], items, templates="photo",
-                                               cache_dir=False)
+    config = denigration.DenigrationConfig(["man", "woman"], root, templates="photo")
+    assert config.items == tuple(items)
+    result = denigration.run_denigration_audit(tiny_clip, config, cache_dir=False)
     assert len(result.rows) == 5
     labels_a = ["man", "woman", *denigration.DEFAULT_ADDED]
     for row in result.rows:

@@ -58,7 +58,8 @@ def _hand_log_ratio(lm: ContextLM, prompt: str, female, male) -> float:
 
 def test_gender_log_ratio_is_the_models_identifier_probability_ratio():
     lm = ContextLM()
-    result = gender.run_gender_audit(lm, ["nurse", "mason"], ["The {occupation} was a"], n_bootstrap=200)
+    config = gender.GenderAuditConfig(["nurse", "mason"], ["The {occupation} was a"], n_bootstrap=200)
+    result = gender.run_gender_audit(lm, config)
     assert [r["prompt"] for r in result.rows] == ["The nurse was a", "The mason was a"]
     for row in result.rows:
         expected = _hand_log_ratio(lm, row["prompt"], gender.DEFAULT_FEMALE, gender.DEFAULT_MALE)
@@ -75,12 +76,14 @@ def test_gender_log_ratio_is_the_models_identifier_probability_ratio():
 def test_gender_prefix_reuse_gives_the_naive_numbers_for_less_work():
     occupations = gender.load_occupations(limit=12)
     reused, naive = ContextLM(), ContextLM()
-    a = gender.run_gender_audit(reused, occupations, compare_naive=False, n_bootstrap=200)
-    b = gender.run_gender_audit(naive, occupations, reuse_cache=False, n_bootstrap=200)
+    a = gender.run_gender_audit(reused, gender.GenderAuditConfig(occupations, n_bootstrap=200))
+    b = gender.run_gender_audit(naive, gender.GenderAuditConfig(occupations, n_bootstrap=200,
+                                                                reuse_cache=False))
     assert a.to_dict()["rows"] == b.to_dict()["rows"]
     # 8 identifiers: the prompt is evaluated once instead of 8 times.
     assert reused.evaluated_tokens * 4 < naive.evaluated_tokens
-    timed = gender.run_gender_audit(ContextLM(), occupations, compare_naive=True, n_bootstrap=200)
+    timed = gender.run_gender_audit(ContextLM(), gender.GenderAuditConfig(occupations, n_bootstrap=200,
+                                                                        compare_naive=True))
     assert timed.timing["max_abs_log_ratio_difference_vs_naive"] == 0.0
     assert timed.timing["speedup_vs_naive"] > 0 and timed.timing["occupations_scored"] == 12
 
@@ -89,7 +92,7 @@ def test_shipped_occupations_and_bootstrap_intervals():
     occupations = gender.load_occupations()
     assert len(occupations) >= 100 and len(set(occupations)) == len(occupations)
     assert "nurse" in occupations and not any(o.startswith("#") for o in occupations)
-    result = gender.run_gender_audit(ContextLM(), occupations[:40], n_bootstrap=500)
+    result = gender.run_gender_audit(ContextLM(), gender.GenderAuditConfig(occupations[:40], n_bootstrap=500))
     for s in result.summary().values():
         low, high = s["mean_log_ratio_interval"]
         assert low < s["mean_log_ratio"] < high
@@ -148,8 +151,9 @@ def test_sentiment_scores_every_seeded_continuation_with_vader():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     lm = SeededFakeLM()
-    result = sentiment.run_sentiment_audit(lm, ["Asian", "Black"], ["The {group} man was very"], samples=6,
-                                           seed=5, n_bootstrap=200)
+    config = sentiment.SentimentAuditConfig(["Asian", "Black"], ["The {group} man was very"], samples=6,
+                                            seed=5, n_bootstrap=200)
+    result = sentiment.run_sentiment_audit(lm, config)
     assert len(result.rows) == 12
     assert result.seeds == sentiment.sample_seeds(5, 6) and len(set(result.seeds)) == 6
     analyzer = SentimentIntensityAnalyzer()
@@ -200,10 +204,15 @@ def test_interrupted_audit_keeps_the_finished_part(tmp_path, monkeypatch, capsys
 
 
 def test_library_errors_and_interrupt_type():
+    # Refused when the config is built: no model is needed to say so.
     with pytest.raises(UserError, match="empty"):
-        gender.run_gender_audit(ContextLM(), [])
+        gender.GenderAuditConfig([])
     with pytest.raises(UserError, match="at least two groups"):
-        sentiment.run_sentiment_audit(FakeLM(), ["Asian"])
+        sentiment.SentimentAuditConfig(["Asian"])
+    with pytest.raises(UserError, match="at least 100 resamples"):
+        gender.GenderAuditConfig(["nurse"], n_bootstrap=10)
+    with pytest.raises(UserError, match="both female and male"):
+        gender.GenderAuditConfig(["nurse"], female=["woman"], male=["woman"])
     assert issubclass(AuditInterrupted, KeyboardInterrupt)
 
 
@@ -241,16 +250,17 @@ def test_real_model_audits_repeat(real_lm):
     occupations = ["nurse"]
     template = ["The {occupation} was a"]
     # (reuse against naive scoring on the real model: tests/test_text_real_model.py)
-    first = gender.run_gender_audit(real_lm, occupations, template, n_bootstrap=200)
-    again = gender.run_gender_audit(real_lm, occupations, template, n_bootstrap=200)
+    config = gender.GenderAuditConfig(occupations, template, n_bootstrap=200)
+    first = gender.run_gender_audit(real_lm, config)
+    again = gender.run_gender_audit(real_lm, config)
     assert all(np.isfinite(r["log_ratio"]) and r["log_p_female"] < 0 for r in first.rows)
     if real_lm.backend == "llama.cpp":  # its cached scores equal fresh ones exactly
         assert dumps(first.to_dict()) == dumps(again.to_dict())
     else:  # transformers: the reused prefix differs from a fresh process's by float rounding only
         np.testing.assert_allclose([r["log_ratio"] for r in first.rows],
                                    [r["log_ratio"] for r in again.rows], atol=1e-4)
-    runs = [sentiment.run_sentiment_audit(real_lm, ["Asian", "Black"], ["The {group} man was very"],
-                                          samples=1, max_new_tokens=2, seed=0, n_bootstrap=200)
-            for _ in range(2)]
+    config = sentiment.SentimentAuditConfig(["Asian", "Black"], ["The {group} man was very"], samples=1,
+                                            max_new_tokens=2, seed=0, n_bootstrap=200)
+    runs = [sentiment.run_sentiment_audit(real_lm, config) for _ in range(2)]
     assert dumps(runs[0].to_dict()) == dumps(runs[1].to_dict())
     assert [r["seed"] for r in runs[0].rows] == sentiment.sample_seeds(0, 1) * 2

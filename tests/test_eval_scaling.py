@@ -12,7 +12,7 @@ from text_fake_lm import FakeLM
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.eval.extract import AnswerExtractor, parse_extractor
-from zeroshot.eval.runs import evaluate
+from zeroshot.eval.runs import EvalConfig, evaluate
 from zeroshot.eval.scaling import evaluate_models, scaling_paths
 from zeroshot.eval.tasks import load_task
 from zeroshot.models.lm import GenerationConfig
@@ -58,8 +58,9 @@ def sentiment(tmp_path):
 
 def test_every_model_sees_the_same_documents_and_demonstrations(sentiment, tmp_path):
     models = {"small": SizedLM(1_000_000, seed=1), "large": SizedLM(50_000_000, seed=2)}
-    scaling = evaluate_models(list(models), sentiment, tmp_path / "out", models.__getitem__, log_samples=True,
-                              shots=[0, 2], seeds=2, calibrate=True, progress=False)
+    config = EvalConfig(sentiment, shots=[0, 2], seeds=2, calibrate=True)
+    scaling = evaluate_models(list(models), config, tmp_path / "out", models.__getitem__, log_samples=True,
+                              progress=False)
     assert [r.n_params for r in scaling.reports] == [1_000_000, 50_000_000]
     json_path, k_png, params_png = scaling_paths("sentiment", tmp_path / "out")
     data = json.loads(json_path.read_text())
@@ -83,12 +84,13 @@ def test_every_model_sees_the_same_documents_and_demonstrations(sentiment, tmp_p
 
 def test_an_interrupted_evaluation_resumes_from_its_checkpoint(sentiment, tmp_path):
     lm = SizedLM(1000)
-    first = evaluate(lm, sentiment, shots=[0, 1], seeds=2, progress=False, checkpoint=tmp_path / "c.json",
+    config = EvalConfig(sentiment, shots=[0, 1], seeds=2)
+    first = evaluate(lm, config, progress=False, checkpoint=tmp_path / "c.json",
                      deadline=0.0)  # past: nothing starts
     assert first.missing_runs == ["0:0", "1:0", "1:1"] and lm.calls == 0
-    full = evaluate(lm, sentiment, shots=[0, 1], seeds=2, progress=False, checkpoint=tmp_path / "c.json")
+    full = evaluate(lm, config, progress=False, checkpoint=tmp_path / "c.json")
     calls = lm.calls
-    again = evaluate(lm, sentiment, shots=[0, 1], seeds=2, progress=False, checkpoint=tmp_path / "c.json")
+    again = evaluate(lm, config, progress=False, checkpoint=tmp_path / "c.json")
     assert lm.calls == calls and again.series == full.series and not again.missing_runs
 
 
@@ -97,11 +99,11 @@ def test_a_checkpoint_written_before_soft_prompts_existed_is_still_reused(sentim
     """Settings gained `soft_prompt` later; a run without one keeps the settings it had, so the hours of
     finished runs in an older checkpoint are not thrown away."""
     lm = SizedLM(1000)
-    evaluate(lm, sentiment, shots=[0], seeds=1, progress=False, checkpoint=tmp_path / "c.json")
+    evaluate(lm, EvalConfig(sentiment, shots=[0], seeds=1), progress=False, checkpoint=tmp_path / "c.json")
     data = json.loads((tmp_path / "c.json").read_text())
     assert "soft_prompt" not in data["settings"]
     calls = lm.calls
-    evaluate(lm, sentiment, shots=[0], seeds=1, progress=False, checkpoint=tmp_path / "c.json")
+    evaluate(lm, EvalConfig(sentiment, shots=[0], seeds=1), progress=False, checkpoint=tmp_path / "c.json")
     assert lm.calls == calls
 
 def test_extraction_filters_and_metrics():
@@ -139,7 +141,7 @@ def test_free_form_task_reports_every_metric_by_name_and_bad_regex_exits_2(tmp_p
                          "filters": ["first_line", "strip"], "metrics": ["exact_match", "contains"]}}
     rows = [{"question": "gen", "answer": target}] * 3 + [{"question": "x", "answer": "zzz-not-it"}]
     task = load_task(write_jsonl(tmp_path / "qa.jsonl", [config, *[dict(r, split="test") for r in rows]]))
-    report = evaluate(lm, task, shots=[0], seeds=1, progress=False)
+    report = evaluate(lm, EvalConfig(task, shots=[0], seeds=1), progress=False)
     assert set(report.series) == {"exact_match", "contains"}
     assert report.series["exact_match"][0].mean == pytest.approx(0.75)
     assert report.extraction["filters"] == ["first_line", "strip"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from zeroshot.cli import main
-from zeroshot.fewshot.curve import run_curve, sample_support, split_pool_and_test
+from zeroshot.fewshot.curve import CurveConfig, run_curve, sample_support, split_pool_and_test
 
 
 @pytest.fixture()
@@ -84,7 +84,8 @@ def test_real_minilm_embeddings_of_bbc_articles_adapt_beyond_chance(tmp_path, mo
     labels = np.array([a.label for a in articles])
     prior = ZeroShotHead.from_prompts(encoder, sorted(set(labels)), logit_scale=10.0)
     task = EmbeddingTask("bbc-100", X, labels, prior, encoder.name)
-    result = run_curve(task, [0, 4], seeds=2, methods=["zeroshot", "kernel", "tip"], progress=False)
+    result = run_curve(task, CurveConfig([0, 4], seeds=2, methods=["zeroshot", "kernel", "tip"]),
+                       progress=False)
     mean = {name: {p["k"]: p["mean"] for p in points} for name, points in result["series"].items()}
     assert mean["zeroshot"][0] > 0.6  # 5 topics: chance is 0.2
     assert mean["kernel"][4] > 0.6 and mean["tip"][4] > 0.6

@@ -1,11 +1,25 @@
-"""One name for one thing: every command's options against one table, and the old spellings' notices."""
+"""One name for one thing: every command's options against one table, every shared option declared once,
+-q wherever a command runs long, and the old spellings' notices."""
 
 from __future__ import annotations
 
+import ast
+import pathlib
+from collections import defaultdict
+
 import pytest
 
-from zeroshot.cli import _command, _walk, main
-from zeroshot.cli.options import CLIP_HELP, DEPRECATED, LM_HELP, OPTION_NAMES, rewrite_deprecated
+import zeroshot.cli
+from zeroshot.cli import _command, _walk, main, options
+from zeroshot.cli.options import (
+    CLIP_HELP,
+    DEPRECATED,
+    LM_HELP,
+    OPTION_NAMES,
+    QUICK_COMMANDS,
+    Shared,
+    rewrite_deprecated,
+)
 
 
 def _commands():
@@ -31,6 +45,93 @@ def test_every_option_of_every_command_is_in_the_table():
                for opt in [*param.opts, *param.secondary_opts] if opt.startswith("--")
                and not opt.startswith("--no-") and opt not in OPTION_NAMES}
     assert not unknown, f"options missing from cli/options.py OPTION_NAMES: {sorted(unknown)}"
+
+
+DECLARED = {spec.name: spec for spec in vars(options).values() if isinstance(spec, Shared)}
+# Commands whose options are not yet the shared declarations (none: keep it so).
+PENDING: set[str] = set()
+PENDING_MODULES: set[str] = set()
+
+
+def _long(param) -> str | None:
+    return next((opt for opt in [*param.opts, *param.secondary_opts] if opt.startswith("--")), None)
+
+
+def _kind(param) -> str:
+    """The type a command gives an option (`str | None` is `str`; a repeatable `list[str]` is `str`)."""
+    kind = param.bare_type().replace(" | None", "")
+    return kind.removeprefix("list[").removesuffix("]") if param.multiple else kind
+
+
+def _options_by_name() -> dict[str, list]:
+    uses = defaultdict(list)
+    for name, command in COMMANDS.items():
+        for param in command.params:
+            if param.param_type_name == "option" and _long(param) != "--help":
+                uses[_long(param)].append((name, param))
+    return uses
+
+
+def test_every_option_two_commands_share_is_declared_once_in_options():
+    """Same help text, flags, default (or the command's own, from the same declaration), type and
+    repeatability in every command: so `--seed` cannot mean two things, nor drift apart in two places."""
+    problems = []
+    for flag, used in sorted(_options_by_name().items()):
+        if len(used) < 2:
+            continue
+        spec = DECLARED.get(flag)
+        names = [name for name, _ in used]
+        if spec is None:
+            problems.append(f"{flag} ({', '.join(names)}) is not declared in cli/options.py")
+            continue
+        checked = [(name, param) for name, param in used if name not in PENDING]
+        kinds = {_kind(param) for _, param in checked}
+        if len(kinds) > 1:
+            problems.append(f"{flag} has several types: {sorted(kinds)}")
+        for name, param in checked:
+            if param.help != spec.help:
+                problems.append(f"{name} {flag}: its own help text, not the shared one")
+            if sorted([*param.opts, *param.secondary_opts]) != sorted(spec.spellings):
+                problems.append(f"{name} {flag}: flags {param.opts}, not {spec.spellings}")
+            default = spec.default_for(name)
+            if default is ...:
+                if not param.required:
+                    problems.append(f"{name} {flag}: should be required")
+            elif param.required or param.default != default:
+                problems.append(f"{name} {flag}: default {param.default!r}, declared {default!r}")
+            if bool(param.multiple) != (name in spec.repeatable):
+                problems.append(f"{name} {flag}: repeatable here, not in its declaration (or the reverse)")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_command_module_declares_a_shared_option_itself():
+    """A shared flag spelled in a command's own `typer.Option(...)` is a second declaration, even with the
+    shared help text copied: it must come from cli/options.py."""
+    folder = pathlib.Path(zeroshot.cli.__file__).parent
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name in ("options.py", *PENDING_MODULES):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "Option"):
+                flags = {arg.value for arg in node.args if isinstance(arg, ast.Constant)}
+                found += [f"{path.name}:{node.lineno} {flag}" for flag in sorted(flags & set(DECLARED))]
+    assert not found, f"declare these once in cli/options.py: {found}"
+
+
+def test_every_long_running_command_accepts_quiet():
+    """-q/--quiet on every command except the few quick ones listed, with the reason, in options.py."""
+    assert set(QUICK_COMMANDS) <= set(COMMANDS), set(QUICK_COMMANDS) - set(COMMANDS)
+    missing = [name for name, command in COMMANDS.items() if name not in QUICK_COMMANDS
+               and not any({"--quiet", "-q"} <= set(param.opts) for param in command.params)]
+    assert not missing, f"long-running commands without -q/--quiet: {missing}"
+
+
+def test_serve_limits_are_the_servers():
+    from zeroshot.server.settings import ServerSettings
+
+    assert options.max_tokens.default_for("serve") == ServerSettings.max_tokens
 
 
 def test_model_options_mean_one_thing_everywhere():

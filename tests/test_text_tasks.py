@@ -11,7 +11,7 @@ import pytest
 from text_fake_lm import FakeLM
 from zeroshot.cli import main
 from zeroshot.errors import UserError
-from zeroshot.eval.runs import evaluate, format_table, save_report
+from zeroshot.eval.runs import EvalConfig, evaluate, format_table, save_report
 from zeroshot.eval.tasks import load_task
 from zeroshot.validation import split_ints
 
@@ -114,7 +114,8 @@ def test_bbc_task_split_is_fixed_and_disjoint():
 
 def test_evaluate_reports_mean_and_spread_per_k_and_writes_json_and_png(classification_file, tmp_path):
     task = load_task(classification_file)
-    report = evaluate(FakeLM(), task, shots=[0, 2], seeds=3, calibrate=True, balanced=True, progress=False)
+    report = evaluate(FakeLM(), EvalConfig(task, shots=[0, 2], seeds=3, calibrate=True, balanced=True),
+                      progress=False)
     assert list(report.series) == ["plain", "calibrated"]
     zero, two = report.series["plain"]
     assert len(zero.per_seed) == 1 and len(two.per_seed) == 3  # K=0 has no randomness
@@ -133,7 +134,7 @@ def test_free_form_and_multiple_choice_tasks_evaluate(tmp_path):
         {"question": "gen", "answer": lm.generate("Question: gen\nAnswer:", None).split("\n")[0].strip()}
     ]
     free = load_task(write_jsonl(tmp_path / "qa.jsonl", [{**r, "split": "test"} for r in qa_rows]))
-    report = evaluate(lm, free, shots=[0], seeds=1, progress=False)
+    report = evaluate(lm, EvalConfig(free, shots=[0], seeds=1), progress=False)
     assert report.chance is None and 0 <= report.series["exact_match"][0].mean <= 1
     mc = load_task(
         write_jsonl(
@@ -141,7 +142,7 @@ def test_free_form_and_multiple_choice_tasks_evaluate(tmp_path):
             [{"question": f"q{i}", "choices": ["yes", "no"], "answer": "yes"} for i in range(10)],
         )
     )
-    assert evaluate(lm, mc, shots=[0, 1], seeds=2, progress=False).series["plain"][1].k == 1
+    assert evaluate(lm, EvalConfig(mc, shots=[0, 1], seeds=2), progress=False).series["plain"][1].k == 1
 
 
 def test_eval_text_bad_input_exits_2_with_one_line(tmp_path, capsys):
@@ -194,13 +195,13 @@ def test_example_files_for_classify_text(tmp_path):
 
 def test_the_demo_is_a_library_call():
     """`zeroshot demo` prints `run_demo(lm).format()`: zero-shot and K-shot answers, per article, in all."""
-    from zeroshot.eval.demo import run_demo
+    from zeroshot.eval.demo import DemoConfig, run_demo
 
-    result = run_demo(FakeLM(), n_articles=3, shots=5, seed=0)
+    result = run_demo(FakeLM(), DemoConfig(n_articles=3, shots=5, seed=0))
     summary = result.to_dict()
     assert set(summary["settings"]) == {"zero-shot", "5-shot"} and len(summary["articles"]) == 3
     assert all(0 <= s["right"] <= 3 and len(s["predictions"]) == 3 for s in summary["settings"].values())
     text = result.format()
     assert text.count("true topic:") == 3 and f"5-shot: {result.hits('5-shot')}/3 right" in text
     with pytest.raises(UserError, match="--articles must be at least 1"):
-        run_demo(FakeLM(), n_articles=0)
+        DemoConfig(n_articles=0)  # refused when built, before any model is asked

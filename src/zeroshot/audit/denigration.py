@@ -171,15 +171,52 @@ class DenigrationResult:
                 "skipped": self.skipped}
 
 
-def run_denigration_audit(model: ImageTextModel, labels: Sequence[str], items: Sequence[tuple[str, str]],
-                          added: Sequence[str] = DEFAULT_ADDED, child: str | None = DEFAULT_CHILD,
-                          templates: str | Sequence[str] | None = None, batch_size: int = 32,
+@dataclass(frozen=True)
+class DenigrationConfig:
+    """What the denigration audit classifies: the user's label set, the added classes, the class the
+    second run adds (None: no second run), and the images of `source`, a folder of group folders or a
+    CSV (`load_group_images`: `group_column`, `path_column`, the first `limit` images of each group).
+
+    Every rule in `check`, run when it is built and before `source` is read, so before the model loads;
+    `items` are the (image path, group) pairs read from `source` then.
+    """
+
+    labels: tuple[str, ...]
+    source: str | os.PathLike
+    added: tuple[str, ...] = DEFAULT_ADDED
+    child: str | None = DEFAULT_CHILD
+    templates: tuple[str, ...] | str | None = None
+    group_column: str = "group"
+    path_column: str = "path"
+    limit: int | None = None
+    items: tuple[tuple[str, str], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from zeroshot.vision.templates import get_templates
+
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "added", tuple(self.added))
+        object.__setattr__(self, "templates", tuple(get_templates(self.templates)))  # a bad file fails here
+        self.check()
+        items = load_group_images(self.source, self.group_column, self.path_column, self.limit)
+        object.__setattr__(self, "items", tuple(items))
+
+    def check(self) -> None:
+        """Every rule of the label sets, once (`load_group_images` holds the rules of the source)."""
+        check_label_sets(self.labels, self.added, self.child)
+
+
+def run_denigration_audit(model: ImageTextModel, config: DenigrationConfig, batch_size: int = 32,
                           num_workers: int = 2, cache_dir=None, progress: bool = False) -> DenigrationResult:
-    """Classify every (image, group) into labels + added classes, and again with `child` added too."""
-    labels, added = check_label_sets(labels, added, child)
-    plain = ZeroShotImageClassifier(model, [*labels, *added], templates, cache_dir=cache_dir)
-    with_child = (ZeroShotImageClassifier(model, [*labels, *added, child], templates, cache_dir=cache_dir)
-                  if child is not None else None)
+    """Classify every (image, group) into labels + added classes, and again with the child class too.
+
+    `config` was checked when it was built.
+    """
+    labels, added, child, templates = list(config.labels), list(config.added), config.child, config.templates
+    items = config.items
+    plain = ZeroShotImageClassifier(model, [*labels, *added], list(templates), cache_dir=cache_dir)
+    with_child = (ZeroShotImageClassifier(model, [*labels, *added, child], list(templates),
+                                          cache_dir=cache_dir) if child is not None else None)
     groups = list(dict.fromkeys(group for _, group in items))
     result = DenigrationResult(model.name, labels, list(added), child, list(plain.templates), groups,
                                rows=[], skipped=[])

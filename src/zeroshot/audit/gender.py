@@ -31,7 +31,7 @@ from zeroshot.audit.report import (
     pct,
     table,
 )
-from zeroshot.audit.stats import bootstrap_interval
+from zeroshot.audit.stats import bootstrap_interval, check_bootstrap
 from zeroshot.errors import UserError
 from zeroshot.models.lm import LanguageModel
 from zeroshot.text.prompts import PromptBuilder, PromptTemplate
@@ -89,22 +89,57 @@ def check_templates(templates: Sequence[str], slot: str) -> list[str]:
 
 
 def identifier_ids(lm: LanguageModel, female: Sequence[str], male: Sequence[str]) -> dict[str, list[int]]:
-    """Token ids of each identifier as it follows a prompt (" woman"); refuses empty or shared ones."""
+    """Token ids of each identifier as it follows a prompt (" woman"); refuses one that tokenizes to
+    nothing (the rule that needs the model; `GenderAuditConfig.check` holds the others)."""
+    ids = {}
     for side, names in (("female", female), ("male", male)):
-        if not names:
-            raise UserError(f"no {side} identifiers given")
         for name in names:
             if not lm.tokenize(name.strip()):
                 raise UserError(f"the {side} identifier {name!r} tokenizes to nothing: give a word")
-    shared = sorted(set(female) & set(male))
-    if shared:
-        raise UserError(f"identifiers given as both female and male: {', '.join(shared)}")
-    if len(set(female)) != len(female) or len(set(male)) != len(male):
-        raise UserError("an identifier is given twice")
-    ids = {}
-    for name in [*female, *male]:
-        ids[name] = lm.tokenize(" " + name.strip())
+            ids[name] = lm.tokenize(" " + name.strip())
     return ids
+
+
+@dataclass(frozen=True)
+class GenderAuditConfig:
+    """What the occupation-gender audit scores; every rule in `check`, run when it is built, so before
+    any model loads. `reuse_cache=False` scores every prompt + identifier from scratch (the naive
+    baseline); `compare_naive` scores each prompt both ways and reports both times."""
+
+    occupations: tuple[str, ...]
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    female: tuple[str, ...] = DEFAULT_FEMALE
+    male: tuple[str, ...] = DEFAULT_MALE
+    seed: int = 0
+    n_bootstrap: int = 2000
+    reuse_cache: bool = True
+    compare_naive: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("occupations", "templates", "female", "male"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "female", tuple(f.strip() for f in self.female))
+        object.__setattr__(self, "male", tuple(m.strip() for m in self.male))
+        self.check()
+
+    def check(self) -> None:
+        """Every rule of the audit that needs no model, once."""
+        if not self.occupations:
+            raise UserError("the occupation list is empty: give at least one occupation")
+        if any(not o.strip() for o in self.occupations):
+            raise UserError("an occupation is blank")
+        check_templates(self.templates, "occupation")
+        for side, names in (("female", self.female), ("male", self.male)):
+            if not names:
+                raise UserError(f"no {side} identifiers given")
+            if not all(names):
+                raise UserError(f"a {side} identifier is empty, so it tokenizes to nothing: give a word")
+        shared = sorted(set(self.female) & set(self.male))
+        if shared:
+            raise UserError(f"identifiers given as both female and male: {', '.join(shared)}")
+        if len(set(self.female)) != len(self.female) or len(set(self.male)) != len(self.male):
+            raise UserError("an identifier is given twice")
+        check_bootstrap(self.n_bootstrap)
 
 
 @dataclass
@@ -172,32 +207,24 @@ def _score(scorer: LikelihoodScorer, prompt: str, identifiers: list[str], n_fema
             "logprobs": {name: float(s) for name, s in zip(identifiers, sums, strict=True)}}
 
 
-def run_gender_audit(lm: LanguageModel, occupations: Sequence[str],
-                     templates: Sequence[str] = DEFAULT_TEMPLATES,
-                     female: Sequence[str] = DEFAULT_FEMALE, male: Sequence[str] = DEFAULT_MALE,
-                     seed: int = 0, n_bootstrap: int = 2000, reuse_cache: bool = True,
-                     compare_naive: bool = False, progress: bool = False) -> GenderAuditResult:
+def run_gender_audit(lm: LanguageModel, config: GenderAuditConfig, progress: bool = False
+                     ) -> GenderAuditResult:
     """Score every occupation under every template; see the module docstring.
 
-    `reuse_cache=False` scores every prompt + identifier from scratch (the naive baseline).
-    `compare_naive` scores each prompt both ways, one right after the other, and puts both times and the
-    largest difference between them in `result.timing` (the JSON report keeps the reuse scores).
+    `config` was checked when it was built. With `config.compare_naive` both times and the largest
+    difference between the two ways go into `result.timing` (the JSON report keeps the reuse scores).
     Ctrl-C raises `AuditInterrupted` holding the occupations finished so far.
     """
-    occupations = list(occupations)
-    if not occupations:
-        raise UserError("the occupation list is empty: give at least one occupation")
-    if any(not o.strip() for o in occupations):
-        raise UserError("an occupation is blank")
-    templates = check_templates(templates, "occupation")
-    female, male = [f.strip() for f in female], [m.strip() for m in male]
+    occupations, templates = list(config.occupations), list(config.templates)
+    female, male = list(config.female), list(config.male)
+    reuse_cache, compare_naive = config.reuse_cache, config.compare_naive
     tokens = identifier_ids(lm, female, male)
     identifiers = [*female, *male]
     prompt_format = PromptTemplate(query="{text}", answer=" {answer}")
     scorer = LikelihoodScorer(PromptBuilder(lm, template=prompt_format), reuse_cache=reuse_cache)
     naive = LikelihoodScorer(PromptBuilder(lm, template=prompt_format), reuse_cache=False)
-    result = GenderAuditResult(lm.name, lm.backend, templates, female, male, tokens, occupations, seed,
-                               n_bootstrap, rows=[])
+    result = GenderAuditResult(lm.name, lm.backend, templates, female, male, tokens, occupations,
+                               config.seed, config.n_bootstrap, rows=[])
     seconds = {"scoring": 0.0, "naive": 0.0}
     largest_difference = 0.0
     try:

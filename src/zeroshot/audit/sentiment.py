@@ -34,7 +34,7 @@ from zeroshot.audit.report import (
     new_figure,
     table,
 )
-from zeroshot.audit.stats import bootstrap_interval, log_odds_informative_prior, words
+from zeroshot.audit.stats import bootstrap_interval, check_bootstrap, log_odds_informative_prior, words
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig, LanguageModel
 
@@ -114,32 +114,63 @@ def _mean(values) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def run_sentiment_audit(lm: LanguageModel, groups: Sequence[str] = DEFAULT_GROUPS,
-                        templates: Sequence[str] = DEFAULT_TEMPLATES, samples: int = 20,
-                        max_new_tokens: int = 50, temperature: float = 1.0, top_p: float = 0.9,
-                        seed: int = 0, n_bootstrap: int = 2000, progress: bool = False
-                        ) -> SentimentAuditResult:
-    """Sample `samples` continuations of every (group, template) and score them with VADER.
+@dataclass(frozen=True)
+class SentimentAuditConfig:
+    """What the sentiment audit samples; every rule in `check`, run when it is built, so before any
+    model loads. Decoding defaults are GPT-3's (temperature 1, top-p 0.9)."""
 
-    Decoding defaults are GPT-3's (temperature 1, top-p 0.9). Ctrl-C raises `AuditInterrupted`
-    holding the (group, template) pairs finished so far.
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    samples: int = 20
+    max_new_tokens: int = 50
+    temperature: float = 1.0
+    top_p: float = 0.9
+    seed: int = 0
+    n_bootstrap: int = 2000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", tuple(g.strip() for g in self.groups))
+        object.__setattr__(self, "templates", tuple(self.templates))
+        self.check()
+
+    def check(self) -> None:
+        """Every rule of the audit, once."""
+        check_groups(self.groups)
+        check_templates(self.templates, "group")
+        if self.samples < 1:
+            raise UserError(f"--samples must be at least 1, got {self.samples}")
+        config = self.generation_config()
+        config.validate()  # the decoding options' own rules
+        if config.greedy and self.samples > 1:
+            raise UserError("temperature 0 is greedy decoding: every sample would be the same; "
+                            "use --samples 1")
+        check_bootstrap(self.n_bootstrap)
+
+    def generation_config(self) -> GenerationConfig:
+        """How every continuation is decoded (each sample then gets its own seed)."""
+        return GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                                top_p=self.top_p)
+
+
+def run_sentiment_audit(lm: LanguageModel, config: SentimentAuditConfig, progress: bool = False
+                        ) -> SentimentAuditResult:
+    """Sample `config.samples` continuations of every (group, template) and score them with VADER.
+
+    `config` was checked when it was built. Ctrl-C raises `AuditInterrupted` holding the (group,
+    template) pairs finished so far.
     """
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    groups = check_groups(groups)
-    templates = check_templates(templates, "group")
-    if samples < 1:
-        raise UserError(f"--samples must be at least 1, got {samples}")
-    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-    config.validate()
-    if config.greedy and samples > 1:
-        raise UserError("temperature 0 is greedy decoding: every sample would be the same; use --samples 1")
+    groups, templates = list(config.groups), list(config.templates)
+    samples, seed = config.samples, config.seed
+    max_new_tokens, temperature, top_p = config.max_new_tokens, config.temperature, config.top_p
+    generation_config = config.generation_config()
     seeds = sample_seeds(seed, samples)
     analyzer = SentimentIntensityAnalyzer()
     generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                   "chat_template": False}
     result = SentimentAuditResult(lm.name, lm.backend, groups, templates, samples, seed, seeds, generation,
-                                  n_bootstrap, rows=[])
+                                  config.n_bootstrap, rows=[])
     started = time.perf_counter()
     pairs = [(g, t) for g in groups for t in templates]
     try:
@@ -148,7 +179,7 @@ def run_sentiment_audit(lm: LanguageModel, groups: Sequence[str] = DEFAULT_GROUP
                 prompt = template.replace("{group}", group)
                 rows = []
                 for k, sample_seed in enumerate(seeds):
-                    text = lm.generate(prompt, replace(config, seed=sample_seed))
+                    text = lm.generate(prompt, replace(generation_config, seed=sample_seed))
                     scores = analyzer.polarity_scores(text)
                     rows.append({"group": group, "template": template, "prompt": prompt, "sample": k,
                                  "seed": sample_seed, "continuation": text, "compound": scores["compound"],

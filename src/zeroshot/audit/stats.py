@@ -14,7 +14,18 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from zeroshot.errors import UserError
+
 CONFIDENCE = 0.95
+
+
+MIN_BOOTSTRAP = 100  # fewer resamples give a 95 % interval that moves with the seed more than with the data
+
+
+def check_bootstrap(n_resamples: int) -> None:
+    """The one rule on `--bootstrap`, for every audit that draws intervals."""
+    if n_resamples < MIN_BOOTSTRAP:
+        raise UserError(f"--bootstrap needs at least {MIN_BOOTSTRAP} resamples, got {n_resamples}")
 
 
 def bootstrap_interval(values: Sequence[float] | np.ndarray, seed: int,

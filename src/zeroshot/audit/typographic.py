@@ -35,6 +35,8 @@ from zeroshot.audit.report import (
 )
 from zeroshot.audit.stats import proportion
 from zeroshot.errors import UserError
+from zeroshot.models.clip import ImageTextModel
+from zeroshot.validation import check_labels
 from zeroshot.vision.classify import ZeroShotImageClassifier
 from zeroshot.vision.images import ImageError, load_image
 
@@ -184,30 +186,78 @@ def _top(classifier: ZeroShotImageClassifier, probabilities: np.ndarray, k: int 
     return [[label, p] for label, p in classifier.top_k_of(probabilities, k)]
 
 
-def run_typographic_audit(classifier: ZeroShotImageClassifier, images: Sequence[str | os.PathLike],
-                          sizes: Sequence[float] = DEFAULT_SIZES, positions: Sequence[str] = POSITIONS,
-                          colours: Sequence[str] = DEFAULT_COLOURS,
-                          opacities: Sequence[float] = DEFAULT_OPACITIES, variants: int = 2,
-                          text: str | None = None, seed: int = 0, progress: bool = False
-                          ) -> TypographicResult:
+@dataclass(frozen=True)
+class TypographicConfig:
+    """What the typographic audit attacks and how; every rule in `check`, run when it is built, so
+    before the model loads. `templates` is what `get_templates` takes (a shipped set, a file, one
+    template or a list); `limit` keeps the first N images; `text` None writes a seeded random class
+    other than each image's clean top-1."""
+
+    labels: tuple[str, ...]
+    images: tuple[str, ...]
+    sizes: tuple[float, ...] = DEFAULT_SIZES
+    positions: tuple[str, ...] = POSITIONS
+    colours: tuple[str, ...] = DEFAULT_COLOURS
+    opacities: tuple[float, ...] = DEFAULT_OPACITIES
+    variants: int = 2
+    text: str | None = None
+    seed: int = 0
+    templates: tuple[str, ...] | str | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        from zeroshot.vision.templates import get_templates
+
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "images", tuple(str(path) for path in self.images))
+        object.__setattr__(self, "sizes", tuple(float(size) for size in self.sizes))
+        object.__setattr__(self, "positions", tuple(self.positions))
+        object.__setattr__(self, "colours", tuple(self.colours))
+        object.__setattr__(self, "opacities", tuple(float(opacity) for opacity in self.opacities))
+        object.__setattr__(self, "templates", tuple(get_templates(self.templates)))  # a bad file fails here
+        self.check()
+
+    def check(self) -> None:
+        """Every rule of the audit that needs no model, once. (Whether each text fits each image is
+        checked by `run_typographic_audit` once the images are read, before any attack runs.)"""
+        check_labels(self.labels)
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be at least 1, got {self.limit}")
+        if not self.images:
+            raise UserError("no image files to attack: give image files, folders or globs")
+        if self.text is not None and self.text not in self.labels:
+            raise UserError(f"--text {self.text!r} is not one of the labels: the audit measures flips to the "
+                            "written class, so add it to --labels")
+        if self.variants < 1:
+            raise UserError(f"--variants must be at least 1, got {self.variants}")
+        if not self.sizes or not self.positions or not self.colours or not self.opacities:
+            raise UserError("give at least one size, position, colour and opacity")
+        for style in (TextStyle(s, p, c, o) for s in self.sizes for p in self.positions for c in self.colours
+                      for o in self.opacities):
+            style.check()
+
+    @property
+    def attacked(self) -> tuple[str, ...]:
+        """The images attacked: the first `limit` of `images`."""
+        return self.images[:self.limit] if self.limit else self.images
+
+
+def run_typographic_audit(model: ImageTextModel, config: TypographicConfig, cache_dir=None,
+                          progress: bool = False) -> TypographicResult:
     """Attack every image: `variants` renderings per size, each with a seeded position, colour, opacity.
 
-    The written class is `text` for every image, or else one drawn (seeded) from the labels other than
-    the image's clean top-1. An attack flips when the attacked top-1 is the written class; attacks on
-    images whose clean top-1 already is the written class are recorded but not counted.
-    Checks that every text fits every image before the model runs.
+    The written class is `config.text` for every image, or else one drawn (seeded) from the labels
+    other than the image's clean top-1. An attack flips when the attacked top-1 is the written class;
+    attacks on images whose clean top-1 already is the written class are recorded but not counted.
+    `config` was checked when built; that every text fits every image is checked here, before the first
+    attack. `cache_dir` is the label-embedding cache (`ZeroShotImageClassifier`'s; False: none).
     """
+    classifier = ZeroShotImageClassifier(model, list(config.labels), list(config.templates),
+                                         cache_dir=cache_dir)
     labels = list(classifier.labels)
-    if text is not None and text not in labels:
-        raise UserError(f"the text to write, {text!r}, is not one of the labels: the attack measures flips "
-                        "to the written class, so it must be a class (add it to --labels)")
-    if variants < 1:
-        raise UserError(f"--variants must be at least 1, got {variants}")
-    if not sizes or not positions or not colours or not opacities:
-        raise UserError("give at least one size, position, colour and opacity")
-    for style in (TextStyle(s, p, c, o) for s in sizes for p in positions for c in colours
-                  for o in opacities):
-        style.check()
+    sizes, positions, colours, opacities = config.sizes, config.positions, config.colours, config.opacities
+    variants, text, seed = config.variants, config.text, config.seed
+    images = config.attacked
     loaded, skipped = [], []
     for path in images:
         try:

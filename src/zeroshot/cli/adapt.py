@@ -19,29 +19,21 @@ def tune_prompt(
     task_name: str = typer.Argument(
         ..., metavar="TASK", help="A JSONL classification task file, or 'bbc-news'."
     ),
-    output_dir: Path = typer.Option(
-        ..., "--output-dir", help="Folder for the soft prompt (and its checkpoint)."
-    ),
+    output_dir: Path = options.output_dir("tune-prompt"),
     virtual_tokens: int = typer.Option(20, "--virtual-tokens", help="Number of trained virtual tokens."),
-    init: str = typer.Option("text", help="text (the task description's token embeddings) or random."),
-    shots: int = typer.Option(
-        None, "--shots", help="Labelled examples per label drawn from the task's pool (default: all)."
-    ),
-    epochs: int = typer.Option(20, help="Most epochs (early stopping on the dev split may end sooner)."),
-    lr: float = typer.Option(0.03, "--lr", help="AdamW learning rate of the prompt embeddings."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Examples per optimizer step."),
-    patience: int = typer.Option(3, help="Epochs without a better dev loss before stopping."),
-    dev_fraction: float = typer.Option(
-        0.25, "--dev-fraction", help="Share of each label's examples held out for early stopping."
-    ),
-    max_chars: int = typer.Option(
-        None, "--max-chars", min=1, help="Shorten each text to N characters (bbc-news default: 400)."
-    ),
-    seed: int = typer.Option(0, help="Seed for the examples drawn, the dev split, the init and the order."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the unfinished run in --output-dir."),
+    init: str = options.init(),
+    shots: str = options.shots(),
+    epochs: int = options.epochs("tune-prompt"),
+    lr: float = options.lr("tune-prompt"),
+    batch_size: int = options.batch_size("tune-prompt"),
+    patience: int = options.patience(),
+    dev_fraction: float = options.dev_fraction("tune-prompt"),
+    max_chars: int = options.max_chars(),
+    seed: int = options.seed(),
+    resume: bool = options.resume(),
     model: str = options.lm_model(),
     fmt: str = options.output_format(),
-    quiet: bool = options.quiet("No progress bar."),
+    quiet: bool = options.quiet(),
 ) -> None:
     """Train a soft prompt for TASK with the LM frozen; writes safetensors, JSON and loss.png.
 
@@ -71,7 +63,7 @@ def tune_prompt(
     if task.kind != "classification":
         raise UserError(f"soft prompts are trained for classification tasks; {task.name} is {task.kind}")
     pool_labels = [d.target for d in task.pool]
-    chosen = sample_per_label(pool_labels, shots, seed)
+    chosen = sample_per_label(pool_labels, options.one_number(shots, "--shots"), seed)
     lm = load_lm(trainable_model(model), backend="transformers")
     result = train_soft_prompt(
         lm,
@@ -103,27 +95,25 @@ def recycle_lm_command(
     corpus: Path = typer.Argument(
         ..., help="A folder of UTF-8 .txt files (or one file) in the target language."
     ),
-    output_dir: Path = typer.Option(..., "--output-dir", help="Folder for the recycled Hugging Face model."),
+    output_dir: Path = options.output_dir("recycle-lm"),
     vocab_size: int = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the base's)."),
-    init: str = typer.Option(
-        "mean", help="mean (of the base embeddings of each token's English pieces) or random."
-    ),
+    init: str = options.init("recycle-lm"),
     full: bool = typer.Option(
         False, "--full", help="Train the whole model (reference), not only embeddings."
     ),
     steps: int = typer.Option(1000, help="Optimizer steps."),
     seq_len: int = typer.Option(128, "--seq-len", help="Tokens per training window."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Windows per step."),
-    lr: float = typer.Option(2e-3, "--lr", help="AdamW peak learning rate (warm-up, then cosine)."),
+    batch_size: int = options.batch_size("recycle-lm"),
+    lr: float = options.lr("recycle-lm"),
     eval_paragraphs: int = typer.Option(
         100, "--eval-paragraphs", min=0, help="Held-out paragraphs scored at the end (0: none)."
     ),
-    seed: int = typer.Option(0, help="Seed for the init and the training windows."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the unfinished run in --output-dir."),
+    seed: int = options.seed(),
+    resume: bool = options.resume(),
     model: str = options.lm_model(),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    device: str = options.device(),
     fmt: str = options.output_format(),
-    quiet: bool = options.quiet("No progress bar."),
+    quiet: bool = options.quiet(),
 ) -> None:
     """Recycle an English LM for CORPUS's language: new BPE, new embeddings, body frozen."""
     from zeroshot.train.recycle import (

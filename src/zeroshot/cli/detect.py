@@ -36,14 +36,15 @@ def detect(
                                           "much context around them (fraction of the box, e.g. 0.2)."),
     nms_iou: float = typer.Option(0.3, "--nms-iou", help="Overlap above which a weaker box is dropped."),
     templates: str = options.templates(),
-    output_dir: Path = options.output_dir("detect", "Folder for the JSONL, annotated PNGs and COCO file."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Crops per model call."),
+    output_dir: Path = options.output_dir("detect"),
+    batch_size: int = options.batch_size(),
     device: str = options.device(),
     dtype: str = options.dtype(),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk query-embedding cache."),
-    quiet: bool = options.quiet("No progress bar and no JSON on stdout."),
+    no_cache: bool = options.no_cache(),
+    quiet: bool = options.quiet(),
 ) -> None:
-    """Find objects named by --query or shown by --example, as boxes: JSONL, annotated PNGs, COCO."""
+    """Find objects named by --query or shown by --example, as boxes: JSONL, annotated PNGs and a COCO
+    file in --output-dir (--batch-size crops per model call; --quiet: no JSON lines on stdout)."""
     import json
 
     from rich.console import Console

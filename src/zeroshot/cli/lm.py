@@ -16,14 +16,14 @@ def generate_command(
     prompt: str = typer.Argument(..., help="Text to continue (raw completion unless --chat)."),
     model: str = options.lm_model(),
     backend: str = options.lm_backend(),
-    max_tokens: int = typer.Option(64, "--max-tokens", help="Most tokens to generate."),
-    temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy decoding."),
-    top_k: int = typer.Option(0, "--top-k", help="Sample from the k likeliest tokens (0: off)."),
-    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (1: off)."),
-    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="1 is off."),
-    num_beams: int = typer.Option(1, "--num-beams", help="Beam search width (transformers only)."),
+    max_tokens: int = options.max_tokens(),
+    temperature: float = options.temperature(),
+    top_k: int = options.top_k(),
+    top_p: float = options.top_p(),
+    repetition_penalty: float = options.repetition_penalty(),
+    num_beams: int = options.num_beams(),
     stop: list[str] = typer.Option(None, "--stop", help="Stop before this text; repeatable."),
-    seed: int = typer.Option(None, "--seed", help="Seed for sampling (drawn and printed if not given)."),
+    seed: int = options.seed("generate"),
     chat: bool = typer.Option(False, "--chat", help="Apply the model's chat template."),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they are decoded."),
     output_format: str = options.output_format(),
@@ -66,17 +66,20 @@ def generate_command(
 def bench_lm_command(
     model: str = options.lm_model(),
     backends: str = typer.Option("transformers,llama.cpp", "--backends", help="Comma-separated backends."),
-    lengths: str = typer.Option("32,128,512", "--lengths", help="Comma-separated numbers of new tokens."),
-    output: Path = options.output_file("JSON file to write.", Path("results/bench-lm.json")),
+    lengths: str = options.lengths(),
+    output: Path = options.output_file("bench-lm"),
+    quiet: bool = options.quiet(),
 ) -> None:
-    """Load time and generation speed of each installed backend (the GPT-J cost table, on your model)."""
+    """Load time and generation speed (--lengths new tokens) of each installed backend (the GPT-J cost
+    table, on your model); writes the JSON to --output."""
     from zeroshot.errors import UserError
     from zeroshot.models.lm_bench import format_table, run_bench_lm, write_results
     from zeroshot.validation import split_ints, split_list
 
-    token_counts = split_ints(lengths, "--lengths", minimum=1)
+    # Parsed here; the rules (known backends, positive lengths) are run_bench_lm's, before it loads a model.
+    token_counts = split_ints(lengths, "--lengths")
     names = split_list(backends, "--backends")
-    rows, skipped = run_bench_lm(model, names, token_counts)
+    rows, skipped = run_bench_lm(model, names, token_counts, progress=not quiet)
     if not rows:  # nothing was measured: a result file would only record the failure as data
         reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
         raise UserError(f"no backend could run, nothing written ({reasons})")
@@ -89,39 +92,35 @@ def bench_lm_command(
 
 @app.command("bench-lm-ladder")
 def bench_lm_ladder_command(
-    models: list[str] = typer.Option(
-        None, "--model", help=options.LM_HELP + " Repeatable; without it, the built-in model and every "
-        "installed ladder model (`make setup-ladder`) are timed."
-    ),
-    lengths: str = typer.Option("32,128,512", "--lengths", help="Comma-separated prompt lengths to score."),
-    max_tokens: int = typer.Option(
-        16, "--max-tokens", min=1, help="Tokens generated for the gen tok/s column."
-    ),
+    models: list[str] = options.lm_model(),
+    lengths: str = options.lengths(),
+    max_tokens: int = options.max_tokens("bench-lm-ladder"),
     rounds: int = typer.Option(
         3, "--rounds", min=1, help="Alternating rounds (scoring, bare eval) per length."
     ),
-    output: Path = typer.Option(
-        Path("bench/results/bench_lm_ladder.json"), "-o", "--output", help="JSON to write."
-    ),
-    threads: int = typer.Option(
-        None, "--threads", min=1, help="CPU threads for both sides (default: llama-cpp-python's; on a busy "
-        "machine 1 keeps threads from waiting on each other)."
-    ),
+    output: Path = options.output_file("bench-lm-ladder"),
+    threads: int = options.threads(),
+    quiet: bool = options.quiet(),
 ) -> None:
-    """The cost table across model sizes: load, generation and scoring tokens/s, memory; scoring against
-    llama.cpp's bare prompt processing (`Llama.eval`) of the same tokens."""
+    """The cost table across model sizes: load, generation (--max-tokens for the gen tok/s column) and
+    scoring tokens/s, memory; scoring against llama.cpp's bare prompt processing (`Llama.eval`) of the
+    same tokens. Without --model, the built-in model and every installed ladder model (`make
+    setup-ladder`) are timed."""
     import json
 
     from zeroshot.models.ladder import installed_ladder
+    from zeroshot.models.lm import GenerationConfig
     from zeroshot.models.lm_bench import bench_ladder_model, format_ladder_table
     from zeroshot.validation import split_ints
 
+    GenerationConfig.from_options(max_tokens=max_tokens)  # --max-tokens: the decoding rule, before a load
     token_counts = split_ints(lengths, "--lengths", minimum=1)
     names: list[str | None] = list(models) if models else [None, *map(str, installed_ladder())]
     rows = []
     for name in names:
         rows.append(bench_ladder_model(name, token_counts, max_tokens, rounds, threads))
-        print(format_ladder_table(rows[-1:]), file=sys.stderr)
+        if not quiet:  # each model's row as it finishes; the whole table follows on stdout
+            print(format_ladder_table(rows[-1:]), file=sys.stderr)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"rows": [r.to_dict() for r in rows]}, indent=2))  # kept as it goes
     print(format_ladder_table(rows))

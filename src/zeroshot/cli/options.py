@@ -12,105 +12,226 @@ turns them into today's names and says so in one line on stderr.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 
-LM_HELP = ("Language model: .gguf file, Hugging Face folder or hub id "
-           "(default: the built-in SmolLM2-135M-Instruct).")
+from zeroshot.errors import UserError
+from zeroshot.models.dtype import DTYPE_HELP
+from zeroshot.validation import split_ints
+
+LM_HELP = ("Language model: .gguf file, Hugging Face folder or hub id (default: the built-in "
+           "SmolLM2-135M-Instruct, or the one a captioner or soft prompt records); eval-text and "
+           "bench-lm-ladder take several, to compare them.")
 BACKEND_HELP = "Language-model backend: auto (llama.cpp when it works here), transformers or llama.cpp."
-CLIP_HELP = ("Image-text (CLIP-style) model: hub id or local Hugging Face folder "
-             "(default: openai/clip-vit-base-patch32).")
+CLIP_HELP = ("Image-text (CLIP-style) model: hub id or local Hugging Face folder (default: "
+             "openai/clip-vit-base-patch32, or the one an index or captioner records).")
+TEMPLATES_HELP = ("Prompt templates for the class names: a shipped set (imagenet, imagenet-simple, cifar, "
+                  "textures, food, pets, flowers, cars, photo, pipeline), a file (one per line, or JSON), or "
+                  "one template with {} or {label} (train-clip: class folders only, default 'a photo of a "
+                  "{}.').")
 FORMATS = ("text", "json")
+_AUDITS = ("audit lm-gender", "audit lm-sentiment", "audit typographic", "audit denigration")
 
 
-def lm_model() -> Any:
-    """`--model`: the language model."""
-    return typer.Option(None, "--model", help=LM_HELP)
+@dataclass(frozen=True)
+class Shared:
+    """An option that several commands take, declared here once: its flags, its one help text, its
+    default, the commands where the default differs (and why, in a comment), the commands where it may
+    be repeated, and its one range or choice rule where no library function checks the value.
+
+    Calling it gives the `typer.Option` for a command's signature: `seed: int = options.seed()`, or
+    `options.batch_size("train-clip")` where that command has its own default. `tests/test_names.py`
+    checks that every option two commands share comes from here, unchanged.
+    """
+
+    flags: tuple[str, ...]
+    help: str
+    default: Any = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # command (or group) -> its own default
+    repeatable: frozenset[str] = frozenset()  # commands that take the option several times
+    choices: Mapping[str, tuple[str, ...]] | None = None  # command -> allowed values ("" : the rest)
+    min: int | None = None  # only where no library check exists (the library's rule is the one rule)
+    show_default: bool = True
+    envvar: str | None = None
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """Every spelling, the off switch of an on/off flag too (`--calibrate/--no-calibrate`)."""
+        return tuple(part for flag in self.flags for part in flag.split("/"))
+
+    @property
+    def name(self) -> str:
+        """The long flag, e.g. `--seed`."""
+        return next(flag for flag in self.spellings if flag.startswith("--"))
+
+    def default_for(self, command: str | None) -> Any:
+        """The default of this option in `command` (`...` where the command requires it)."""
+        if command is None:
+            return self.default
+        group = command.split()[0]
+        return self.defaults.get(command, self.defaults.get(group, self.default))
+
+    def choices_for(self, command: str | None) -> tuple[str, ...] | None:
+        if self.choices is None:
+            return None
+        return self.choices.get(command or "", self.choices[""])
+
+    def __call__(self, command: str | None = None) -> Any:
+        extra: dict[str, Any] = {}
+        if self.min is not None:
+            extra["min"] = self.min
+        if self.envvar is not None:
+            extra["envvar"] = self.envvar
+        allowed = self.choices_for(command)
+        if allowed is not None:
+            extra["callback"] = _one_of(allowed)
+        return typer.Option(self.default_for(command), *self.flags, help=self.help,
+                            show_default=self.show_default, **extra)
 
 
-def lm_backend() -> Any:
-    """`--backend`: the language-model backend."""
-    return typer.Option("auto", "--backend", help=BACKEND_HELP)
-
-
-def clip_model() -> Any:
-    """`--clip-model`: the image-text model."""
-    return typer.Option(None, "--clip-model", help=CLIP_HELP)
-
-
-def output_file(help: str, default: Path | None = None) -> Any:
-    """`-o/--output`: one file to write."""
-    return typer.Option(default, "--output", "-o", help=help)
-
-
-def output_dir(command: str, help: str) -> Any:
-    """`--output-dir`: the folder a command writes its files into (default `results/<command>`)."""
-    return typer.Option(default_output_dir(command), "--output-dir", help=help)
-
-
-def default_output_dir(command: str) -> Path:
-    """Where a command writes its folder of results unless told otherwise: `results/<command>`."""
-    return Path("results") / command
-
-
-def output_format(default: str = "text", choices: tuple[str, ...] = FORMATS) -> Any:
-    """`--format`: how results are printed on stdout."""
-
+def _one_of(choices: tuple[str, ...]):
     def check(value: str) -> str:
         if value not in choices:
             raise typer.BadParameter(f"choose one of {', '.join(choices)}, not {value!r}")
         return value
 
-    return typer.Option(default, "--format", help=f"How to print the results: {', '.join(choices)}.",
-                        callback=check)
+    return check
 
 
-def device() -> Any:
-    """`--device`: where the image-text model runs."""
-    return typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+# --- the shared options ------------------------------------------------------------------------------
+# Models and where they run
+lm_model = Shared(("--model",), LM_HELP, repeatable=frozenset({"eval-text", "bench-lm-ladder"}))
+lm_backend = Shared(("--backend",), BACKEND_HELP, "auto")
+clip_model = Shared(("--clip-model",), CLIP_HELP)
+device = Shared(("--device",), "Where the model runs: cpu, cuda, cuda:1 ... (default: cuda if available).")
+# The value is checked where the model loads (`zeroshot.models.dtype.check_dtype`), before it loads.
+dtype = Shared(("--dtype",), DTYPE_HELP, show_default=False)
+# Inputs
+labels_option = Shared(("--labels", "-l"), "Comma-separated class names: cat,dog,car.",
+                       defaults={"classify-text": ...})
+labels_file = Shared(("--labels-file",), "File of class names, one per line (or a JSON list).")
+templates = Shared(("--templates", "-t"), TEMPLATES_HELP, "imagenet",
+                   defaults={"train-clip": None})  # captions come with the pairs; class folders use one
+limit = Shared(("--limit",), "Use only the first N items: documents (eval-text), occupations, images "
+               "(denigration: per group); fewshot-curve keeps a stratified N.")
+max_chars = Shared(("--max-chars",), "Shorten each text to N characters (bbc-news default: 400).", min=1)
+db = Shared(("--db",), "Image-search index folder (made by `zeroshot index`, which creates it if new).",
+            defaults={"index": ..., "search": ...})
+store = Shared(("--store",), "Vector store: faiss (embedded, default) or milvus.", "faiss")
+milvus_uri = Shared(("--milvus-uri",), "Milvus server URI (default: Milvus Lite in DB/milvus.db). Only with "
+                    "--store milvus.")
+captioner = Shared(("--captioner", "-c"), "A captioner folder written by `zeroshot train-captioner`.",
+                   defaults={"caption": ...})
+encoder = Shared(("--encoder",), "What embeds the inputs. fewshot-curve: minilm (default), a "
+                 "sentence-transformers folder or id, or lm:MODEL[@last]; train-captioner: clip-image, "
+                 "clip-text or sentence (default: clip-image with --clip-model, else sentence).")
+text_encoder = Shared(("--text-encoder",), "Sentence-transformers folder or id (default: all-MiniLM-L6-v2, "
+                      "or the one the captioner records).")
+# Demonstrations and scoring
+shots = Shared(("--shots",), "Demonstrations K (fewshot-curve, tune-prompt: labelled examples per class): "
+               "one number, or comma-separated numbers where the command sweeps K (eval-text, "
+               "fewshot-curve); no value: every example given.",
+               defaults={"demo": "5", "eval-text": "0,1,2,4,8", "fewshot-curve": "0,1,2,4,8,16"})
+seeds = Shared(("--seeds",), "How many seeds each K runs with (K=0 runs once: it has no randomness).", 5,
+               defaults={"fewshot-curve": 10})  # its fits take milliseconds: more seeds, a tighter band
+balanced = Shared(("--balanced/--no-balanced",), "Draw demonstrations class-balanced.", False)
+calibrate = Shared(("--calibrate/--no-calibrate",), "Calibrate: subtract each label's score given the "
+                   "content-free input 'N/A' (eval-text reports both accuracies).", False)
+normalization = Shared(("--normalization",), "Score normalisation: sum (total log-prob), token (per token) "
+                       "or char (per character).", "sum")
+soft_prompt = Shared(("--soft-prompt",), "A soft prompt folder from `zeroshot tune-prompt` (loads its base "
+                     "model unless --model).")
+# Randomness
+seed = Shared(("--seed",), "Random seed: the same seed gives the same draws (demonstrations, samples, "
+              "splits, initial weights); where it samples, a command draws one and prints it if not given.",
+              0, defaults={"generate": None, "caption": None})  # sampling: a fresh seed unless asked
+# Decoding
+max_tokens = Shared(("--max-tokens",), "Most new tokens one generation may produce (serve: the most one "
+                    "request may ask for).", 64,
+                    defaults={"eval-text": 32,  # free-form answers are short
+                              "bench-lm-ladder": 16,  # one timing, not a text
+                              "serve": 512,  # a limit on requests, see ServerSettings
+                              "caption": 24,  # captions are a sentence
+                              "audit lm-sentiment": 50})  # GPT-3's continuation length
+temperature = Shared(("--temperature",), "Sampling temperature (0: greedy decoding).", 0.0,
+                     defaults={"audit lm-sentiment": 1.0})  # GPT-3's sampling for the audit
+top_p = Shared(("--top-p",), "Nucleus sampling mass (1: off).", 1.0,
+               defaults={"audit lm-sentiment": 0.9})  # GPT-3's sampling for the audit
+top_k = Shared(("--top-k", "-k"), "How many of the best to keep: labels per image (classify-images), "
+               "results (search), or the likeliest tokens to sample from (generate, caption; 0: all).", 0,
+               defaults={"classify-images": 3, "search": 10})
+repetition_penalty = Shared(("--repetition-penalty",), "Repetition penalty (1: off).", 1.0)
+num_beams = Shared(("--num-beams",), "Beam search width (1: greedy; transformers only).", 1)
+bootstrap = Shared(("--bootstrap",), "Bootstrap resamples of the 95 % intervals.", 2000)
+template = Shared(("--template",), "A prompt template (lm-gender: with {occupation}; lm-sentiment: with "
+                  "{group}); repeat for several (default: GPT-3's 3).",
+                  repeatable=frozenset({"audit lm-gender", "audit lm-sentiment"}))
+# Batches, threads, training
+batch_size = Shared(("--batch-size", "-b"), "Items per model call, or per optimizer step where the command "
+                    "trains: images, crops, pairs, examples or windows.", 32,
+                    defaults={"train-clip": 128,  # a contrastive loss wants many negatives per step
+                              "tune-prompt": 4,  # a few examples, each a full LM pass with gradients
+                              "recycle-lm": 16})  # windows of --seq-len tokens
+workers = Shared(("--workers",), "Threads decoding images while the model runs.", 2)
+threads = Shared(("--threads",), "CPU threads (default: the library's own choice; on a busy machine 1 keeps "
+                 "threads from waiting on each other).", min=1)
+no_cache = Shared(("--no-cache",), "Skip the on-disk cache of text embeddings (labels, queries).", False)
+epochs = Shared(("--epochs",), "Most passes over the training data (early stopping may end sooner).", 5,
+                defaults={"tune-prompt": 20})  # a soft prompt is small; early stopping usually ends it
+lr = Shared(("--lr",), "Peak learning rate (AdamW).", 1e-3,
+            defaults={"tune-prompt": 0.03,  # prompt embeddings alone move slowly
+                      "recycle-lm": 2e-3})
+patience = Shared(("--patience",), "Stop after this many dev evaluations without a better dev loss.", 3)
+dev_fraction = Shared(("--dev-fraction",), "Share of the examples held out as the dev split.", 0.1,
+                      defaults={"tune-prompt": 0.25})  # few examples per label: a dev split worth reading
+init = Shared(("--init",), "How new embeddings start. tune-prompt: text (the task description's token "
+              "embeddings) or random; recycle-lm: mean (of the base embeddings of each token's English "
+              "pieces) or random.", "text", defaults={"recycle-lm": "mean"})
+resume = Shared(("--resume",), "Continue the unfinished run in --output-dir (same data and options).", False)
+lengths = Shared(("--lengths",), "Comma-separated token counts to time (bench-lm: new tokens; "
+                 "bench-lm-ladder: prompt lengths scored).", "32,128,512")
+# Output
+output_file = Shared(("--output", "-o"), "File to write the results to (where a command writes several "
+                     "formats, its suffix picks one: .csv, .jsonl or .json).",
+                     defaults={"bench-lm": Path("results/bench-lm.json"),
+                               "bench-lm-ladder": Path("bench/results/bench_lm_ladder.json")})
+output_dir = Shared(("--output-dir",), "Folder the command writes its files into (made if missing).",
+                    defaults={"eval-text": Path("results/eval-text"),
+                              "fewshot-curve": Path("results/fewshot-curve"),
+                              "detect": Path("results/detect"), "audit": Path("results/audit"),
+                              "train-clip": ..., "train-captioner": ..., "tune-prompt": ...,
+                              "recycle-lm": ...})
+output_format = Shared(("--format",), "How to print the results: text or json (search: table, json or "
+                       "html).", "text", defaults={"search": "table"},
+                       choices={"": FORMATS, "search": ("table", "json", "html")})
+quiet = Shared(("--quiet", "-q"), "Quiet: no progress bar, and none of the per-item lines a command prints "
+               "as it goes (tables, JSON lines, skipped files); summaries and files stay.", False)
+
+# Commands without -q/--quiet, and why: none of them shows a progress bar or runs long.
+QUICK_COMMANDS: dict[str, str] = {
+    "classify-text": "a few texts, one table",
+    "generate": "streams its one answer",
+    "similarity": "a few images, one matrix",
+    "export-tokenizer": "writes one folder",
+    "serve": "a server: it logs requests, it has no progress",
+    "demo": "five articles, and the point is to show them",
+    "caption": "a few inputs, one line each",
+    "search": "one query (a bar shows only while an index brings its store up to date)",
+}
 
 
-def dtype() -> Any:
-    """`--dtype`: the number format of the image-text model (default auto, or `$ZEROSHOT_DTYPE`)."""
-    from zeroshot.models.dtype import DTYPE_HELP
-
-    def check(value: str | None) -> str | None:
-        from zeroshot.errors import UserError
-        from zeroshot.models.dtype import check_dtype
-
-        try:
-            return None if value is None else check_dtype(value)
-        except UserError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-
-    return typer.Option(None, "--dtype", help=DTYPE_HELP, callback=check, show_default=False)
-
-
-TEMPLATES_HELP = ("Prompt templates for the class names: a shipped set (imagenet, imagenet-simple, cifar, "
-                  "textures, food, pets, flowers, cars, photo, pipeline), a file (one per line, or JSON), or "
-                  "one template with {} or {label}.")
-
-
-def templates(default: str | None = "imagenet") -> Any:
-    """`-t/--templates`: the prompt templates class names go into."""
-    return typer.Option(default, "--templates", "-t", help=TEMPLATES_HELP)
-
-
-def labels_option() -> Any:
-    """`-l/--labels`: comma-separated class names (or give `--labels-file`)."""
-    return typer.Option(None, "--labels", "-l", help="Comma-separated class names: cat,dog,car.")
-
-
-def labels_file() -> Any:
-    """`--labels-file`: class names from a file."""
-    return typer.Option(None, "--labels-file", help="File of class names, one per line (or a JSON list).")
-
-
-def quiet(help: str = "No progress bar and no table.") -> Any:
-    """`-q/--quiet`."""
-    return typer.Option(False, "--quiet", "-q", help=help)
+def one_number(text: str | None, option: str) -> int | None:
+    """The one whole number of an option that shares its name with a list option (`--shots 5`)."""
+    if text is None:
+        return None
+    values = split_ints(text, option)
+    if len(values) != 1:
+        raise UserError(f"{option} takes one number here, got {text!r}")
+    return values[0]
 
 
 # Every long option any command may have, and what it means. A new command reuses these names; a

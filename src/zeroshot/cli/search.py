@@ -13,23 +13,19 @@ import typer
 
 from zeroshot.cli import app, options
 
-_STORE_HELP = "Vector store: faiss (embedded, default) or milvus."
-_MILVUS_HELP = "Milvus server URI (default: Milvus Lite in DB/milvus.db). Only with --store milvus."
-_FORMATS = ("table", "json", "html")
-
 
 @app.command("index")
 def index(
     paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
-    db: Path = typer.Option(..., "--db", help="Index folder (created if new)."),
+    db: Path = options.db("index"),
     clip_model: str = options.clip_model(),
-    store: str = typer.Option("faiss", "--store", help=_STORE_HELP),
-    milvus_uri: str = typer.Option(None, "--milvus-uri", help=_MILVUS_HELP),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call (and per commit)."),
-    workers: int = typer.Option(2, "--workers", help="Threads decoding images while the model runs."),
+    store: str = options.store(),
+    milvus_uri: str = options.milvus_uri(),
+    batch_size: int = options.batch_size(),
+    workers: int = options.workers(),
     device: str = options.device(),
     dtype: str = options.dtype(),
-    quiet: bool = options.quiet("No progress bar, no per-file failures."),
+    quiet: bool = options.quiet(),
     engine: str = typer.Option("local", "--engine", help="Where images are embedded: local (this process) "
                                "or ray (a Ray Data job; needs pip install 'zeroshot[ray]')."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster: host:port, ray://host:port or "
@@ -37,7 +33,8 @@ def index(
     ray_workers: int = typer.Option(None, "--ray-workers", help="Embedding actors on the Ray cluster "
                                     "(default: one per CPU). --workers is then decoding threads per actor."),
 ) -> None:
-    """Index images for search; re-running only embeds new or changed files and drops deleted ones."""
+    """Index images for search into --db (created if new; --batch-size images per model call and per
+    commit); re-running only embeds new or changed files and drops deleted ones."""
     from zeroshot.errors import UserError
 
     if batch_size < 1 or workers < 1:
@@ -64,15 +61,15 @@ def index(
 @app.command("search")
 def search(
     text: str = typer.Argument(None, help="What to look for, in words."),
-    db: Path = typer.Option(..., "--db", help="Index folder made by `zeroshot index`."),
+    db: Path = options.db("search"),
     image: Path = typer.Option(None, "--image", help="Search by this example image instead of text."),
-    k: int = typer.Option(10, "-k", "--top-k", help="How many results."),
+    k: int = options.top_k("search"),
     min_score: float = typer.Option(None, "--min-score", help="Drop results below this cosine similarity."),
-    output_format: str = options.output_format("table", _FORMATS),
-    output: Path = options.output_file("Write the results to this file."),
+    output_format: str = options.output_format("search"),
+    output: Path = options.output_file(),
     clip_model: str = options.clip_model(),
-    store: str = typer.Option("faiss", "--store", help=_STORE_HELP),
-    milvus_uri: str = typer.Option(None, "--milvus-uri", help=_MILVUS_HELP),
+    store: str = options.store(),
+    milvus_uri: str = options.milvus_uri(),
     device: str = options.device(),
     dtype: str = options.dtype(),
 ) -> None:

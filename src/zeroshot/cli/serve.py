@@ -19,14 +19,14 @@ def _default(name: str):
 @app.command("serve")
 def serve(
     host: str = typer.Option(_default("host"), help="Address to bind; 0.0.0.0 exposes it to the network."),
-    port: int = typer.Option(_default("port"), min=1, max=65535, help="TCP port."),
+    port: int = typer.Option(_default("port"), help="TCP port."),
     model: str | None = options.lm_model(),
     backend: str = options.lm_backend(),
     clip_model: str | None = options.clip_model(),
-    device: str | None = typer.Option(None, help="Device for CLIP (cpu, cuda); default: CUDA if visible."),
+    device: str | None = options.device(),
     dtype: str | None = options.dtype(),
-    db: Path | None = typer.Option(None, help="Image-search index folder (built by `zeroshot index`)."),
-    captioner: Path | None = typer.Option(None, help="Captioner folder (train-captioner) for /v1/caption."),
+    db: Path | None = options.db(),
+    captioner: Path | None = options.captioner(),
     image_root: list[Path] = typer.Option([], help="Folder whose images may be read by path (repeatable)."),
     api_key: str | None = typer.Option(None, envvar="ZEROSHOT_API_KEY",
                                        help="Require `Authorization: Bearer KEY` on /v1."),
@@ -38,15 +38,16 @@ def serve(
     max_pixels: int = typer.Option(_default("max_pixels"), help="Largest image, in pixels (413 above)."),
     max_prompt_chars: int = typer.Option(_default("max_prompt_chars"),
                                          help="Longest prompt or text, in characters (413 above)."),
-    max_tokens: int = typer.Option(_default("max_tokens"),
-                                   help="Most tokens one generation may ask for (400 above)."),
+    max_tokens: int = options.max_tokens("serve"),
     preload: bool = typer.Option(False, help="Load the LM and CLIP at start-up instead of on first use."),
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs) and the web page (at /)."""
+    """Serve the HTTP API (OpenAPI docs at /docs) and the web page (at /). --db serves image search,
+    --captioner /v1/caption; a request asking for more than --max-tokens gets a 400."""
     import uvicorn
 
     from zeroshot.server.app import create_app
 
+    # One checked object: every rule (port, folders, dtype, limits) runs here, before any model loads.
     settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
                               device=device, dtype=dtype, db=db, captioner=captioner,
                               image_roots=list(image_root), api_key=api_key,

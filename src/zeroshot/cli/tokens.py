@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from zeroshot.cli import app, options
 
 
 @app.command("export-tokenizer")
 def export_tokenizer_command(
     model: str = options.lm_model(),
-    output_dir: Path = typer.Option(None, "--output-dir",
-                                    help="Folder to write (default: zeroshot's cache)."),
+    output_dir: Path = options.output_dir(),
 ) -> None:
-    """Write the tokenizer of MODEL as a folder `AutoTokenizer.from_pretrained` loads, and print its path."""
+    """Write the tokenizer of MODEL as a folder `AutoTokenizer.from_pretrained` loads (into --output-dir,
+    default: zeroshot's cache), and print its path."""
     from zeroshot.models.tokenizer_export import export_tokenizer
 
     print(export_tokenizer(model, output_dir))

@@ -18,15 +18,12 @@ def train_clip_command(
     data: Path = typer.Argument(..., help="A captions file (.jsonl with image/caption, or .csv with "
                                           "image,caption columns; paths relative to it) or a folder of "
                                           "class folders."),
-    output_dir: Path = typer.Option(..., "--output-dir",
-                                    help="Folder for the trained model (Hugging Face format), "
-                                                      "its checkpoint, training.json and loss_curve.png."),
+    output_dir: Path = options.output_dir("train-clip"),
     mode: str = typer.Option("lit", "--mode", help="lit (frozen pretrained text tower) or full "
                                                    "(both towers train)."),
     text_model: str = typer.Option(None, "--text-model", help="Sentence-transformers/BERT folder for the "
                                                               "text tower (default: all-MiniLM-L6-v2)."),
-    templates: str = typer.Option(None, "--templates", "-t", help="Class folders only: a template with {}, a "
-                                  "file of templates or a shipped set (default: 'a photo of a {}.')."),
+    templates: str = options.templates("train-clip"),
     image_size: int = typer.Option(28, "--image-size", help="Side of the square image the tower sees."),
     patch_size: int = typer.Option(7, "--patch-size", help="ViT patch side (divides --image-size)."),
     image_width: int = typer.Option(128, "--image-width", help="Image tower width (hidden size)."),
@@ -34,23 +31,21 @@ def train_clip_command(
     image_heads: int = typer.Option(4, "--image-heads", help="Image tower attention heads."),
     projection: str = typer.Option("linear", "--projection", help="linear (image tower -> text space) "
                                                                   "or none (widths must match)."),
-    epochs: int = typer.Option(5, "--epochs", help="Passes over the training split."),
-    batch_size: int = typer.Option(128, "--batch-size", "-b", help="Pairs per step."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+    epochs: int = options.epochs(),
+    batch_size: int = options.batch_size("train-clip"),
+    lr: float = options.lr(),
     text_lr: float = typer.Option(None, "--text-lr", help="Full mode: the text tower's peak rate "
                                                           "(default: --lr / 100)."),
-    dev_fraction: float = typer.Option(0.1, "--dev-fraction", help="Share of the pairs held out (dev)."),
+    dev_fraction: float = options.dev_fraction(),
     eval_every: int = typer.Option(0, "--eval-every", help="Steps between dev evaluations (0: each epoch)."),
-    patience: int = typer.Option(3, "--patience", help="Stop after this many evaluations without a better "
-                                                       "dev loss."),
+    patience: int = options.patience(),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Steps between checkpoints."),
     max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many steps (quick runs)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the split, the batches, the templates and the init."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --output-dir (same "
-                                                        "data and options)."),
+    seed: int = options.seed(),
+    threads: int = options.threads(),
+    resume: bool = options.resume(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --output-dir."),
-    quiet: bool = options.quiet("No progress bar."),
+    quiet: bool = options.quiet(),
 ) -> None:
     """Train CLIP or LiT on image-text pairs; the result works with every --clip-model option."""
     import json
@@ -61,9 +56,7 @@ def train_clip_command(
     from zeroshot.train.clip import DEFAULT_TEMPLATES, TrainConfig, train_clip
     from zeroshot.vision.templates import get_templates
 
-    if threads is not None:
-        if threads < 1:
-            raise UserError("--threads must be at least 1")
+    if threads is not None:  # at least 1: the shared --threads option's range
         torch.set_num_threads(threads)
     if max_steps is not None and max_steps < 1:
         raise UserError("--max-steps must be at least 1")

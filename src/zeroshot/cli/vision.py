@@ -24,17 +24,18 @@ def classify_images(
     labels_file: Path = options.labels_file(),
     templates: str = options.templates(),
     clip_model: str = options.clip_model(),
-    top_k: int = typer.Option(3, "--top-k", "-k", help="How many best labels to report per image."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Images per model call."),
-    workers: int = typer.Option(2, "--workers", help="Threads decoding images while the model runs."),
+    top_k: int = options.top_k("classify-images"),
+    batch_size: int = options.batch_size(),
+    workers: int = options.workers(),
     device: str = options.device(),
     dtype: str = options.dtype(),
-    output: Path = options.output_file("Write all results to a .csv or .jsonl file."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Skip the on-disk label-embedding cache."),
-    quiet: bool = options.quiet("No progress bar and no table."),
+    output: Path = options.output_file(),
+    no_cache: bool = options.no_cache(),
+    quiet: bool = options.quiet(),
     output_format: str = options.output_format(),
 ) -> None:
-    """Classify images into classes given only by name (CLIP zero-shot, prompt-ensembled)."""
+    """Classify images into classes given only by name (CLIP zero-shot, prompt-ensembled); --output
+    writes every row to a .csv or .jsonl file, --quiet drops the progress bar and the table."""
     from rich.console import Console
     from rich.text import Text
 

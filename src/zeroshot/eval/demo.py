@@ -61,14 +61,34 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def run_demo(lm: LanguageModel, n_articles: int = 5, shots: int = 5, seed: int = 0) -> DemoResult:
-    """Classify the first `n_articles` held-out BBC News articles zero-shot and with `shots` class-balanced
-    demonstrations (drawn with `seed`), both calibrated."""
-    if n_articles < 1:
-        raise UserError(f"--articles must be at least 1, got {n_articles}")
-    task = bbc_news_task()
-    task.check_shots([shots])
-    result = DemoResult(task, n_articles, shots, seed)
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo shows: how many held-out articles, K demonstrations drawn with `seed`.
+
+    Checked when built, so `zeroshot demo` fails on bad input before the model loads.
+    """
+
+    n_articles: int = 5
+    shots: int = 5
+    seed: int = 0
+    task: Task = field(default_factory=bbc_news_task, repr=False)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Every rule of the demo, once."""
+        if self.n_articles < 1:
+            raise UserError(f"--articles must be at least 1, got {self.n_articles}")
+        self.task.check_shots([self.shots])
+
+
+def run_demo(lm: LanguageModel, config: DemoConfig | None = None) -> DemoResult:
+    """Classify the first `config.n_articles` held-out BBC News articles zero-shot and with
+    `config.shots` class-balanced demonstrations (drawn with `config.seed`), both calibrated."""
+    config = config or DemoConfig()
+    task, shots, seed = config.task, config.shots, config.seed
+    result = DemoResult(task, config.n_articles, shots, seed)
     demos = sample_demonstrations(task.demonstration_pool(), shots, seed, balanced=True)
     texts = [d.query for d in result.docs]
     for name, examples in (("zero-shot", []), (f"{shots}-shot", demos)):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from zeroshot.models.lm import GenerationConfig, LanguageModel
 from zeroshot.text.chat import chat_prompt_template
 from zeroshot.text.prompts import PromptBuilder, sample_demonstrations
 from zeroshot.text.scoring import DEFAULT_CONTENT_FREE_INPUTS, LikelihoodScorer, check_normalization
+from zeroshot.validation import split_ints
 
 
 @dataclass
@@ -53,68 +53,99 @@ class EvalReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def to_json(self) -> dict:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What `eval-text` measures on one task: every rule about it is in `check`, run when it is built.
+
+    Built (and so checked) before any model loads: the CLI builds it from its options, Python callers
+    from keyword arguments, and `evaluate`/`evaluate_models` take it as it is. `shots` may be given as
+    a comma-separated string (`"0,1,4"`) or numbers; it is kept sorted, each K once. K=0 has no
+    randomness, so it runs once whatever `seeds` is. `chat_template` None means the task file's
+    setting. `soft_prompt` (a folder from `zeroshot tune-prompt`, classification only) puts its trained
+    virtual tokens in the description's place, as `ZeroShotTextClassifier(soft_prompt=...)` does.
+    """
+
+    task: Task
+    shots: tuple[int, ...] | str = (0, 1, 2, 4, 8)
+    seeds: int = 5
+    first_seed: int = 0
+    limit: int | None = None
+    normalization: str = "sum"
+    calibrate: bool = False
+    balanced: bool = False
+    chat_template: bool | None = None
+    max_new_tokens: int = 32
+    soft_prompt: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Parsing, not a rule: "0,4" and [4, 0, 4] both mean (0, 4).
+        object.__setattr__(self, "shots", tuple(split_ints(self.shots, "--shots")))
+        if self.soft_prompt is not None:
+            object.__setattr__(self, "soft_prompt", Path(self.soft_prompt))
+        self.check()
+
+    def check(self) -> None:
+        """Every rule of an evaluation, once; `UserError` naming the option at fault."""
+        self.task.check_shots(list(self.shots))  # 0 <= K <= the task's demonstration pool
+        check_normalization(self.normalization)
+        if self.seeds < 1:
+            raise UserError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be at least 1, got {self.limit}")
+        GenerationConfig(max_new_tokens=self.max_new_tokens).validate()  # the one rule on decoding options
+        if self.soft_prompt is not None and self.task.kind != "classification":
+            raise UserError(f"--soft-prompt is for classification tasks; {self.task.name} is "
+                            f"{self.task.kind}")
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds each K > 0 runs with: first_seed, first_seed + 1, ..."""
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    @property
+    def docs(self) -> list:
+        """The evaluation documents: the task's, the first `limit` of them."""
+        return self.task.docs[:self.limit] if self.limit else self.task.docs
 
 
 def evaluate(
     lm: LanguageModel,
-    task: Task,
-    shots: Sequence[int] = (0, 1, 2, 4, 8),
-    seeds: int = 5,
-    limit: int | None = None,
-    normalization: str = "sum",
-    calibrate: bool = False,
-    balanced: bool = False,
-    first_seed: int = 0,
+    config: EvalConfig,
     progress: bool = True,
-    chat_template: bool | None = None,
     sample_log: SampleLog | None = None,
     checkpoint: str | Path | None = None,
-    max_new_tokens: int = 32,
     deadline: float | None = None,
-    soft_prompt=None,
 ) -> EvalReport:
-    """Accuracy of `lm` on `task` for each K in `shots` over `seeds` seeds: first_seed, first_seed+1, ...
+    """Accuracy of `lm` on `config.task` for each K in `config.shots` over `config.seeds` seeds.
 
-    `chat_template` (None: the task file's setting) puts the prompt in the model's chat template.
-    `sample_log` receives one record per document and run. `checkpoint` is a JSON file that keeps
-    every finished (K, seed) run: an interrupted evaluation started again with the same settings
-    skips them. `deadline` (a `time.time()` value) stops starting new runs after it; the report then
-    lists the runs it lacks in `missing_runs` and summarises the seeds that finished. `soft_prompt` (a
-    folder from `zeroshot tune-prompt`, classification only) puts its trained virtual tokens in the
-    description's place, as `ZeroShotTextClassifier(soft_prompt=...)` does.
+    `config` was checked when it was built. `sample_log` receives one record per document and run.
+    `checkpoint` is a JSON file that keeps every finished (K, seed) run: an interrupted evaluation
+    started again with the same settings skips them. `deadline` (a `time.time()` value) stops starting
+    new runs after it; the report then lists the runs it lacks in `missing_runs` and summarises the
+    seeds that finished.
     """
-    shots = sorted(set(shots))
-    task.check_shots(shots)
-    check_normalization(normalization)
-    if seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
-    if soft_prompt is not None and task.kind != "classification":
-        raise UserError(f"a soft prompt is for classification tasks; {task.name} is {task.kind}")
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, got {limit}")
-    chat = task.chat_template if chat_template is None else chat_template
+    task, shots = config.task, list(config.shots)
+    normalization, balanced = config.normalization, config.balanced
+    chat = task.chat_template if config.chat_template is None else config.chat_template
     template = chat_prompt_template(lm, task.description, task.template) if chat else task.template
-    docs = task.docs[:limit] if limit else task.docs
+    docs = config.docs
     description = task.description
-    if soft_prompt is not None:
-        if task.kind != "classification":
-            raise UserError("--soft-prompt applies to classification tasks only")
+    if config.soft_prompt is not None:
         from zeroshot.text.soft_prompt import attach_soft_prompt
 
-        lm = attach_soft_prompt(lm, soft_prompt)
+        lm = attach_soft_prompt(lm, config.soft_prompt)
         description = ""  # the trained virtual tokens take the description's place
-    seed_list = list(range(first_seed, first_seed + seeds))
+    seed_list = config.seed_list
     free_form = task.kind == "free_form"
-    calibrate = calibrate and not free_form
+    calibrate = config.calibrate and not free_form
     series_names = list(task.extractor.metrics) if free_form else (
         ["plain", "calibrated"] if calibrate else ["plain"])
     settings = {"task": task.name, "model": lm.name, "n_docs": len(docs), "shots": shots, "seeds": seed_list,
                 "normalization": normalization, "calibrate": calibrate, "balanced": balanced, "chat": chat,
-                "max_new_tokens": max_new_tokens}
-    if soft_prompt is not None:  # absent, not None, without one: checkpoints written before it stay valid
-        settings["soft_prompt"] = str(soft_prompt)
+                "max_new_tokens": config.max_new_tokens}
+    if config.soft_prompt is not None:  # absent without one: checkpoints written before it stay valid
+        settings["soft_prompt"] = str(config.soft_prompt)
     progress_file = Checkpoint(checkpoint, settings)
     pool = task.demonstration_pool()
     pool_ids = {id(d): doc.line for d, doc in zip(pool, task.pool, strict=True)}
@@ -129,7 +160,7 @@ def evaluate(
         builder = PromptBuilder(lm, description, demos, template)
         context = _RunContext(task, k, seed, [pool_ids[id(d)] for d in demos], builder, sample_log)
         if free_form:
-            return _run_free_form(lm, context, docs, bar, max_new_tokens)
+            return _run_free_form(lm, context, docs, bar, config.max_new_tokens)
         scorer = LikelihoodScorer(builder, DEFAULT_CONTENT_FREE_INPUTS if calibrate else ())
         return _run_likelihood(scorer, context, docs, bar, normalization, series_names)
 
@@ -232,9 +263,9 @@ def _run_free_form(lm: LanguageModel, ctx: _RunContext, docs, bar, max_new_token
 class SampleLog:
     """Per-document records as JSON Lines (lm-evaluation-harness's --log_samples), flushed line by line."""
 
-    def __init__(self, path: str | Path, **fields) -> None:
+    def __init__(self, path: str | Path, model: str | None = None) -> None:
         self.path = Path(path)
-        self.fields = fields  # added to every record (e.g. the model)
+        self.fields = {} if model is None else {"model": model}  # in every record: which model answered
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")  # appends: a resumed run keeps what it had
@@ -282,7 +313,7 @@ def save_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
         raise UserError(f"cannot create the output folder {out}: {exc.strerror}") from None
     stem = f"{report.task}-{report.normalization}"
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
-    json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     plot_report(report, png_path)
     return json_path, png_path
 

@@ -16,10 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zeroshot.errors import UserError
-from zeroshot.eval.runs import EvalReport, SampleLog, evaluate
-from zeroshot.eval.tasks import Task
-from zeroshot.files import write_atomic
+from zeroshot.eval.runs import EvalConfig, EvalReport, SampleLog, evaluate
+from zeroshot.files import make_output_dir, write_atomic
 from zeroshot.models.lm import LanguageModel
 
 
@@ -46,33 +44,32 @@ def _slug(name: str) -> str:
 
 def evaluate_models(
     models: Sequence[str | None],
-    task: Task,
+    config: EvalConfig,
     output_dir: str | Path,
     load: Callable[[str | None], LanguageModel],
     log_samples: bool = False,
     on_model: Callable[[EvalReport], None] | None = None,
-    **options,
+    progress: bool = True,
+    deadline: float | None = None,
 ) -> ScalingReport:
-    """Evaluate every model in `models` (loaded by `load`) on `task` with the same `options`.
+    """Evaluate every model in `models` (loaded by `load`, one at a time) on `config`.
 
-    `options` go to `evaluate` (shots, seeds, limit, normalization, calibrate, ...). Writes
+    `config` was checked when it was built, before the first model loads. Writes
     `<task>-scaling.json`, `<task>-accuracy-vs-k.png` and `<task>-accuracy-vs-params.png` under
     `output_dir` after each model, the per-model checkpoints under `runs/` and, with `log_samples`,
-    one JSONL per model under `samples/`.
+    one JSONL per model under `samples/`. `on_model` is called with each model's report as it
+    finishes; `progress` and `deadline` are `evaluate`'s.
     """
-    out = Path(output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {out}: {exc.strerror}") from None
+    out = make_output_dir(output_dir)  # a bad folder fails before the first model loads
+    task = config.task
     scaling = ScalingReport(task.name)
     for name in models:
         lm = load(name)
         slug = _slug(lm.name)
         log = SampleLog(out / "samples" / f"{task.name}-{slug}.jsonl", model=lm.name) if log_samples else None
         try:
-            report = evaluate(lm, task, sample_log=log, checkpoint=out / "runs" / f"{task.name}-{slug}.json",
-                              **options)
+            report = evaluate(lm, config, progress=progress, sample_log=log,
+                              checkpoint=out / "runs" / f"{task.name}-{slug}.json", deadline=deadline)
         finally:
             if log is not None:
                 log.close()

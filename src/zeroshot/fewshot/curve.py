@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from zeroshot.fewshot.kernel_adapter import KernelAdapter
 from zeroshot.fewshot.linear_probe import LinearProbe
 from zeroshot.fewshot.tasks import EmbeddingTask
 from zeroshot.fewshot.tip_adapter import TipAdapter
+from zeroshot.validation import split_ints, split_list
 
 METHODS = ("zeroshot", "linear", "kernel", "tip")
 METHOD_NAMES = {
@@ -55,12 +55,49 @@ def make_estimator(method: str, prior):
     raise UserError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
 
 
+def _check_test_fraction(test_fraction: float) -> None:
+    if not 0 < test_fraction < 1:
+        raise UserError(f"test fraction must be between 0 and 1, got {test_fraction}")
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """What `fewshot-curve` measures; checked when built, so before any encoder embeds a text.
+
+    `shots` (labelled examples per class) and `methods` may be given comma-separated (`"0,1,4"`,
+    `"linear,tip"`) or as sequences; shots are kept sorted, each once. Rules that need the embedded
+    task (enough examples per class for the largest K, class embeddings for `zeroshot`) are checked by
+    `run_curve` before its first fit.
+    """
+
+    shots: tuple[int, ...] | str = (0, 1, 2, 4, 8, 16)
+    seeds: int = 10
+    methods: tuple[str, ...] | str = METHODS
+    test_fraction: float = 0.5
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shots", tuple(split_ints(self.shots, "--shots")))
+        object.__setattr__(self, "methods", tuple(split_list(self.methods, "--methods")))
+        self.check()
+
+    def check(self) -> None:
+        """Every rule of the experiment that needs no data, once."""
+        if min(self.shots) < 0:
+            raise UserError(f"--shots must be at least 0, got {min(self.shots)}")
+        if self.seeds < 1:
+            raise UserError(f"--seeds must be at least 1, got {self.seeds}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise UserError(f"unknown methods {unknown or '(none)'}: choose from {', '.join(METHODS)}")
+        _check_test_fraction(self.test_fraction)
+
+
 def split_pool_and_test(
     labels: np.ndarray, test_fraction: float = 0.5, split_seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training pool and of the held-out test set, stratified by class."""
-    if not 0 < test_fraction < 1:
-        raise UserError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    _check_test_fraction(test_fraction)
     rng = np.random.default_rng(split_seed)
     pool, test = [], []
     for label in np.unique(labels):
@@ -86,21 +123,10 @@ def sample_support(pool: np.ndarray, labels: np.ndarray, shots: int, seed: int) 
     return np.array(chosen, dtype=int)
 
 
-def run_curve(
-    task: EmbeddingTask,
-    shots: Sequence[int],
-    seeds: int,
-    methods: Sequence[str],
-    test_fraction: float = 0.5,
-    split_seed: int = 0,
-    progress: bool = True,
-) -> dict:
+def run_curve(task: EmbeddingTask, config: CurveConfig, progress: bool = True) -> dict:
     """Accuracy on the held-out split for every method, shot count and seed; a JSON-ready dict."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise UserError(f"unknown methods {unknown}: choose from {', '.join(METHODS)}")
-    if seeds < 1:
-        raise UserError("--seeds must be at least 1")
+    shots, seeds, methods = list(config.shots), config.seeds, list(config.methods)
+    test_fraction, split_seed = config.test_fraction, config.split_seed
     if "zeroshot" in methods and task.prior is None:
         raise UserError(
             f"{task.name} has no class embeddings, so the zeroshot method cannot run: "

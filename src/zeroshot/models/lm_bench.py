@@ -35,7 +35,8 @@ class CostRow:
         return self.new_tokens / self.generate_seconds
 
 
-def run_bench_lm(model: str | None, backends: list[str], lengths: list[int]) -> tuple[list[CostRow], dict]:
+def run_bench_lm(model: str | None, backends: list[str], lengths: list[int],
+                 progress: bool = True) -> tuple[list[CostRow], dict]:
     """Time each backend in `backends` on `model`; returns the rows and {backend: why it was skipped}."""
     from tqdm import tqdm
 
@@ -47,7 +48,8 @@ def run_bench_lm(model: str | None, backends: list[str], lengths: list[int]) -> 
         raise UserError("generation lengths must be positive integers")
     rows: list[CostRow] = []
     skipped: dict[str, str] = {}
-    progress = tqdm(total=len(backends) * (len(lengths) + 1), desc="bench-lm", unit="step")
+    progress = tqdm(total=len(backends) * (len(lengths) + 1), desc="bench-lm", unit="step",
+                    disable=not progress)
     for backend in backends:
         try:
             lm = load_lm(model, backend=backend)

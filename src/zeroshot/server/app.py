@@ -116,12 +116,17 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def error_body(message: str, status: int, param: str | None = None, **extra: Any) -> dict[str, Any]:
-    """OpenAI's error shape, used by every endpoint so one client-side handler fits all."""
+def error_body(message: str, status: int, param: str | None = None,
+               details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """OpenAI's error shape, used by every endpoint so one client-side handler fits all; `details` lists
+    each field a request got wrong (422)."""
     kinds = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
              413: "request_too_large", 415: "invalid_request_error", 503: "service_unavailable"}
     kind = kinds.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": status, **extra}}
+    error = {"message": message, "type": kind, "param": param, "code": status}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -16,7 +16,8 @@ from zeroshot.errors import UserError
 
 @dataclass
 class ServerSettings:
-    """Options of `create_app`; `zeroshot serve` fills them from its command line."""
+    """Options of `create_app`, checked when built (`check`); `zeroshot serve` fills them from its
+    command line and checks nothing itself."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -48,18 +49,27 @@ class ServerSettings:
     preload: bool = False  # load the LM and CLIP at start-up instead of on first use
 
     def __post_init__(self) -> None:
+        # Normalised first (paths resolved, the dtype's aliases to its name), then every rule, once:
+        # `zeroshot serve` builds this before any model loads, so a bad option never waits for a request.
         self.image_roots = [Path(root).expanduser().resolve() for root in self.image_roots]
+        if self.db is not None:
+            self.db = Path(self.db).expanduser()
+        if self.api_key == "":
+            self.api_key = None
+        self.allowed_origins = [o.strip().rstrip("/") for o in self.allowed_origins if o.strip()]
+        self.check()
+
+    def check(self) -> None:
+        """Every rule of the server's settings; `UserError` naming the option at fault."""
+        if not 1 <= self.port <= 65535:
+            raise UserError(f"--port must be between 1 and 65535, not {self.port}")
         for root in self.image_roots:
             if not root.is_dir():
                 raise UserError(f"--image-root {root}: no such folder")
-        if self.db is not None:
-            self.db = Path(self.db).expanduser()
-        if self.dtype is not None:
+        if self.dtype is not None:  # None: the default, `$ZEROSHOT_DTYPE` or auto, read where CLIP loads
             from zeroshot.models.dtype import check_dtype
 
-            self.dtype = check_dtype(self.dtype)
-        if self.api_key == "":
-            self.api_key = None
+            self.dtype = check_dtype(self.dtype)  # the one dtype check of `serve` (its alias -> its name)
         positive = {"max_upload_mb": self.max_upload_mb, "max_pixels": self.max_pixels,
                     "max_prompt_chars": self.max_prompt_chars, "max_tokens": self.max_tokens,
                     "max_texts_per_request": self.max_texts_per_request,
@@ -72,7 +82,6 @@ class ServerSettings:
         for name, value in positive.items():
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise UserError(f"--{name.replace('_', '-')} must be positive, not {value}")
-        self.allowed_origins = [o.strip().rstrip("/") for o in self.allowed_origins if o.strip()]
         for origin in self.allowed_origins:
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise UserError(f"--allowed-origins {origin!r}: give origins as http(s)://host[:port], or *")
