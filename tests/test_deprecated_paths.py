@@ -39,12 +39,13 @@ def test_a_module_below_a_moved_package_moves_with_it():
 def test_old_from_imports_of_public_names_work():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from zeroshot.detect.detector import ZeroShotDetector
-        from zeroshot.search.index import ImageIndex
-        from zeroshot.train.clip import train_clip
         from zeroshot.vision.detect import ZeroShotDetector as OldDetector
         from zeroshot.vision.search import ImageIndex as OldIndex
         from zeroshot.vision.train import train_clip as old_train_clip
+
+        from zeroshot.detect.detector import ZeroShotDetector
+        from zeroshot.search.index import ImageIndex
+        from zeroshot.train.clip import train_clip
 
     assert (OldIndex, OldDetector, old_train_clip) == (ImageIndex, ZeroShotDetector, train_clip)
 
