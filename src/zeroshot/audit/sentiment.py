@@ -140,7 +140,7 @@ class SentimentAuditConfig:
         if self.samples < 1:
             raise UserError(f"--samples must be at least 1, got {self.samples}")
         config = self.generation_config()
-        config.validate()  # the decoding options' own rules
+        config.check()  # the decoding options' own rules
         if config.greedy and self.samples > 1:
             raise UserError("temperature 0 is greedy decoding: every sample would be the same; "
                             "use --samples 1")

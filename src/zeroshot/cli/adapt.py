@@ -40,13 +40,7 @@ def tune_prompt(
     A .gguf --model (the default too) is de-quantised once into a cached float32 Hugging Face folder.
     """
     from zeroshot.eval.tasks import load_task
-    from zeroshot.models.loader import load_lm
-    from zeroshot.train.soft_prompt import (
-        SoftPromptConfig,
-        sample_per_label,
-        train_soft_prompt,
-        trainable_model,
-    )
+    from zeroshot.train.soft_prompt import SoftPromptConfig, sample_per_label, train_soft_prompt
 
     config = SoftPromptConfig(
         n_virtual_tokens=virtual_tokens,
@@ -58,15 +52,13 @@ def tune_prompt(
         dev_fraction=dev_fraction,
         seed=seed,
     )
-    config.validate()
     task = load_task(task_name, max_chars=max_chars)
     if task.kind != "classification":
         raise UserError(f"soft prompts are trained for classification tasks; {task.name} is {task.kind}")
     pool_labels = [d.target for d in task.pool]
     chosen = sample_per_label(pool_labels, options.one_number(shots, "--shots"), seed)
-    lm = load_lm(trainable_model(model), backend="transformers")
     result = train_soft_prompt(
-        lm,
+        model,  # loaded by the trainer, after the checks that need no model
         [task.pool[i].query for i in chosen],
         [pool_labels[i] for i in chosen],
         output_dir,
@@ -123,7 +115,6 @@ def recycle_lm_command(
         recycle_lm,
         split_corpus,
     )
-    from zeroshot.train.soft_prompt import trainable_model
 
     config = RecycleConfig(
         vocab_size=vocab_size,
@@ -135,10 +126,9 @@ def recycle_lm_command(
         learning_rate=lr,
         seed=seed,
     )
-    config.validate()
     train, held_out = split_corpus(read_corpus(corpus))
     result = recycle_lm(
-        trainable_model(model), train, output_dir, config, resume=resume, device=device, progress=not quiet
+        model, train, output_dir, config, resume=resume, device=device, progress=not quiet
     )
     report = result.to_dict() | {"train_paragraphs": len(train), "held_out_paragraphs": len(held_out)}
     if eval_paragraphs and held_out:

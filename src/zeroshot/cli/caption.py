@@ -97,7 +97,7 @@ def caption_command(
         repetition_penalty=repetition_penalty,
         seed=seed,
     )
-    config.validate()
+    config.check()
     items: list[str] = list(inputs or [])
     if texts_file is not None:
         try:

@@ -93,7 +93,7 @@ class EvalConfig:
             raise UserError(f"--seeds must be at least 1, got {self.seeds}")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be at least 1, got {self.limit}")
-        GenerationConfig(max_new_tokens=self.max_new_tokens).validate()  # the one rule on decoding options
+        GenerationConfig(max_new_tokens=self.max_new_tokens).check()  # the one rule on decoding options
         if self.soft_prompt is not None and self.task.kind != "classification":
             raise UserError(f"--soft-prompt is for classification tasks; {self.task.name} is "
                             f"{self.task.kind}")

@@ -55,7 +55,7 @@ class GenerationConfig:
     def greedy(self) -> bool:
         return self.temperature <= 0.0
 
-    def validate(self) -> None:
+    def check(self) -> None:
         """Raise `UserError` for options no backend can honour."""
         if self.max_new_tokens < 1:
             raise UserError(f"max tokens must be at least 1, got {self.max_new_tokens}")
@@ -77,6 +77,8 @@ class GenerationConfig:
         if len(self.stop) > self.MAX_STOP:
             raise UserError(f"at most {self.MAX_STOP} stop sequences, got {len(self.stop)}")
 
+    validate = check  # the name before every config said `check`; goes in 0.3
+
     @classmethod
     def from_options(cls, *, max_tokens: int | None = None, temperature: float | None = None,
                      top_k: int | None = None, top_p: float | None = None,
@@ -89,7 +91,7 @@ class GenerationConfig:
                  "repetition_penalty": repetition_penalty, "num_beams": num_beams}
         config = cls(**{name: value for name, value in given.items() if value is not None},
                      stop=[stop] if isinstance(stop, str) else list(stop or []), seed=seed, chat=chat)
-        config.validate()
+        config.check()
         return config
 
 

@@ -213,7 +213,7 @@ class LlamaCppLM(LanguageModel):
     # -- generation ---------------------------------------------------------------------------------
 
     def _completion_kwargs(self, prompt: str, config: GenerationConfig) -> dict:
-        config.validate()
+        config.check()
         if config.num_beams > 1:
             raise UserError("the llama.cpp backend has no beam search: use --backend transformers for "
                             "num_beams > 1, or greedy decoding (temperature 0)")

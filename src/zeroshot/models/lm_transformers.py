@@ -234,7 +234,7 @@ class TransformersLM(LanguageModel):
     def _hf_config(self, config: GenerationConfig):
         from transformers import GenerationConfig as HFGenerationConfig
 
-        config.validate()
+        config.check()
         options = dict(max_new_tokens=config.max_new_tokens, num_beams=config.num_beams,
                        repetition_penalty=config.repetition_penalty, do_sample=not config.greedy,
                        pad_token_id=self._pad_id, eos_token_id=self.model.generation_config.eos_token_id,

@@ -71,7 +71,7 @@ async def caption(request: Request) -> dict[str, Any]:
         num_beams=body.num_beams,
         seed=body.seed,
     )
-    config.validate()
+    config.check()
     loop = asyncio.get_running_loop()
     resources = request.app.state.resources
     service = await loop.run_in_executor(resources.lm_executor, _service, request)

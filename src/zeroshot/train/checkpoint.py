@@ -56,13 +56,17 @@ def _jsonable(value):
 class Checkpoint:
     """The checkpoint of one training run writing to `out`, identified by `fingerprint`.
 
+    A fingerprint of None means "not known yet" (it needs the model's weights): `check_start` then
+    applies only the half of the resume rule that needs no model, so a trainer can refuse a wrong
+    `--resume` before it loads anything, and check the fingerprint once the model is there.
+
     `what` names, for messages, what the fingerprint covers ("data or settings"); `option` is the
     command-line name of the output folder, so a message says what to change; `product` is what a
     finished run leaves there ("model", "captioner"). `name` is the checkpoint folder's name in `out`
     (`checkpoint`; the swap uses `<name>.new` and `<name>.old` beside it).
     """
 
-    def __init__(self, out: str | os.PathLike, fingerprint: str, what: str = "data or settings",
+    def __init__(self, out: str | os.PathLike, fingerprint: str | None, what: str = "data or settings",
                  option: str = "--output-dir", product: str = "trained model",
                  name: str = CHECKPOINT_DIR) -> None:
         self.out = Path(out).expanduser()
@@ -123,7 +127,7 @@ class Checkpoint:
             # older versions' checkpoints included: their fingerprints were computed otherwise
             raise UserError(f"the checkpoint in {folder} is not one this version writes; "
                             "remove it to start over")
-        if meta.get("fingerprint") != self.fingerprint:
+        if self.fingerprint is not None and meta.get("fingerprint") != self.fingerprint:
             raise UserError(f"--resume: the checkpoint in {folder} is from another run (another "
                             f"{self.what}): resume with the same ones, or choose another {self.option}")
         return meta

@@ -261,7 +261,8 @@ class RecycleConfig:
     save_every: int = 100  # steps between checkpoints (resume after a kill)
     seed: int = 0
 
-    def validate(self) -> None:
+    def check(self) -> None:
+        """Every rule on the settings, before any model or tokenizer loads."""
         if self.vocab_size is not None and self.vocab_size < 1:
             raise UserError(f"the vocabulary size must be at least 1, got {self.vocab_size}")
         if self.init not in INITS:
@@ -320,7 +321,7 @@ def _batches(ids: np.ndarray, seq_len: int, batch_size: int, seed: int):
 
 
 def recycle_lm(
-    base_model: str,
+    base_model: str | os.PathLike | None,
     train_texts: Sequence[str],
     output_dir: str | os.PathLike,
     config: RecycleConfig | None = None,
@@ -332,13 +333,19 @@ def recycle_lm(
 ) -> RecycleResult:
     """Recycle the Hugging Face model `base_model` for the language of `train_texts` into `output_dir`.
 
-    `tokenizer` reuses an already trained target tokenizer (e.g. to compare inits on one vocabulary).
+    `base_model` is a Hugging Face folder or hub id, or a GGUF (de-quantised once, after the checks
+    that need no model). `tokenizer` reuses an already trained target tokenizer (e.g. to compare inits
+    on one vocabulary).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from zeroshot.train.soft_prompt import trainable_model
+
     config = config or RecycleConfig()
-    config.validate()
+    config.check()
     out = Path(output_dir)
+    Checkpoint(out, None).check_start(resume, finished=META_FILE)  # before a GGUF is de-quantised
+    base_model = trainable_model(base_model)
     run_key = _run_key(base_model, config, train_texts)
     checkpoint = Checkpoint(out, run_key, what="base model, corpus or settings")
     state = checkpoint.check_start(resume, finished=META_FILE)  # before the tokenizer and model load

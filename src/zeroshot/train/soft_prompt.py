@@ -55,7 +55,7 @@ class SoftPromptConfig:
     max_steps: int | None = None  # stop after this many optimizer steps in all (a compute budget)
     seed: int = 0
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.n_virtual_tokens < 1:
             raise UserError(f"the number of virtual tokens must be at least 1, got {self.n_virtual_tokens}")
         if self.init not in INITS:
@@ -132,7 +132,7 @@ def _run_key(base_fp: str, config: SoftPromptConfig, texts, labels, template: Pr
 
 
 def train_soft_prompt(
-    lm: TransformersLM,
+    lm: TransformersLM | str | os.PathLike | None,
     texts: Sequence[str],
     labels: Sequence[str],
     output_dir: str | os.PathLike,
@@ -146,6 +146,9 @@ def train_soft_prompt(
 ) -> SoftPromptResult:
     """Train a soft prompt classifying `texts` into `labels` with the frozen `lm`; save it to `output_dir`.
 
+    `lm` is a loaded transformers-backend LM, or a model name, path or GGUF (None: the built-in model),
+    which is loaded (a GGUF de-quantised once) after every check that needs no model has passed.
+
     `description` initialises the prompt (with `init="text"`) and is recorded; at prediction time the
     soft prompt takes its place. `template` is the query/answer format (recorded, reused when loaded).
     """
@@ -153,12 +156,7 @@ def train_soft_prompt(
     from tqdm.auto import tqdm
 
     config = config or SoftPromptConfig()
-    config.validate()
-    if not isinstance(lm, TransformersLM) or isinstance(lm, SoftPromptLM):
-        raise UserError(
-            "soft prompts train through the transformers backend: load the model with "
-            "--backend transformers (a .gguf is de-quantised to a Hugging Face folder first)"
-        )
+    config.check()
     texts, labels = [str(t) for t in texts], [str(y) for y in labels]
     if not texts or len(texts) != len(labels):
         raise UserError("soft prompt training needs at least one text and one label per text")
@@ -172,6 +170,17 @@ def train_soft_prompt(
         )
     template = template or PromptTemplate()
     out = Path(output_dir)
+    if lm is None or isinstance(lm, str | os.PathLike):
+        # The half of the resume rule that needs no model, before the model loads.
+        Checkpoint(out, None).check_start(resume, finished=META_FILE)
+        from zeroshot.models.loader import load_lm
+
+        lm = load_lm(trainable_model(lm), backend="transformers")
+    if not isinstance(lm, TransformersLM) or isinstance(lm, SoftPromptLM):
+        raise UserError(
+            "soft prompts train through the transformers backend: load the model with "
+            "--backend transformers (a .gguf is de-quantised to a Hugging Face folder first)"
+        )
     model = lm.model
     base_fp = model_fingerprint(model)
     run_key = _run_key(base_fp, config, texts, labels, template)
