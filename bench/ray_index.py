@@ -159,9 +159,10 @@ def main() -> None:
 
     import ray
 
-    from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.models.clip import load_clip
     from zeroshot.search.index import ImageIndex
     from zeroshot.search.ray_indexing import RayEngine
+    from zeroshot.testing import save_random_clip
 
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model_name = next((line.split(":", 1)[1].strip() for line in cpu.splitlines()

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroshot.errors import UserError
-from zeroshot.files import write_atomic
+from zeroshot.files import make_output_dir, write_atomic
 
 
 class AuditInterrupted(KeyboardInterrupt):
@@ -56,15 +55,8 @@ def dumps(data: object) -> str:
 
 
 def prepare_out_dir(out: str | os.PathLike) -> Path:
-    """The output folder, created; a `UserError` if it is a file or cannot be made."""
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out {path} is a file: give a folder for the report")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the report folder {path}: {exc.strerror or exc}") from exc
-    return path
+    """The report folder, created (`zeroshot.files.make_output_dir`); a `UserError` if it cannot be."""
+    return make_output_dir(out, "report folder")
 
 
 def figure_png(fig) -> bytes:

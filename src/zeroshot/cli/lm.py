@@ -112,17 +112,18 @@ def bench_lm_ladder_command(
     llama.cpp's bare prompt processing (`Llama.eval`) of the same tokens."""
     import json
 
+    from zeroshot.files import make_output_dir
     from zeroshot.models.ladder import installed_ladder
     from zeroshot.models.lm_bench import bench_ladder_model, format_ladder_table
     from zeroshot.validation import split_ints
 
     token_counts = split_ints(lengths, "--lengths", minimum=1)
     names: list[str | None] = list(models) if models else [None, *map(str, installed_ladder())]
+    make_output_dir(output.parent)  # before the first model loads, not after its minutes of timing
     rows = []
     for name in names:
         rows.append(bench_ladder_model(name, token_counts, max_tokens, rounds, threads))
         print(format_ladder_table(rows[-1:]), file=sys.stderr)
-        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"rows": [r.to_dict() for r in rows]}, indent=2))  # kept as it goes
     print(format_ladder_table(rows))
     print(f"wrote {output}", file=sys.stderr)

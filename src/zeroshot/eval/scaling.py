@@ -16,10 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zeroshot.errors import UserError
 from zeroshot.eval.runs import EvalReport, SampleLog, evaluate
 from zeroshot.eval.tasks import Task
-from zeroshot.files import write_atomic
+from zeroshot.files import make_output_dir, write_atomic
 from zeroshot.models.lm import LanguageModel
 
 
@@ -60,11 +59,7 @@ def evaluate_models(
     `output_dir` after each model, the per-model checkpoints under `runs/` and, with `log_samples`,
     one JSONL per model under `samples/`.
     """
-    out = Path(output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {out}: {exc.strerror}") from None
+    out = make_output_dir(output_dir)
     scaling = ScalingReport(task.name)
     for name in models:
         lm = load(name)
