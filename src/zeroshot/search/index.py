@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError, storage_error
-from zeroshot.models.clip import DEFAULT_CLIP, ImageTextModel
+from zeroshot.models.clip import DEFAULT_CLIP, ImageTextModel, load_clip
 from zeroshot.search.indexing import AddReport, absolute, forget_files, index_files
 from zeroshot.search.stores import VectorStore, open_store, sync
 from zeroshot.search.stores.catalog import TEMP_PREFIX, Catalog, database_error
@@ -358,8 +358,6 @@ def index_model(info: Mapping[str, str], clip_model: str | None = None, *, devic
     explicit `clip_model` (or dtype) that is not the index's model is refused when the index gets it
     (`ImageIndex.use_model`), as vectors of two models cannot be compared.
     """
-    from zeroshot.models.clip import load_clip
-
     name = clip_model or info.get("model_name") or fallback
     if name is None:
         raise UserError(f"{where}: the index is empty; give a CLIP model to add images")
