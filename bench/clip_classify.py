@@ -206,8 +206,9 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.models.clip import load_clip
     from zeroshot.models.dtype import MIN_COSINE, MIN_TOP1, bf16_supported, cpu_key
+    from zeroshot.testing import save_random_clip
 
     console = Console()
     model_dir = WORK / "vit-b-32"

@@ -34,7 +34,8 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.models.clip import load_clip
+    from zeroshot.testing import save_random_clip
     from zeroshot.train.losses import clip_consistency_loss, image_features
 
     folder = args.clip_model or save_random_clip(Path(tempfile.mkdtemp()) / "clip", seed=args.seed)

@@ -54,7 +54,8 @@ def photos() -> list[Path]:
 def main() -> None:
     from zeroshot.detect.detector import ZeroShotDetector, draw_detections
     from zeroshot.detect.proposals import RegionProposer
-    from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.models.clip import load_clip
+    from zeroshot.testing import save_random_clip
     from zeroshot.vision.images import load_image
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -17,9 +17,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from zeroshot.detect.detector import ZeroShotDetector
-from zeroshot.models.clip import load_clip, save_random_clip
+from zeroshot.models.clip import load_clip
 from zeroshot.server.app import create_app
 from zeroshot.server.settings import ServerSettings
+from zeroshot.testing import save_random_clip
 
 
 def main() -> int:

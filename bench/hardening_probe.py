@@ -38,8 +38,9 @@ SURROGATE = '"\\ud800"'
 
 def make_world(folder: Path) -> dict:
     """Images (good, a FIFO, /dev/zero, a non-image, an odd name), a tiny CLIP, and an index of them."""
-    from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.models.clip import load_clip
     from zeroshot.search.index import ImageIndex
+    from zeroshot.testing import save_random_clip
 
     images = folder / "images"
     images.mkdir()

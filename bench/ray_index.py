@@ -158,9 +158,10 @@ def main() -> None:
     import ray
     from bench.common import lscpu_model
 
-    from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.models.clip import load_clip
     from zeroshot.search.index import ImageIndex
     from zeroshot.search.ray_indexing import RayEngine
+    from zeroshot.testing import save_random_clip
 
     result: dict = {"cpu": lscpu_model(), "cores": os.cpu_count(), "images": args.images, "model": args.size,
                     "batch_size": args.batch_size, "ray": ray.__version__,

@@ -383,8 +383,9 @@ def indexing_benchmark(args: argparse.Namespace) -> dict:
     from PIL import Image
     from skimage import data as samples
 
-    from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.models.clip import load_clip
     from zeroshot.search.index import ImageIndex
+    from zeroshot.testing import save_random_clip
     from zeroshot.vision.embed import embed_images
 
     photos = [samples.astronaut(), samples.coffee(), samples.chelsea(), samples.rocket(),

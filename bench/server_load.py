@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="zeroshot-load-"))
     server_args = list(args.server_arg)
     if args.task == "image":
-        from zeroshot.models.clip import save_random_clip
+        from zeroshot.testing import save_random_clip
 
         make_image_root(workdir / "images")
         save_random_clip(workdir / "clip", "tiny")

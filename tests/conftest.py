@@ -18,7 +18,7 @@ os.environ.setdefault("ZEROSHOT_DTYPE", "fp32")
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory) -> Path:
     """A small random-weight CLIP saved in the real Hugging Face folder format."""
-    from zeroshot.models.clip import save_random_clip
+    from zeroshot.testing import save_random_clip
 
     return save_random_clip(tmp_path_factory.mktemp("tiny-clip"), size="tiny", seed=0)
 

@@ -13,13 +13,16 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from text_fake_lm import BOS, FakeLM
 from zeroshot.audit import gender, sentiment
 from zeroshot.audit.report import AuditInterrupted
 from zeroshot.audit.stats import log_odds_informative_prior, wilson_interval
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.models.lm import GenerationConfig
+from zeroshot.testing import FakeLM
+
+BOS = FakeLM.BOS
+
 
 
 class ContextLM(FakeLM):

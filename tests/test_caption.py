@@ -19,9 +19,8 @@ from PIL import Image
 from zeroshot.caption.captioner import CaptionerConfig, PrefixCaptioner, load_caption_lm, load_captioner
 from zeroshot.cli import main
 from zeroshot.errors import UserError
-from zeroshot.models.clip import save_random_clip
 from zeroshot.models.lm import GenerationConfig
-from zeroshot.models.lm_transformers import save_random_lm
+from zeroshot.testing import save_random_clip, save_random_lm
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "black": (5, 5, 5)}

@@ -11,10 +11,10 @@ from PIL import Image
 
 from zeroshot.caption.captioner import CaptionerConfig, PrefixCaptioner, load_caption_lm
 from zeroshot.caption.data import load_caption_encoder
-from zeroshot.models.lm_transformers import save_random_lm
 from zeroshot.server.app import create_app
 from zeroshot.server.background import serve_in_thread
 from zeroshot.server.settings import ServerSettings
+from zeroshot.testing import save_random_lm
 
 
 def _captioner(tmp_path_factory, tiny_clip_dir, kind: str):

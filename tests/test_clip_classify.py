@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from zeroshot.errors import UserError
-from zeroshot.models.clip import load_clip, save_random_clip
+from zeroshot.models.clip import load_clip
+from zeroshot.testing import save_random_clip
 from zeroshot.vision.classify import ZeroShotImageClassifier, cache_key, default_cache_dir, text_classifier
 from zeroshot.vision.images import ImageError
 from zeroshot.vision.templates import IMAGENET_TEMPLATES, get_templates, template_set_names

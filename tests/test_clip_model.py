@@ -37,7 +37,7 @@ def test_fingerprint_is_stable_across_loads_and_follows_the_weights(tiny_clip, t
 
 
 def test_saving_a_random_model_leaves_the_callers_random_state_alone(tmp_path):
-    from zeroshot.models.clip import save_random_clip
+    from zeroshot.testing import save_random_clip
 
     torch.manual_seed(123)
     expected = torch.rand(3)

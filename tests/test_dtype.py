@@ -84,6 +84,10 @@ def test_explicit_dtypes_still_work(tiny_clip_dir, fresh_cache, monkeypatch):
                       torch.ao.nn.quantized.dynamic.Linear)
     fingerprints = {model.fingerprint for model in models.values()}
     assert len(fingerprints) == 3  # embeddings of two dtypes never share a cache or an index
+    for name, model in models.items():  # the one tagging rule, shared with the sentence encoder
+        assert model.fingerprint == dtypes.dtype_fingerprint(models["fp32"].fingerprint, name)
+        assert model.matches(model.fingerprint)
+        assert model.matches(models["fp32"].fingerprint) == (name == "fp32")
 
 
 def test_bf16_on_a_cpu_without_it_falls_back_in_one_line(tiny_clip_dir, fresh_cache, monkeypatch, caplog):
@@ -144,9 +148,13 @@ def test_sentence_encoder_dtypes(fresh_cache, monkeypatch):
     assert calls == [1] and auto.dtype_name == auto.dtype_choice.dtype
     assert load_sentence_encoder(None, dtype="auto").dtype_choice.cached and calls == [1]
     fp32, int8 = load_sentence_encoder(None, dtype="fp32"), load_sentence_encoder(None, dtype="int8")
-    assert int8.dtype_name == "int8" and int8.fingerprint() == fp32.fingerprint() + "|int8"
+    assert int8.dtype_name == "int8"
+    assert int8.fingerprint() == dtypes.dtype_fingerprint(fp32.fingerprint(), "int8")
     matched = load_sentence_encoder(None, match_fingerprint=int8.fingerprint())  # as a saved captioner asks
     assert matched.dtype_name == "int8" and matched.dtype_choice is None and calls == [1]
+    legacy = fp32.fingerprint() + "|int8"  # the sentence encoder's tag before one rule served both
+    assert load_sentence_encoder(None, match_fingerprint=legacy).dtype_name == "int8" and calls == [1]
+    assert int8.matches(legacy) and int8.matches(int8.fingerprint()) and not fp32.matches(legacy)
     a, b = fp32.encode(["The striker scored twice."]), int8.encode(["The striker scored twice."])
     assert a.dtype == b.dtype == np.float32 and float((a @ b.T)[0, 0]) > 0.8
     bf16 = load_sentence_encoder(None, dtype="bf16").encode(["The striker scored twice.", "Shares fell."])

@@ -8,7 +8,6 @@ import zipfile
 
 import pytest
 
-from text_fake_lm import FakeLM
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.eval.extract import AnswerExtractor, parse_extractor
@@ -16,16 +15,12 @@ from zeroshot.eval.runs import EvalConfig, evaluate
 from zeroshot.eval.scaling import evaluate_models, scaling_paths
 from zeroshot.eval.tasks import load_task
 from zeroshot.models.lm import GenerationConfig
+from zeroshot.testing import FakeLM, write_jsonl
 from zeroshot.text.chat import chat_prompt_template, render_chat
 from zeroshot.text.prompts import Demonstration, PromptBuilder, PromptTemplate
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 class SizedLM(FakeLM):

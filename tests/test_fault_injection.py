@@ -17,24 +17,12 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from zeroshot.errors import UserError
 from zeroshot.search.index import ImageIndex
 from zeroshot.search.stores import catalog as catalog_module
-
-
-def make_pictures(folder: Path, count: int, start: int = 0) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(start)
-    paths = []
-    for i in range(start, start + count):
-        path = folder / f"p{i:03d}.png"
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+from zeroshot.testing import save_random_images
 
 
 def _run(*command: str) -> bool:
@@ -79,7 +67,7 @@ def _check_intact(db: Path) -> int:
 # --- a full disk ---------------------------------------------------------------------------------------
 
 def test_full_tmpfs_says_no_space_keeps_what_was_done_and_resumes(tmp_path, tiny_clip):
-    photos = make_pictures(tmp_path / "photos", 40)
+    photos = save_random_images(tmp_path / "photos", 40)
     with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", "size=3m", "tmpfs") as disk:
         db = disk / "db"
         with ImageIndex(db, tiny_clip) as index:
@@ -98,7 +86,7 @@ def test_full_tmpfs_says_no_space_keeps_what_was_done_and_resumes(tmp_path, tiny
 
 
 def test_a_new_index_on_a_full_tmpfs_leaves_nothing_behind(tmp_path, tiny_clip):
-    photos = make_pictures(tmp_path / "photos", 4)
+    photos = save_random_images(tmp_path / "photos", 4)
     with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", "size=1m", "tmpfs") as disk:
         filler = _fill(disk)
         with pytest.raises(UserError, match="no space left on device"):
@@ -113,7 +101,7 @@ def test_simulated_enospc_in_the_cache_write(tmp_path, tiny_clip, monkeypatch):
     """The FAISS cache write fails with ENOSPC (simulated: a patched write)."""
     from zeroshot.search.stores import faiss_store
 
-    photos = make_pictures(tmp_path / "photos", 6)
+    photos = save_random_images(tmp_path / "photos", 6)
 
     def full(index, path):
         raise OSError(errno.ENOSPC, "No space left on device", path)
@@ -132,7 +120,7 @@ def test_simulated_enospc_in_the_cache_write(tmp_path, tiny_clip, monkeypatch):
 
 def test_simulated_sqlite_full_is_not_reported_as_damage(tmp_path, tiny_clip, monkeypatch):
     """SQLite says "database or disk is full" mid-batch (simulated), after which it has rolled back."""
-    photos = make_pictures(tmp_path / "photos", 6)
+    photos = save_random_images(tmp_path / "photos", 6)
 
     def full(self, db, sha256, embedding):
         db.execute("ROLLBACK")  # what SQLite itself does on SQLITE_FULL
@@ -187,7 +175,7 @@ def read_only(folder: Path):
 
 
 def test_read_only_index_searches_and_refuses_writes_by_name(tmp_path, tiny_clip):
-    photos = make_pictures(tmp_path / "photos", 6)
+    photos = save_random_images(tmp_path / "photos", 6)
     db = tmp_path / "db"
     with ImageIndex(db, tiny_clip) as index:
         index.add(photos)
@@ -196,7 +184,7 @@ def test_read_only_index_searches_and_refuses_writes_by_name(tmp_path, tiny_clip
         with ImageIndex(db, tiny_clip, create=False) as index:
             assert [(hit.path, round(hit.score, 5)) for hit in index.search(text="x", k=3)] == expected
         with pytest.raises(UserError, match="read-only"), ImageIndex(db, tiny_clip) as index:
-            index.add(make_pictures(tmp_path / "more", 1, start=50))
+            index.add(save_random_images(tmp_path / "more", 1, seed=50, start=50))
 
 
 # --- FIFOs and /dev/zero where files are expected ------------------------------------------------------
@@ -213,7 +201,7 @@ def test_fifos_and_dev_zero_as_index_files_are_refused(tmp_path, tiny_clip):
         ImageIndex(db, tiny_clip)
     (db / "catalog.sqlite").unlink()
     with ImageIndex(db, tiny_clip) as index:
-        index.add(make_pictures(tmp_path / "photos", 3))
+        index.add(save_random_images(tmp_path / "photos", 3))
     os.mkfifo(tmp_path / "query.png")
     with ImageIndex(db, tiny_clip) as index:
         for query in (tmp_path / "query.png", Path("/dev/zero")):
@@ -233,7 +221,7 @@ def _scribble(path: Path) -> None:
 
 
 def test_every_index_file_damaged_in_turn_never_gives_garbage(tmp_path, tiny_clip):
-    make_pictures(tmp_path / "photos", 12)
+    save_random_images(tmp_path / "photos", 12)
     db = tmp_path / "db"  # catalog.sqlite, vectors.faiss, vectors.json, write.lock
     with ImageIndex(db, tiny_clip) as index:
         index.add([tmp_path / "photos"])

@@ -14,12 +14,11 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from zeroshot.errors import UserError
 from zeroshot.search.index import ImageIndex
+from zeroshot.testing import save_random_images
 from zeroshot.vision.images import ImageError, load_image, read_image_bytes
 
 
@@ -36,17 +35,6 @@ def deadline(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def make_pictures(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(count):
-        path = folder / f"p{i:02d}.png"
-        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
 
 
 def test_devices_fifos_and_folders_are_refused_by_the_loader(tmp_path):
@@ -77,7 +65,7 @@ def test_read_cap_follows_the_pixel_limit(tmp_path):
 
 @pytest.fixture
 def pictures(tmp_path) -> list[Path]:
-    return make_pictures(tmp_path / "photos", 6)
+    return save_random_images(tmp_path / "photos", 6, size=24)
 
 
 def test_index_skips_dev_zero_and_fifos_and_keeps_the_rest(tmp_path, pictures, tiny_clip):
@@ -112,7 +100,7 @@ def _scribble(path: Path) -> None:
 
 
 def test_a_scribbled_faiss_cache_is_detected_rebuilt_and_repaired(tmp_path, tiny_clip):
-    make_pictures(tmp_path / "photos", 40)
+    save_random_images(tmp_path / "photos", 40, size=24)
     db = tmp_path / "db"
     with ImageIndex(db, tiny_clip) as index:
         index.add([tmp_path / "photos"])

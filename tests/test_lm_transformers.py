@@ -12,7 +12,7 @@ from zeroshot.models.loader import load_lm
 
 @pytest.fixture(scope="session", params=["llama", "gpt2"])
 def tiny_lm(request, tmp_path_factory):
-    from zeroshot.models.lm_transformers import save_random_lm
+    from zeroshot.testing import save_random_lm
 
     folder = save_random_lm(tmp_path_factory.mktemp(f"tiny-{request.param}"), arch=request.param, seed=0)
     return load_lm(str(folder), backend="auto")

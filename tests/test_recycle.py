@@ -31,7 +31,7 @@ ITALIAN = [
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory) -> Path:
-    from zeroshot.models.lm_transformers import save_random_lm
+    from zeroshot.testing import save_random_lm
 
     return save_random_lm(tmp_path_factory.mktemp("gpt2"), arch="gpt2", seed=0)
 

@@ -29,8 +29,8 @@ SEEN: dict[str, Counter] = defaultdict(Counter)
 
 @pytest.fixture(scope="module")
 def api_app(tiny_clip, tiny_clip_dir, tmp_path_factory):
-    from text_fake_lm import FakeLM
     from zeroshot.search.index import ImageIndex
+    from zeroshot.testing import FakeLM
 
     root = tmp_path_factory.mktemp("schemathesis-images")
     rng = np.random.default_rng(0)
@@ -62,7 +62,7 @@ def _tiny_captioner(tiny_clip_dir, tmp_path_factory):
     """An untrained text captioner on the tiny CLIP and a tiny LM, so that /v1/caption is on."""
     from zeroshot.caption.captioner import CaptionerConfig, PrefixCaptioner, load_caption_lm
     from zeroshot.caption.data import load_caption_encoder
-    from zeroshot.models.lm_transformers import save_random_lm
+    from zeroshot.testing import save_random_lm
 
     root = tmp_path_factory.mktemp("schemathesis-captioner")
     encoder = load_caption_encoder("clip-text", str(tiny_clip_dir))

@@ -141,7 +141,8 @@ def test_bad_files_are_reported_and_the_run_completes(tmp_path, images, tiny_cli
 
 
 def test_a_different_model_is_refused(tmp_path, images, tiny_clip):
-    from zeroshot.models.clip import load_clip, save_random_clip
+    from zeroshot.models.clip import load_clip
+    from zeroshot.testing import save_random_clip
 
     index = ImageIndex(tmp_path / "db", tiny_clip)
     index.add(images[:3])

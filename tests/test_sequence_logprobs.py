@@ -18,7 +18,7 @@ TEXT = "Article: The striker scored twice as the club won the cup final. Topic: 
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from zeroshot.models.lm_transformers import save_random_lm
+    from zeroshot.testing import save_random_lm
 
     return load_lm(save_random_lm(tmp_path_factory.mktemp("lm")), backend="transformers")
 

@@ -76,6 +76,19 @@ def server(sample_images, image_db, tiny_clip_dir):
         yield base_url, app
 
 
+def test_without_clip_model_the_server_uses_the_index_model(image_db, tiny_clip):
+    """`serve --db` without `--clip-model` loads the model the index was built with, as `zeroshot search`
+    does (`zeroshot.search.index.index_model`), rather than the default CLIP the index would refuse."""
+    from zeroshot.server.resources import Resources
+
+    resources = Resources(ServerSettings(device="cpu", db=image_db))
+    try:
+        assert resources.clip().fingerprint == tiny_clip.fingerprint
+        assert len(resources.index()) == 6
+    finally:
+        asyncio.run(resources.close())
+
+
 @pytest.fixture(scope="module")
 def client(server):
     base_url, _ = server

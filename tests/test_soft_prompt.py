@@ -56,7 +56,7 @@ def _data():
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory) -> Path:
-    from zeroshot.models.lm_transformers import save_random_lm
+    from zeroshot.testing import save_random_lm
 
     return save_random_lm(tmp_path_factory.mktemp("gpt2"), arch="gpt2", seed=0)
 
@@ -292,7 +292,7 @@ def _one_line_error(capsys) -> str:
 
 
 def test_cli_tune_then_eval_and_bad_inputs(tiny_gpt2, tmp_path, capsys):
-    from zeroshot.models.lm_transformers import save_random_lm
+    from zeroshot.testing import save_random_lm
 
     task = _task_file(tmp_path)
     out = tmp_path / "prompt"

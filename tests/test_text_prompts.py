@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from text_fake_lm import BOS, FakeLM
 from zeroshot.errors import UserError
+from zeroshot.testing import FakeLM
 from zeroshot.text.classify import ZeroShotTextClassifier
 from zeroshot.text.prompts import (
     Demonstration,
@@ -17,6 +17,8 @@ from zeroshot.text.prompts import (
     sample_demonstrations,
     truncate_text,
 )
+
+BOS = FakeLM.BOS
 
 DEMOS = [Demonstration("goal scored", "sport"), Demonstration("vote held", "politics")]
 

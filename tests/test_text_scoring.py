@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from text_fake_lm import BOS, FakeLM
 from zeroshot.errors import UserError
 from zeroshot.numerics import softmax
+from zeroshot.testing import FakeLM
 from zeroshot.text.classify import MultipleChoiceScorer, ZeroShotTextClassifier
 from zeroshot.text.prompts import PromptBuilder
 from zeroshot.text.scoring import LikelihoodScorer
 from zeroshot.validation import check_labels
+
+BOS = FakeLM.BOS
+
 
 LABELS = ["sport", "politics", "art"]
 

@@ -8,34 +8,25 @@ import sys
 
 import pytest
 
-from text_fake_lm import FakeLM
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.eval.runs import EvalConfig, evaluate, format_table, save_report
 from zeroshot.eval.tasks import load_task
+from zeroshot.testing import FakeLM, save_sentiment_task
+from zeroshot.testing import write_jsonl as write_json_lines
 from zeroshot.validation import split_ints
 
 
 def write_jsonl(path, rows, raw_lines=()):
-    lines = [json.dumps(r) for r in rows] + list(raw_lines)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = write_json_lines(path, rows)
+    if raw_lines:  # lines that are not JSON, to test how they are refused
+        path.write_text(path.read_text(encoding="utf-8") + "\n".join(raw_lines) + "\n", encoding="utf-8")
     return path
 
 
 @pytest.fixture
 def classification_file(tmp_path):
-    config = {
-        "config": {
-            "description": "Sentiment.",
-            "doc_to_text": "Review: {text}\nSentiment:",
-            "doc_to_target": "{label}",
-            "doc_to_choice": ["negative", "positive"],
-        }
-    }
-    rows = [{"text": f"good {i}", "label": "positive", "split": "train"} for i in range(3)]
-    rows += [{"text": f"bad {i}", "label": "negative", "split": "train"} for i in range(3)]
-    rows += [{"text": f"review {i}", "label": ["negative", "positive"][i % 2]} for i in range(6)]
-    return write_jsonl(tmp_path / "sentiment.jsonl", [config, *rows])
+    return save_sentiment_task(tmp_path / "sentiment.jsonl")
 
 
 def test_classification_task_keeps_format_apart_from_scoring(classification_file):

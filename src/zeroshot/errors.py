@@ -19,6 +19,17 @@ class UserError(Exception):
         self.status_code = status_code
 
 
+def first_line(exc: BaseException, max_chars: int | None = None) -> str:
+    """The first line of `exc`'s message (its type's name when the message is empty), for a one-line error.
+
+    Libraries put the useful sentence first and a traceback, a URL list or a dump after it; a user
+    reads one line. `max_chars` cuts a first line that is itself too long (a worker's repr).
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if max_chars is None else line[:max_chars]
+
+
 # Below this many free bytes a failed write is taken to be a full disk, whatever the layer above said
 # (SQLite reports some ENOSPC as a plain "disk I/O error", FAISS as a RuntimeError naming fwrite).
 NEARLY_FULL_BYTES = 1 << 20

@@ -55,8 +55,7 @@ def dumps(data: object) -> str:
 
 
 def prepare_out_dir(out: str | os.PathLike) -> Path:
-    """The output folder, created; a `UserError` if it is a file or cannot be made (the one rule,
-    `zeroshot.files.make_output_dir`)."""
+    """The report folder, created (`zeroshot.files.make_output_dir`); a `UserError` if it cannot be."""
     return make_output_dir(out, "report folder")
 
 

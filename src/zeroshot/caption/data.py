@@ -111,7 +111,7 @@ def check_encoder(encoder: CaptionEncoder, record: dict) -> None:
             f"{encoder.name} gives {encoder.embedding_dim}-dimensional embeddings but the captioner "
             f"was trained on {saved['embedding_dim']}-dimensional ones ({saved.get('name')})"
         )
-    if saved.get("fingerprint") and encoder.describe()["fingerprint"] != saved["fingerprint"]:
+    if saved.get("fingerprint") and not encoder.model.matches(saved["fingerprint"]):
         raise UserError(
             f"{encoder.name} is not the encoder the captioner was trained with "
             f"({saved.get('name')}): pass that model"

@@ -108,6 +108,7 @@ def bench_lm_ladder_command(
     setup-ladder`) are timed."""
     import json
 
+    from zeroshot.files import make_output_dir
     from zeroshot.models.ladder import installed_ladder
     from zeroshot.models.lm import GenerationConfig
     from zeroshot.models.lm_bench import bench_ladder_model, format_ladder_table
@@ -116,12 +117,12 @@ def bench_lm_ladder_command(
     GenerationConfig.from_options(max_tokens=max_tokens)  # --max-tokens: the decoding rule, before a load
     token_counts = split_ints(lengths, "--lengths", minimum=1)
     names: list[str | None] = list(models) if models else [None, *map(str, installed_ladder())]
+    make_output_dir(output.parent)  # before the first model loads, not after its minutes of timing
     rows = []
     for name in names:
         rows.append(bench_ladder_model(name, token_counts, max_tokens, rounds, threads))
         if not quiet:  # each model's row as it finishes; the whole table follows on stdout
             print(format_ladder_table(rows[-1:]), file=sys.stderr)
-        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"rows": [r.to_dict() for r in rows]}, indent=2))  # kept as it goes
     print(format_ladder_table(rows))
     print(f"wrote {output}", file=sys.stderr)

@@ -41,7 +41,7 @@ def index(
         raise UserError("--batch-size and --workers must be at least 1")
     run = _engine(engine, ray_address, ray_workers, device)
     with _open(db, store, milvus_uri, create=True, progress=not quiet) as image_index:
-        _use_model(image_index, clip_model, device, dtype)
+        image_index.load_model(clip_model, device, dtype)
         image_index.batch_size, image_index.num_workers = batch_size, workers
         report = image_index.add(paths, engine=run)
         total = len(image_index)
@@ -79,7 +79,7 @@ def search(
     if output_format == "html" and output is None:
         raise UserError("--format html needs --output FILE.html")
     with _open(db, store, milvus_uri, create=False, progress=True) as image_index:
-        _use_model(image_index, clip_model, device, dtype)
+        image_index.load_model(clip_model, device, dtype)
         results = image_index.query(text=text, image=str(image) if image else None, k=k, min_score=min_score)
     rendered = _render(results, output_format)
     if output is None:
@@ -115,17 +115,6 @@ def similarity(
     print(" " * width + "  " + "  ".join(f"{p.name[:8]:>8}" for p in images))
     for path, row in zip(images, matrix, strict=True):
         print(f"{path.name:<{width}}  " + "  ".join(f"{value:8.4f}" for value in row))
-
-
-def _use_model(image_index, clip_model: str | None, device: str | None, dtype: str | None) -> None:
-    """Embed with `clip_model` (else the one the index recorded, else the default) in `dtype`. With
-    auto, the dtype the index was built in, so that its vectors and new ones never mix numerics."""
-    from zeroshot.models.clip import DEFAULT_CLIP, load_clip
-
-    info = image_index.info
-    name = clip_model or info.get("model_name") or DEFAULT_CLIP
-    image_index.use_model(load_clip(name, device=device, dtype=dtype,
-                                    match_fingerprint=info.get("model_fingerprint")))
 
 
 def _engine(engine: str, address: str | None, workers: int | None, device: str | None):

@@ -23,6 +23,7 @@ from pathlib import Path
 from zeroshot.detect.coco import CocoBuilder
 from zeroshot.detect.detector import ZeroShotDetector, draw_detections, result_record
 from zeroshot.errors import UserError
+from zeroshot.files import make_output_dir
 from zeroshot.vision.images import expand_paths, load_image
 
 JSONL_NAME = "detections.jsonl"
@@ -51,11 +52,7 @@ def write_detection_dataset(detector: ZeroShotDetector, paths: Sequence[str | os
     files = expand_paths([str(p) for p in paths])
     if not files:
         raise UserError("no image files found in " + ", ".join(str(p) for p in paths))
-    folder = Path(output_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {folder}: {exc}") from exc
+    folder = make_output_dir(output_dir)
     coco = CocoBuilder(detector.labels)
     names = picture_names(files)
     summary = DatasetSummary(0, 0, 0, folder)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from zeroshot.errors import UserError
 from zeroshot.eval.experiment import Checkpoint, Summary, grid_runs, plot_curves, run_grid
 from zeroshot.eval.tasks import Task
+from zeroshot.files import make_output_dir
 from zeroshot.models.lm import GenerationConfig, LanguageModel
 from zeroshot.text.chat import chat_prompt_template
 from zeroshot.text.prompts import PromptBuilder, sample_demonstrations
@@ -306,11 +307,7 @@ def format_table(report: EvalReport) -> str:
 
 def save_report(report: EvalReport, out_dir: str | Path) -> tuple[Path, Path]:
     """Write `<task>.json` and `<task>.png` (accuracy against K) under `out_dir`; returns both paths."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {out}: {exc.strerror}") from None
+    out = make_output_dir(out_dir)
     stem = f"{report.task}-{report.normalization}"
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
     json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -8,11 +8,14 @@ runs that share texts share work, and concurrent writers cannot corrupt each oth
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from zeroshot.files import write_atomic
 
 
 def cache_root() -> Path:
@@ -46,10 +49,9 @@ def cached_encode(
         vectors = encoder.encode([texts[i] for i in missing], batch_size=batch_size, progress=progress)
         for i, vector in zip(missing, vectors, strict=True):
             paths[i].parent.mkdir(parents=True, exist_ok=True)
-            partial = paths[i].with_suffix(f".{os.getpid()}.tmp")
-            with open(partial, "wb") as handle:
-                np.save(handle, vector)
-            partial.replace(paths[i])
+            buffer = io.BytesIO()
+            np.save(buffer, vector)
+            write_atomic(paths[i], buffer.getvalue())
     if not paths:
         return encoder.encode([])
     return np.stack([np.load(path) for path in paths]).astype(np.float32, copy=False)

@@ -1,10 +1,9 @@
 """CLIP-family image-text models through Hugging Face `transformers`, behind `ImageTextModel`.
 
 `load_clip` takes a hub id or a local folder in the Hugging Face format: CLIP, SigLIP, or a
-`vision-text-dual-encoder` (what `zeroshot train-clip` writes, see `zeroshot.models.dual_encoder`);
-`save_random_clip` writes a
-random-weight model in that same format (no CLIP weights can be downloaded on our machines, and speed
-does not depend on the weights' values).
+`vision-text-dual-encoder` (what `zeroshot train-clip` writes, see `zeroshot.models.dual_encoder`).
+`zeroshot.testing.save_random_clip` writes a random-weight model in that same format (no CLIP weights
+can be downloaded on our machines, and speed does not depend on the weights' values).
 """
 
 from __future__ import annotations
@@ -15,26 +14,29 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from zeroshot.errors import UserError
+from zeroshot import _deprecated
+from zeroshot.errors import UserError, first_line
 from zeroshot.models.dtype import (
-    DTYPE_CHOICES,
     DtypeChoice,
     ProbeRun,
-    auto_dtype,
-    check_dtype,
     convert,
+    dtype_fingerprint,
     dtype_name,
-    resolve_explicit,
+    load_in_dtype,
+    recorded_dtype,
     torch_dtype,
 )
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+
+# Moved to zeroshot.testing (the library never imports it); the old names work until 0.3, with a warning.
+__getattr__ = _deprecated.forward_names(__name__, {"save_random_clip": "zeroshot.testing",
+                                                   "RANDOM_CLIP_SIZES": "zeroshot.testing"})
 
 
 @dataclass
@@ -107,7 +109,7 @@ class ImageTextModel:
     """A frozen CLIP-style dual encoder: images and texts into one L2-normalised embedding space."""
 
     def __init__(self, model, tokenizer, image_processor, name: str, device: str, dtype: torch.dtype,
-                 dtype_name: str | None = None, fingerprint: str | None = None) -> None:
+                 dtype_name: str | None = None, fp32_fingerprint: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -118,7 +120,7 @@ class ImageTextModel:
         self.dtype_choice: DtypeChoice | None = None  # what `--dtype auto` measured, when it chose
         self.max_text_length = int(getattr(model.config.text_config, "max_position_embeddings", 77))
         self.image_spec = ImageSpec.from_processor(image_processor)
-        self._fingerprint = fingerprint
+        self._fingerprint = fp32_fingerprint  # a converted model keeps the one of its fp32 source
 
     @property
     def embedding_dim(self) -> int:
@@ -152,30 +154,40 @@ class ImageTextModel:
         Keys on-disk caches (class-weight matrices) and what an image index accepts, so embeddings of two
         dtypes never mix. Hashes a strided sample of every fp32 parameter rather than all bytes, so it
         costs milliseconds even for large models yet changes with any retraining; another dtype is the
-        fp32 fingerprint with the dtype's name hashed in (`dtype_fingerprint`), so fp32 fingerprints are
-        the same as before dtypes were chosen.
+        fp32 fingerprint tagged with the dtype (`zeroshot.models.dtype.dtype_fingerprint`, the rule of
+        every encoder), so fp32 fingerprints are the same as before dtypes were chosen.
         """
+        return dtype_fingerprint(self.fp32_fingerprint, self.dtype_name)
+
+    @property
+    def fp32_fingerprint(self) -> str:
+        """The fingerprint of the fp32 weights this model is (or was converted from)."""
         if self._fingerprint is None:
             self._fingerprint = _fingerprint(self)
         return self._fingerprint
 
+    def fp32_fingerprints(self) -> Iterator[str]:
+        """Today's fp32 fingerprint, then (an fp32 model only) the earlier rule's, which also hashed
+        where the model was loaded from (so that an index built with `--clip-model clip` was refused
+        when reopened as /abs/path/clip)."""
+        yield self.fp32_fingerprint
+        if self.dtype_name == "fp32":
+            yield _fingerprint(self, legacy=True)
+
     def matches(self, recorded: str) -> bool:
-        """Whether `recorded` (an index's) is this model's fingerprint: by today's rule, or for fp32 by
-        the earlier one that also hashed where the model was loaded from (so that an index built with
-        `--clip-model clip` was refused when reopened as /abs/path/clip)."""
-        if recorded == self.fingerprint:
-            return True
-        return self.dtype_name == "fp32" and recorded == _fingerprint(self, legacy=True)
+        """Whether `recorded` (an index's, a saved captioner's) is this model in its dtype, by today's
+        fingerprint rule or an earlier one."""
+        return recorded_dtype(recorded, self.fp32_fingerprints()) == self.dtype_name
 
     def converted(self, dtype: str, inplace: bool = False) -> ImageTextModel:
         """This model in another number format (see `zeroshot.models.dtype.convert`); a copy unless
         `inplace`."""
         if self.dtype_name != "fp32":
             raise UserError(f"convert to {dtype} from the fp32 model, not from {self.dtype_name}")
-        fingerprint = dtype_fingerprint(self.fingerprint, dtype)  # before an in-place conversion
+        fp32_fingerprint = self.fp32_fingerprint  # before an in-place conversion changes the weights
         net = convert(self.model, dtype, inplace=inplace)
         return ImageTextModel(net, self.tokenizer, self.image_processor, self.name, self.device,
-                              torch_dtype(dtype), dtype_name=dtype, fingerprint=fingerprint)
+                              torch_dtype(dtype), dtype_name=dtype, fp32_fingerprint=fp32_fingerprint)
 
     @torch.inference_mode()
     def encode_images(self, pixel_values: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -192,13 +204,6 @@ class ImageTextModel:
                                 max_length=self.max_text_length, return_tensors="pt").to(self.device)
         features = _as_tensor(self.model.get_text_features(**tokens))
         return _normalise(features)
-
-
-def dtype_fingerprint(fp32_fingerprint: str, dtype: str) -> str:
-    """The fingerprint of a model in `dtype`, from its fp32 fingerprint."""
-    if dtype == "fp32":
-        return fp32_fingerprint
-    return hashlib.sha256(f"{fp32_fingerprint}|{dtype}".encode()).hexdigest()[:16]
 
 
 _name_of = dtype_name  # the parameter of ImageTextModel.__init__ shadows the function
@@ -260,7 +265,6 @@ def load_clip(model: str | os.PathLike = DEFAULT_CLIP, device: str | None = None
     keeps embedding in bf16 wherever it is opened. Offline and without a cached copy, raises a
     `UserError` that says how to get the weights.
     """
-    dtype = check_dtype(dtype)
     name = str(model)
     local = Path(name).expanduser()
     if local.exists():
@@ -270,14 +274,17 @@ def load_clip(model: str | os.PathLike = DEFAULT_CLIP, device: str | None = None
     elif name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"{name}: no such model folder")
     device = _check_device(pick_device(device))
-    if dtype != "auto":
-        dtype = resolve_explicit(dtype, device)
+    return load_in_dtype(lambda: _load_fp32(name, local, device), dtype, device, _probe_run,
+                         match_fingerprint)
+
+
+def _load_fp32(name: str, local: Path, device: str) -> ImageTextModel:
     load_dtype = torch_dtype("fp32")  # the fingerprint is of fp32 weights; any other dtype is converted
     try:  # a local folder or a cached hub copy: no network
         net, tokenizer, image_processor = _load_parts(name, load_dtype, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         if local.exists():
-            raise UserError(f"cannot load the CLIP model in {local}: {_first_line(exc)}") from exc
+            raise UserError(f"cannot load the CLIP model in {local}: {first_line(exc)}") from exc
         missing = UserError(
             f"the CLIP model {name!r} is not on this machine and could not be downloaded: on a machine with "
             f"internet run `hf download {name} --local-dir DIR`, copy DIR here and pass `--clip-model DIR`")
@@ -289,27 +296,13 @@ def load_clip(model: str | os.PathLike = DEFAULT_CLIP, device: str | None = None
             raise missing from download_error
     if not hasattr(net, "get_image_features") or not hasattr(net, "get_text_features"):
         raise UserError(f"{name} is not an image-text (CLIP-family) model")
-    loaded = ImageTextModel(net.to(device), tokenizer, image_processor, name, device, load_dtype)
-    choice = None
-    if dtype == "auto":
-        matching = [name for name in DTYPE_CHOICES[1:]
-                    if match_fingerprint and dtype_fingerprint(loaded.fingerprint, name) == match_fingerprint]
-        if match_fingerprint and not matching and loaded.matches(match_fingerprint):
-            matching = ["fp32"]  # an index from before fingerprints ignored the model's folder
-        if matching:  # bf16 even where it is emulated: the index's vectors were made in it
-            dtype = resolve_explicit(matching[0], device) if matching[0] == "int8" else matching[0]
-        else:
-            choice = auto_dtype(loaded.fingerprint, lambda candidate: _probe_run(loaded, candidate), device)
-            dtype = choice.dtype
-    result = loaded if dtype == "fp32" else loaded.converted(dtype, inplace=True)
-    result.dtype_choice = choice
-    return result
+    return ImageTextModel(net.to(device), tokenizer, image_processor, name, device, load_dtype)
 
 
 def _probe_texts() -> list[str]:
     """100 class prompts, as many as the benchmark's classes: with fewer, near-ties that would flip under
     another dtype are rarer in the probe than in real use."""
-    words = _WORDS[:50]
+    words = PROBE_WORDS[:50]
     return [f"a photo of a {word}." for word in words] + [f"a drawing of the {word}" for word in words]
 
 
@@ -384,13 +377,8 @@ def _check_device(device: str) -> str:
     try:
         torch.empty(1, device=device)
     except (RuntimeError, AssertionError) as exc:
-        raise UserError(f"device {device!r} is not available here: {_first_line(exc)}") from exc
+        raise UserError(f"device {device!r} is not available here: {first_line(exc)}") from exc
     return device
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -413,87 +401,11 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-# Sizes of the random models we build for tests ("tiny") and for speed benchmarks ("vit-b-32").
-RANDOM_CLIP_SIZES = {
-    "tiny": dict(vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                             image_size=224, patch_size=32),
-                 text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
-                 projection_dim=16),
-    "vit-b-32": dict(vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                 num_attention_heads=12, image_size=224, patch_size=32),
-                     text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
-                               num_attention_heads=8),
-                     projection_dim=512),
-}
-
-
-def save_random_clip(folder: str | os.PathLike, size: str = "tiny", seed: int = 0,
-                     family: str = "clip") -> Path:
-    """Write a random-weight CLIP (or SigLIP) in the exact Hugging Face folder format; return the folder.
-
-    The tokenizer is a real byte-level BPE trained on a small built-in corpus (the CLIP vocabulary
-    cannot be downloaded here), saved as `CLIPTokenizerFast` files, so loading takes the same path as
-    a real checkpoint. `family="siglip"` writes a `SiglipModel` with SigLIP's square resize and sigmoid
-    scoring, to exercise that path.
-    """
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, SiglipConfig, SiglipModel
-    from transformers.models.siglip import SiglipImageProcessorPil
-
-    if size not in RANDOM_CLIP_SIZES:
-        raise UserError(f"unknown random CLIP size {size!r}: choose one of {', '.join(RANDOM_CLIP_SIZES)}")
-    if family not in ("clip", "siglip"):
-        raise UserError(f"unknown model family {family!r}: choose clip or siglip")
-    spec = RANDOM_CLIP_SIZES[size]
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_clip_tokenizer()
-    side = spec["vision"]["image_size"]
-    tokens = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random state
-        torch.manual_seed(seed)
-        if family == "clip":
-            config = CLIPConfig(text_config=dict(spec["text"], max_position_embeddings=77, **tokens),
-                                vision_config=spec["vision"], projection_dim=spec["projection_dim"])
-            model = CLIPModel(config)
-            processor = CLIPImageProcessorPil(size={"shortest_edge": side},
-                                              crop_size={"height": side, "width": side})
-        else:
-            config = SiglipConfig(text_config=dict(spec["text"], max_position_embeddings=64, **tokens),
-                                  vision_config=spec["vision"])
-            model = SiglipModel(config)
-            processor = SiglipImageProcessorPil(size={"height": side, "width": side})
-    with _quiet_transformers():
-        model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
-
-
-@lru_cache(maxsize=1)
-def _train_clip_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import CLIPTokenizerFast
-
-    special = ["<|startoftext|>", "<|endoftext|>"]
-    bpe = Tokenizer(models.BPE(unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
-    bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=special, end_of_word_suffix="</w>",
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    corpus = [f"a photo of a {w}." for w in _WORDS] + [f"a bad photo of the {w}" for w in _WORDS]
-    bpe.train_from_iterator(corpus, trainer)
-    bpe.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A <|endoftext|>",
-        special_tokens=[(t, bpe.token_to_id(t)) for t in special])
-    return CLIPTokenizerFast(tokenizer_object=bpe, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-                             unk_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=77)
-
-
-_WORDS = ("cat dog car truck airplane bird ship horse deer frog shirt trouser pullover dress coat sandal "
-          "sneaker bag ankle boot red green blue snow street house tree flower person face chair table "
-          "dented metallic surface scratch rust defect art painting sculpture rendering sketch origami "
-          "tattoo toy plushie cartoon close-up cropped bright dark blurry pixelated jpeg low resolution "
-          "good large small nice clean dirty weird black and white").split()
+# The words of the auto-dtype probe's prompts (and of the random test models' tokenizer corpus).
+PROBE_WORDS = (
+    "cat dog car truck airplane bird ship horse deer frog shirt trouser pullover dress coat sandal "
+    "sneaker bag ankle boot red green blue snow street house tree flower person face chair table "
+    "dented metallic surface scratch rust defect art painting sculpture rendering sketch origami "
+    "tattoo toy plushie cartoon close-up cropped bright dark blurry pixelated jpeg low resolution "
+    "good large small nice clean dirty weird black and white"
+).split()

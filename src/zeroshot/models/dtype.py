@@ -15,26 +15,29 @@ benchmark applies to real work (`bench/clip_classify.py`: 500 photos x 100 class
 MiniLM on BBC News); the probe is a quick proxy for it, stricter in one way (with fewer than 100
 queries, a single changed top-1 fails the 99 % bar) and weaker in another (synthetic inputs).
 
-One rule in one place: both encoders call `resolve_dtype` / `auto_dtype` and `convert` from here.
+One rule in one place: both encoders (`load_clip`, `load_sentence_encoder`) load through `load_in_dtype`
+(check, explicit or auto, a recorded fingerprint, conversion) and tag fingerprints with `dtype_fingerprint`.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import logging
 import os
 import platform
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 from zeroshot.cache import cache_dir
-from zeroshot.errors import UserError
+from zeroshot.errors import UserError, first_line
+from zeroshot.files import write_atomic
 
 if TYPE_CHECKING:  # torch and numpy load on first use, so that the CLI can read the choices cheaply
     import numpy as np
@@ -242,7 +245,7 @@ def measure(build: Callable[[str], ProbeRun], candidates: Sequence[str], repeats
             except (RuntimeError, NotImplementedError, ValueError) as exc:  # a kernel missing on this CPU
                 if name == "fp32":
                     raise
-                failed[name] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                failed[name] = first_line(exc, 200)
             bar.update(1 + (repeats if name in failed else 0))
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(repeats):
@@ -306,11 +309,96 @@ def auto_dtype(model_fingerprint: str, build: Callable[[str], ProbeRun], device:
 
 
 def _save(path, choice: DtypeChoice) -> None:
-    """Write the record through a temporary file and a rename; a cache we cannot write is only slower."""
+    """Write the record whole or not at all; a cache we cannot write is only slower."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(f".tmp{os.getpid()}")
-        temp.write_text(json.dumps(choice.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(temp, path)
+        write_atomic(path, json.dumps(choice.to_dict(), indent=2, default=str) + "\n")
     except OSError as exc:
         logger.warning("could not cache the dtype choice in %s: %s", path, exc)
+
+
+# --- fingerprints and loading: the one rule for every encoder ---------------------------------------------
+
+
+def dtype_fingerprint(fp32_fingerprint: str, dtype: str) -> str:
+    """The fingerprint of a model in `dtype`, from the fingerprint of its fp32 weights.
+
+    fp32 adds nothing, so the caches and indexes made before dtypes existed stay valid. Any other dtype
+    is a short hash of the fp32 fingerprint and the dtype's name: embeddings of two dtypes never share
+    a cache or an index, and no fp32 fingerprint can be taken for another dtype's.
+    """
+    if dtype == "fp32":
+        return fp32_fingerprint
+    return hashlib.sha256(f"{fp32_fingerprint}|{dtype}".encode()).hexdigest()[:16]
+
+
+def _tags(fp32_fingerprint: str, dtype: str) -> tuple[str, ...]:
+    # Today's tag, then the sentence encoder's before one rule served both encoders (the dtype's name
+    # appended), so a cache key or a captioner recorded then is still recognised.
+    return (dtype_fingerprint(fp32_fingerprint, dtype), f"{fp32_fingerprint}|{dtype}")
+
+
+def recorded_dtype(recorded: str | None, fp32_fingerprints: Iterable[str]) -> str | None:
+    """The dtype in which the model gives the `recorded` fingerprint (an index's, a cache's, a saved
+    model's), or None when it gives it in none.
+
+    `fp32_fingerprints` are the model's fp32 fingerprints by today's rule first, then by any earlier
+    rule (read lazily: an earlier rule is computed only when today's does not match).
+    """
+    if not recorded:
+        return None
+    for fp32 in fp32_fingerprints:
+        for name in DTYPE_CHOICES[1:]:
+            if recorded in _tags(fp32, name):
+                return name
+    return None
+
+
+class Encoder(Protocol):
+    """What `load_in_dtype` needs of a loaded encoder (`ImageTextModel`, `SentenceEncoder`)."""
+
+    dtype_name: str
+    dtype_choice: DtypeChoice | None
+
+    def fp32_fingerprints(self) -> Iterator[str]:
+        """The fingerprints of its fp32 weights: today's rule first, then earlier rules'."""
+        ...
+
+    def converted(self, dtype: str, inplace: bool = False) -> Self:
+        """The encoder in another dtype (converted from fp32)."""
+        ...
+
+
+E = TypeVar("E", bound=Encoder)
+
+
+def load_in_dtype(load: Callable[[], E], dtype: str | None, device: str, probe: Callable[[E, str], ProbeRun],
+                  match_fingerprint: str | None = None) -> E:
+    """Load an encoder in a number format: the one path of `load_clip` and `load_sentence_encoder`.
+
+    1. `dtype` is checked (None is `$ZEROSHOT_DTYPE`, else auto) and an explicit one resolved for
+       `device` (`resolve_explicit`) before anything loads, so a bad value costs no load;
+    2. `load()` loads the model in fp32 (every fingerprint is of the fp32 weights);
+    3. with auto, a `match_fingerprint` that is this model in some dtype (`recorded_dtype`) takes that
+       dtype: an index or a cache made in bf16 keeps embedding in bf16 wherever it is opened, even where
+       bf16 is emulated. Otherwise `auto_dtype` picks (measured once per model and CPU with
+       `probe(model, dtype)`), and the result's `dtype_choice` says what it measured;
+    4. the model is converted in place to the dtype (fp32 stays as loaded).
+    """
+    asked = check_dtype(dtype)
+    if asked != "auto":
+        asked = resolve_explicit(asked, device)
+    model = load()
+    choice = None
+    if asked == "auto":
+        fingerprints = model.fp32_fingerprints()
+        fp32 = next(fingerprints)
+        recorded = recorded_dtype(match_fingerprint, itertools.chain([fp32], fingerprints))
+        if recorded is not None:
+            asked = resolve_explicit(recorded, device) if recorded == "int8" else recorded
+        else:
+            choice = auto_dtype(fp32, lambda candidate: probe(model, candidate), device)
+            asked = choice.dtype
+    result = model if asked == "fp32" else model.converted(asked, inplace=True)
+    result.dtype_choice = choice
+    return result

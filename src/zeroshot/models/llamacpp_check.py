@@ -22,9 +22,10 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from zeroshot.files import write_atomic
 
 CHECK_TIMEOUT_S = 300  # loading and 4 tokens take about a second; a loaded machine is slower
 _FIX = "rebuild it portable with `make setup-llama`, or use --backend transformers"
@@ -156,10 +157,7 @@ def _save(record: Path, verdict: BuildVerdict) -> None:
     # Written whole or not at all: a half-written verdict must never be read back.
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=record.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({**asdict(verdict), "cached": False, "cpu": cpu_signature()[:200]}, handle)
-        os.replace(tmp, record)
+        write_atomic(record, json.dumps({**asdict(verdict), "cached": False, "cpu": cpu_signature()[:200]}))
     except OSError:
         pass  # a read-only cache only means the check runs again next time
 

@@ -3,15 +3,14 @@
 Loads hub ids, local Hugging Face folders and GGUF files (dequantised on load). Scoring keeps the
 key/value cache of the last evaluated context, so a new context that shares a prefix with it (the task
 description and demonstrations) only evaluates its new tokens, and all continuations are then scored
-in one padded batch on top of that cache. `save_random_lm` writes a tiny random model in the real
-folder format for tests.
+in one padded batch on top of that cache. `zeroshot.testing.save_random_lm` writes a tiny random model
+in the real folder format for tests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zeroshot.errors import UserError
+from zeroshot import _deprecated
+from zeroshot.errors import UserError, first_line
 from zeroshot.models.lm import (
     MAX_TOP_LOGPROBS,
     GenerationConfig,
@@ -37,6 +37,10 @@ from zeroshot.numerics import batched
 
 SCORING_BATCH = 8  # continuations scored per forward pass on top of the shared context cache
 EMBED_BATCH = 16
+
+# Moved to zeroshot.testing (the library never imports it); the old names work until 0.3, with a warning.
+__getattr__ = _deprecated.forward_names(__name__, {"save_random_lm": "zeroshot.testing",
+                                                   "RANDOM_LM_ARCHS": "zeroshot.testing"})
 
 _DTYPES = {"auto": None, "fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
            "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
@@ -94,9 +98,9 @@ class TransformersLM(LanguageModel):
                     f"or no such model on the Hugging Face hub): on a machine with internet run "
                     f"`huggingface-cli download {location} --local-dir DIR`, copy DIR here and pass "
                     f"`--model DIR` (or pass a local .gguf file)") from exc
-            raise UserError(f"cannot load the model in {location}: {_first_line(exc)}") from exc
+            raise UserError(f"cannot load the model in {location}: {first_line(exc)}") from exc
         except ValueError as exc:  # e.g. a GGUF architecture transformers cannot dequantise
-            raise UserError(f"transformers cannot load {location}: {_first_line(exc)}") from exc
+            raise UserError(f"transformers cannot load {location}: {first_line(exc)}") from exc
         return cls(model.to(device), tokenizer, location)
 
     # -- tokens -------------------------------------------------------------------------------------
@@ -398,79 +402,6 @@ def _pad_token_id(tokenizer, config) -> int:
         if candidate is not None:
             return int(candidate)
     return 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-# ---------------------------------------------------------------------------------------------------
-# Tiny random models for tests
-
-
-RANDOM_LM_ARCHS = ("llama", "gpt2")
-
-_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-           "{{ message['content'] }}<|im_end|>\n"
-           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def save_random_lm(folder: str | os.PathLike, arch: str = "llama", seed: int = 0) -> Path:
-    """Write a tiny random-weight causal LM (Llama or GPT-2 architecture) in the Hugging Face folder format.
-
-    Its tokenizer is a byte-level BPE trained on a small built-in corpus, so any text round-trips.
-    Used by tests: real models cannot be downloaded here, and the code paths do not depend on weights.
-    """
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    if arch not in RANDOM_LM_ARCHS:
-        raise UserError(f"unknown random LM architecture {arch!r}: "
-                        f"choose one of {', '.join(RANDOM_LM_ARCHS)}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer()
-    special = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                   eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(seed)
-    if arch == "llama":
-        config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                             initializer_range=0.2, tie_word_embeddings=False, **special)
-        model = LlamaForCausalLM(config)
-    else:
-        config = GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=512, initializer_range=0.2, **special)
-        model = GPT2LMHeadModel(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def _train_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=special, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator(_CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|endoftext|>",
-                                   chat_template=_CHATML, model_max_length=512)
-
-
-_CORPUS = [
-    "Classify the topic of each news article as business, entertainment, politics, sport or tech.",
-    "Article: Shares rose sharply after the bank reported record profits. Topic: business",
-    "Article: The striker scored twice as the club won the cup final. Topic: sport",
-    "Article: The minister announced a new election date in parliament. Topic: politics",
-    "Article: The film won three awards at the festival last night. Topic: entertainment",
-    "Article: A new phone chip makes mobile games run faster. Topic: tech",
-    "Once upon a time there was a little language model that answered questions about the world.",
-    "The quick brown fox jumps over the lazy dog. 0123456789 !?.,;:'\"()[]{}",
-]
 
 
 def _check_memory(location: str, kind: str, dtype: str) -> None:

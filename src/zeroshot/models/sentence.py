@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from zeroshot.errors import UserError
 from zeroshot.models.dtype import (
-    DTYPE_CHOICES,
     DtypeChoice,
-    auto_dtype,
-    check_dtype,
     convert,
-    resolve_explicit,
+    dtype_fingerprint,
+    load_in_dtype,
+    recorded_dtype,
 )
 from zeroshot.numerics import batched, l2_normalize
 
@@ -67,14 +66,27 @@ class SentenceEncoder:
 
     def fingerprint(self) -> str:
         """Everything that changes the embeddings: name, token window, weight files' size and mtime, and
-        the number format (fp32 adds nothing, so caches made before `dtype` existed stay valid)."""
+        the number format (`zeroshot.models.dtype.dtype_fingerprint`, the rule of every encoder: fp32 adds
+        nothing, so caches made before `dtype` existed stay valid)."""
+        return dtype_fingerprint(self.fp32_fingerprint(), self.dtype_name)
+
+    def fp32_fingerprint(self) -> str:
+        """The fingerprint of the fp32 weights this encoder is (or was converted from)."""
         try:
             path = Path(self.model[0].auto_model.name_or_path)
         except (AttributeError, IndexError, TypeError, KeyError):
-            return _with_dtype(f"{self.name}|{self.max_tokens}", self.dtype_name)
+            return f"{self.name}|{self.max_tokens}"
         files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
         weights = ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
-        return _with_dtype(f"{self.name}|{self.max_tokens}|{weights or path}", self.dtype_name)
+        return f"{self.name}|{self.max_tokens}|{weights or path}"
+
+    def fp32_fingerprints(self) -> Iterator[str]:
+        """The fp32 fingerprints to match a recorded one against (one rule so far)."""
+        yield self.fp32_fingerprint()
+
+    def matches(self, recorded: str) -> bool:
+        """Whether `recorded` (a cache's, a saved captioner's) is this encoder in its dtype."""
+        return recorded_dtype(recorded, self.fp32_fingerprints()) == self.dtype_name
 
     def converted(self, dtype: str, inplace: bool = False) -> SentenceEncoder:
         """This encoder in another number format (see `zeroshot.models.dtype.convert`); a copy unless
@@ -110,11 +122,6 @@ def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = 
     takes the dtype that gives that fingerprint, when one does. Offline and without a local copy,
     raises a `UserError` that says how to get the weights.
     """
-    from sentence_transformers import SentenceTransformer
-
-    dtype = check_dtype(dtype)
-    if dtype != "auto":
-        dtype = resolve_explicit(dtype, device)
     name = DEFAULT_SENTENCE_ENCODER if model is None else str(model)
     local = Path(name).expanduser()
     if name.lower() in _BUNDLED and not local.exists():
@@ -127,6 +134,13 @@ def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = 
         path = str(local)
     else:
         path = name
+    return load_in_dtype(lambda: _load_fp32(path, name, local, device), dtype, device, _probe_run,
+                         match_fingerprint)
+
+
+def _load_fp32(path: str, name: str, local: Path, device: str) -> SentenceEncoder:
+    from sentence_transformers import SentenceTransformer
+
     try:
         net = SentenceTransformer(path, device=device)
     except (OSError, ValueError) as exc:
@@ -136,24 +150,7 @@ def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = 
             f"the sentence encoder {name!r} is not on this machine and could not be downloaded: "
             f"download it where there is internet and pass its folder instead"
         ) from exc
-    encoder = SentenceEncoder(net.eval(), name)
-    choice = None
-    if dtype == "auto":
-        fingerprint = encoder.fingerprint()
-        matching = [name for name in DTYPE_CHOICES[1:]
-                    if match_fingerprint and _with_dtype(fingerprint, name) == match_fingerprint]
-        if matching:
-            dtype = resolve_explicit(matching[0], device) if matching[0] == "int8" else matching[0]
-        else:
-            choice = auto_dtype(fingerprint, lambda candidate: _probe_run(encoder, candidate), device)
-            dtype = choice.dtype
-    result = encoder if dtype == "fp32" else encoder.converted(dtype, inplace=True)
-    result.dtype_choice = choice
-    return result
-
-
-def _with_dtype(fp32_fingerprint: str, dtype: str) -> str:
-    return fp32_fingerprint if dtype == "fp32" else f"{fp32_fingerprint}|{dtype}"
+    return SentenceEncoder(net.eval(), name)
 
 
 _PROBE_LABELS = ("business and finance", "politics and government", "sport", "technology and computers",

@@ -18,7 +18,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError, storage_error
-from zeroshot.models.clip import ImageTextModel
+from zeroshot.models.clip import DEFAULT_CLIP, ImageTextModel, load_clip
 from zeroshot.search.indexing import AddReport, absolute, forget_files, index_files
 from zeroshot.search.stores import VectorStore, open_store, sync
 from zeroshot.search.stores.catalog import TEMP_PREFIX, Catalog, database_error
 from zeroshot.validation import check_exactly_one
 from zeroshot.vision.images import ImageError, expand_paths
 
-__all__ = ["AddReport", "ImageIndex", "SearchHit", "SearchResults", "image_similarity"]
+__all__ = ["AddReport", "ImageIndex", "SearchHit", "SearchResults", "image_similarity", "index_model"]
 
 CATALOG_NAME = "catalog.sqlite"
 
@@ -140,30 +140,25 @@ class ImageIndex:
 
     @property
     def model(self) -> ImageTextModel:
-        """The model of this index, loaded from the recorded name when none was given."""
+        """The model of this index: the one given, else the recorded one, loaded on first need
+        (`index_model`). An empty index without a model is a `UserError`: the Python API never picks a
+        model for you."""
         with self._lock:
             if self._model is None:
-                name = self.info.get("model_name")
-                if name is None:
-                    raise UserError(f"{self.folder}: the index is empty; give a CLIP model to add images")
-                from zeroshot.models.clip import load_clip
-
-                self._model = load_clip(name, match_fingerprint=self.info.get("model_fingerprint"))
-                self._check_model(self._model)
+                self.use_model(index_model(self.info, fallback=None, where=self.folder))
             return self._model
 
-    def load_model(self, name: str | None = None, device: str | None = None) -> ImageTextModel:
-        """Load and use the model `name`, or else the one this index recorded, or else zeroshot's default
-        CLIP (a new index); `UserError` if it is not the model the index was built with."""
-        from zeroshot.models.clip import DEFAULT_CLIP, load_clip
-
-        recorded = self.info.get("model_name")
-        if name is None and recorded is not None and device is None:
-            return self.model
-        model = load_clip(name or recorded or DEFAULT_CLIP, device=device,
-                          match_fingerprint=self.info.get("model_fingerprint"))
-        self.use_model(model)
-        return model
+    def load_model(self, name: str | None = None, device: str | None = None,
+                   dtype: str | None = None) -> ImageTextModel:
+        """Load the CLIP this index uses (`index_model`: `name`, else the recorded model, else zeroshot's
+        default for a new index) on `device` in `dtype`, and embed with it from now on; `UserError` if
+        it is not the model the index was built with."""
+        with self._lock:
+            if name is None and device is None and dtype is None and self._model is not None:
+                return self._model
+            model = index_model(self.info, name, device=device, dtype=dtype, where=self.folder)
+            self.use_model(model)
+            return model
 
     def use_model(self, model: ImageTextModel) -> None:
         """Embed with `model` from now on; `UserError` if it is not the model this index was built with."""
@@ -349,6 +344,24 @@ class ImageIndex:
             else:
                 files.update(dict.fromkeys(absolute(p) for p in expand_paths([item])))  # a glob, or an error
         return list(files), [p for p in gone if p not in files]
+
+
+def index_model(info: Mapping[str, str], clip_model: str | None = None, *, device: str | None = None,
+                dtype: str | None = None, fallback: str | None = DEFAULT_CLIP,
+                where: str | os.PathLike = "the index") -> ImageTextModel:
+    """Load the CLIP an index uses: the one rule of `zeroshot index`/`search`, the server and `ImageIndex`.
+
+    `info` is what the index recorded (`ImageIndex.info`; empty for a new index). The model is
+    `clip_model` when given, else the model the index recorded, else `fallback` (zeroshot's default CLIP;
+    None refuses instead, naming `where`). With dtype auto (the default) it loads in the dtype the index
+    was built in, read from the recorded fingerprint, so new vectors and old never mix numerics. An
+    explicit `clip_model` (or dtype) that is not the index's model is refused when the index gets it
+    (`ImageIndex.use_model`), as vectors of two models cannot be compared.
+    """
+    name = clip_model or info.get("model_name") or fallback
+    if name is None:
+        raise UserError(f"{where}: the index is empty; give a CLIP model to add images")
+    return load_clip(name, device=device, dtype=dtype, match_fingerprint=info.get("model_fingerprint"))
 
 
 def embed_one_image(model: ImageTextModel, image) -> np.ndarray:

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from zeroshot.errors import UserError
+from zeroshot.errors import UserError, first_line
 from zeroshot.models.clip import ImageTextModel
 from zeroshot.optional import RAY
 from zeroshot.search.indexing import AddReport, _File, _image_size, _os_reason, _Run
@@ -248,7 +248,7 @@ def connect(address: str | None = None):
                  include_dashboard=False if address in (None, "local") else None,
                  ignore_reinit_error=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UserError(f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}") from None
+        raise UserError(f"cannot connect to the Ray cluster at {address}: {first_line(exc, 300)}") from None
     return ray
 
 
@@ -260,7 +260,7 @@ def _bootstrap_address(address: str) -> tuple[str, int]:
         try:
             address = canonicalize_bootstrap_address("auto") or ""
         except (ConnectionError, ValueError) as exc:
-            raise UserError(f"no running Ray cluster found for --ray-address auto: {_first_line(exc)}"
+            raise UserError(f"no running Ray cluster found for --ray-address auto: {first_line(exc, 300)}"
                             ) from None
     parts = urlsplit(address if "://" in address else f"//{address}")
     try:
@@ -305,10 +305,5 @@ def _reason(exc: BaseException) -> str:
     marker = "UserError: "
     if marker in text:
         return text[text.rindex(marker) + len(marker):].splitlines()[0].strip()[:300]
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    return first_line(exc, 300)
 

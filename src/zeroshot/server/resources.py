@@ -23,9 +23,8 @@ from typing import Any, TypeVar
 
 from zeroshot.detect.detector import ZeroShotDetector
 from zeroshot.errors import UserError
-from zeroshot.models.clip import DEFAULT_CLIP, load_clip
 from zeroshot.models.loader import load_lm
-from zeroshot.search.index import ImageIndex
+from zeroshot.search.index import ImageIndex, index_model
 from zeroshot.server.batching import MicroBatcher
 from zeroshot.server.settings import ServerSettings
 from zeroshot.text.classify import ZeroShotTextClassifier
@@ -137,28 +136,28 @@ class Resources:
         return self._lm
 
     def clip(self):
-        """The shared CLIP model (loaded on first call)."""
+        """The shared CLIP model (loaded on first call): the `--db` index's model, by the rule the CLI
+        follows too (`zeroshot.search.index.index_model`)."""
         if self._clip is None:
             with self._lock:
                 if self._clip is None:
                     try:
-                        self._clip = load_clip(self.settings.clip_model or DEFAULT_CLIP, self.settings.device,
-                                               dtype=self.settings.dtype,
-                                               match_fingerprint=self._index_fingerprint())
+                        self._clip = index_model(self._index_info(), self.settings.clip_model,
+                                                 device=self.settings.device, dtype=self.settings.dtype)
                     except UserError as exc:
                         raise Unavailable(f"the CLIP model could not be loaded: {exc}") from exc
         return self._clip
 
-    def _index_fingerprint(self) -> str | None:
-        """The model fingerprint the `--db` index recorded (None without one): with dtype auto, CLIP
-        loads in the dtype the index was built in."""
+    def _index_info(self) -> dict[str, str]:
+        """What the `--db` index recorded (empty without one, or when it cannot be opened: `index()`
+        then says why, and classification still works)."""
         if self.settings.db is None:
-            return None
+            return {}
         try:
             with ImageIndex(self.settings.db, create=False) as index:
-                return index.info.get("model_fingerprint")
+                return index.info
         except UserError:
-            return None
+            return {}
 
     def index(self):
         """The image-search index in `--db` (opened on first call)."""

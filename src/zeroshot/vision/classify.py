@@ -10,7 +10,6 @@ with the learned bias (SigLIP).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from zeroshot.errors import UserError
+from zeroshot.files import write_atomic
 from zeroshot.models.clip import ImageTextModel, load_clip
 from zeroshot.numerics import batched, l2_normalize
 from zeroshot.validation import check_labels
@@ -119,17 +119,14 @@ def _write_cache(path: Path, weights: np.ndarray, model: ImageTextModel, labels:
                  templates: list[str]) -> None:
     from safetensors.numpy import save_file
 
-    # Written to a temporary name and renamed, so a crash or a concurrent reader never sees half a file.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Written whole or not at all, so a crash or a concurrent reader never sees half a file.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"weights": np.ascontiguousarray(weights)}, str(temporary),
-                  metadata=_metadata(model, labels, templates))
-        os.replace(temporary, path)
+        metadata = _metadata(model, labels, templates)
+        write_atomic(path, lambda temporary: save_file({"weights": np.ascontiguousarray(weights)},
+                                                       str(temporary), metadata=metadata))
     except OSError as exc:
         log.warning("could not cache the classifier in %s (%s); it will be rebuilt next time", path, exc)
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
 
 
 @dataclass

@@ -33,6 +33,7 @@ from urllib.parse import quote
 import numpy as np
 
 from zeroshot.errors import UserError, disk_full
+from zeroshot.files import write_atomic
 from zeroshot.numerics import batched
 from zeroshot.search.stores.vector_file import VectorFile, VectorFileError
 
@@ -419,26 +420,23 @@ class Catalog:
         from tqdm.auto import tqdm
 
         dim = int(self.info().get("embedding_dim", "0"))
-        final = self.path.with_name(VECTOR_FILE_NAME)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         moved = 0
+
+        def write_rows(tmp: Path) -> None:
+            nonlocal moved
+            total = self.count_vectors()  # called inside the write transaction below
+            with open(tmp, "wb") as handle, tqdm(total=total, unit="vec", desc="converting to float16",
+                                                 disable=not progress) as bar:
+                for ids, vectors in self.iter_vectors():
+                    handle.seek((int(ids[0]) - 1) * dim * 2)
+                    rows = np.zeros((int(ids[-1] - ids[0]) + 1, dim), dtype="<f2")
+                    rows[ids - ids[0]] = vectors
+                    handle.write(rows.tobytes())
+                    moved += len(ids)
+                    bar.update(len(ids))
+
         with self._write() as db:
-            total = self.count_vectors()
-            try:
-                with open(tmp, "wb") as handle, tqdm(total=total, unit="vec", desc="converting to float16",
-                                                     disable=not progress) as bar:
-                    for ids, vectors in self.iter_vectors():
-                        handle.seek((int(ids[0]) - 1) * dim * 2)
-                        rows = np.zeros((int(ids[-1] - ids[0]) + 1, dim), dtype="<f2")
-                        rows[ids - ids[0]] = vectors
-                        handle.write(rows.tobytes())
-                        moved += len(ids)
-                        bar.update(len(ids))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_atomic(self.path.with_name(VECTOR_FILE_NAME), write_rows, fsync=True)
             db.execute("UPDATE vectors SET embedding = x''")
             db.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)",
                            [("schema", str(SCHEMA_VERSION)), ("vector_storage", FLOAT16_FILE)])

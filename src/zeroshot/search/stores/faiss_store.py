@@ -53,6 +53,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zeroshot.errors import UserError, storage_error
+from zeroshot.files import write_atomic
 
 FLAT_LIMIT = 50_000
 IVF_LIMIT = 2_000_000
@@ -351,19 +352,19 @@ def _sha256(path: Path) -> str:
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> str:
-    """Write `path` through a temporary file renamed into place; return the SHA-256 of what was written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """`write_atomic` (synced to disk) with the SHA-256 of what was written, and a full or read-only disk
+    as a one-line `UserError`."""
+    digest = []
+
+    def write_and_hash(tmp: Path) -> None:
         write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        digest = _sha256(tmp)
-        os.replace(tmp, path)
-        return digest
+        digest.append(_sha256(tmp))  # of the temporary file: what the rename puts in place
+
+    try:
+        write_atomic(path, write_and_hash, fsync=True)
     except (OSError, RuntimeError) as exc:  # FAISS reports a failed fwrite as a RuntimeError
         error = storage_error(exc, path, "saving the search cache")
         if error is None:
             raise
         raise error from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    return digest[0]

@@ -10,12 +10,12 @@ server) is brought back in step by id (`stores.sync`). `vectors.json`'s counterp
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from zeroshot.errors import UserError
+from zeroshot.errors import UserError, first_line
+from zeroshot.files import write_atomic
 from zeroshot.numerics import batch_slices, batched
 from zeroshot.optional import MILVUS
 
@@ -44,7 +44,7 @@ class MilvusStore:
             self._client = MilvusClient(uri=self.uri, token=token or "")
             exists = self._client.has_collection(collection)
         except Exception as exc:  # noqa: BLE001 - pymilvus raises several types for "cannot connect"
-            raise UserError(f"cannot open Milvus at {self.uri}: {_first_line(exc)}") from exc
+            raise UserError(f"cannot open Milvus at {self.uri}: {first_line(exc)}") from exc
         if exists:
             self._check_dim()
         else:
@@ -115,9 +115,7 @@ class MilvusStore:
         if not durable:
             return
         state = {"uri": self.uri, "collection": self.collection, "version": version}
-        tmp = self._state_path.with_name(f".milvus.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self._state_path)
+        write_atomic(self._state_path, json.dumps(state))
 
     def needs_rebuild(self, count: int) -> bool:
         return False  # Milvus lays out and re-indexes its own segments
@@ -131,8 +129,3 @@ class MilvusStore:
     def __len__(self) -> int:
         rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
