@@ -40,6 +40,12 @@ def _no_bf16_cpu(monkeypatch) -> None:
     monkeypatch.setattr(dtypes, "_cpuinfo", lambda: ("Old CPU without bf16", frozenset({"avx2", "fma"})))
 
 
+def _bf16_cpu(monkeypatch) -> None:
+    """A CPU that says it has bf16 dot products: an explicit bf16 is then kept, whatever CPU runs the
+    test (torch computes bf16 on any x86-64, emulated where the instructions are missing)."""
+    monkeypatch.setattr(dtypes, "_cpuinfo", lambda: ("CPU with bf16", frozenset({"avx2", "avx512_bf16"})))
+
+
 def test_auto_picks_a_passing_dtype_and_caches_it(tiny_clip_dir, fresh_cache, monkeypatch):
     calls = _count_measures(monkeypatch)
     first = load_clip(tiny_clip_dir, device="cpu")  # no dtype: auto is the default
@@ -70,6 +76,7 @@ def test_the_cache_key_includes_the_cpu(tiny_clip_dir, fresh_cache, monkeypatch)
 
 
 def test_explicit_dtypes_still_work(tiny_clip_dir, fresh_cache, monkeypatch):
+    _bf16_cpu(monkeypatch)
     calls = _count_measures(monkeypatch)
     pixels = torch.rand(2, 3, 224, 224)
     models = {name: load_clip(tiny_clip_dir, device="cpu", dtype=name) for name in ("fp32", "bf16", "int8")}

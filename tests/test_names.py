@@ -48,9 +48,6 @@ def test_every_option_of_every_command_is_in_the_table():
 
 
 DECLARED = {spec.name: spec for spec in vars(options).values() if isinstance(spec, Shared)}
-# Commands whose options are not yet the shared declarations (none: keep it so).
-PENDING: set[str] = set()
-PENDING_MODULES: set[str] = set()
 
 
 def _long(param) -> str | None:
@@ -84,7 +81,7 @@ def test_every_option_two_commands_share_is_declared_once_in_options():
         if spec is None:
             problems.append(f"{flag} ({', '.join(names)}) is not declared in cli/options.py")
             continue
-        checked = [(name, param) for name, param in used if name not in PENDING]
+        checked = list(used)
         kinds = {_kind(param) for _, param in checked}
         if len(kinds) > 1:
             problems.append(f"{flag} has several types: {sorted(kinds)}")
@@ -110,7 +107,7 @@ def test_no_command_module_declares_a_shared_option_itself():
     folder = pathlib.Path(zeroshot.cli.__file__).parent
     found = []
     for path in sorted(folder.glob("*.py")):
-        if path.name in ("options.py", *PENDING_MODULES):
+        if path.name == "options.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
