@@ -61,6 +61,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import lscpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 RUNS = ("uninterrupted", "resumed-kill", "resumed-ctrl-c")
@@ -126,15 +128,6 @@ def reseed() -> None:
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)
-
-
-def lscpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return platform.processor() or platform.machine()
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else platform.processor() or platform.machine()
 
 
 def environment() -> dict:
