@@ -64,7 +64,7 @@ class CatalogueModel:
         return f"PyPI {self.packages[0].removesuffix('1')}1..{len(self.packages)}"
 
     def to_dict(self) -> dict:
-        """Its facts (what `zeroshot models --format json` prints, with `installed` and `path`)."""
+        """Its facts (`zeroshot models list --format json` adds `installed` and `path`)."""
         return {"name": self.name, "aliases": list(self.aliases), "title": self.title,
                 "parameters": self.parameters, "quantisation": self.quantisation, "size": self.size,
                 "licence": self.licence, "licence_source": self.licence_source, "source": self.source,
