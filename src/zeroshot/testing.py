@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -201,19 +201,25 @@ class FakeLM(LanguageModel):
     evaluation computes can be checked by hand (`logprob(previous, token)`). It counts the tokens it
     "evaluates" (`evaluated_tokens`), emulating a key/value cache of the last context, so a test can
     see whether successive prompts really share their prefix. Greedy generation only.
+
+    `reply` sets what it writes instead: called with the prompt, it returns the text up to the end of
+    the sequence ("" ends at once), which `generate` then cuts at `max_new_tokens` bytes and at the
+    first stop sequence, as a real backend does.
     """
 
     name = "fake-bigram"
     backend = "fake"
     BOS = 256  # the beginning-of-sequence token, after the 256 byte values
 
-    def __init__(self, context_length: int = 4096, seed: int = 0) -> None:
+    def __init__(self, context_length: int = 4096, seed: int = 0,
+                 reply: Callable[[str], str] | None = None) -> None:
         self.context_length = context_length
         self.table = log_softmax(np.random.default_rng(seed).normal(0, 2, size=(257, 257)))
         self.evaluated_tokens = 0
         self._cached: list[int] = []
+        self.reply = reply
 
-    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = False) -> list[int]:
         return ([self.BOS] if add_bos else []) + list(text.encode("utf-8"))
 
     def detokenize(self, ids: Sequence[int]) -> str:
@@ -241,10 +247,14 @@ class FakeLM(LanguageModel):
 
     def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:
         config = config or GenerationConfig()
-        ids = self.tokenize(prompt, add_bos=True)
-        out: list[int] = []
-        for _ in range(config.max_new_tokens):
-            out.append(int(np.argmax(self.table[(ids + out)[-1], :256])))
+        if self.reply is not None:
+            out = list(self.reply(prompt).encode("utf-8"))[: config.max_new_tokens]
+        else:
+            ids = self.tokenize(prompt, add_bos=True)
+            out = []
+            for _ in range(config.max_new_tokens):
+                out.append(int(np.argmax(self.table[(ids + out)[-1], :256])))
+        self.last_num_tokens = len(out)
         text = bytes(out).decode("utf-8", errors="replace")
         for stop in config.stop:
             text = text.split(stop)[0]

@@ -3,8 +3,9 @@
 For every K and seed, K demonstrations are drawn from the task's pool (seeded) and every evaluation
 document is answered. K=0 has no randomness, so it runs once. Likelihood tasks measure the plain and
 the calibrated accuracy from the same model calls (calibration only adds a content-free query per
-prompt prefix); free-form tasks measure each metric of the task's answer extraction. Each finished
-(K, seed) run can be kept in a checkpoint file, and every document can be logged (`SampleLog`).
+prompt prefix); free-form tasks measure each metric of the task's answer extraction, and say why
+answers came out empty (`zeroshot.eval.diagnose`). Each finished (K, seed) run can be kept in a
+checkpoint file, and every document can be logged (`SampleLog`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from zeroshot.errors import UserError
+from zeroshot.eval.diagnose import EmptyAnswers, EmptyTally, explain_empty
 from zeroshot.eval.experiment import Checkpoint, Summary, grid_runs, plot_curves, run_grid
 from zeroshot.eval.tasks import Task
 from zeroshot.files import make_output_dir
 from zeroshot.models.lm import GenerationConfig, LanguageModel
 from zeroshot.text.chat import chat_prompt_template
-from zeroshot.text.prompts import PromptBuilder, sample_demonstrations
+from zeroshot.text.prompts import PromptBuilder, PromptTemplate, sample_demonstrations
 from zeroshot.text.scoring import DEFAULT_CONTENT_FREE_INPUTS, LikelihoodScorer, check_normalization
 from zeroshot.validation import split_ints
 
@@ -50,9 +52,12 @@ class EvalReport:
     chat_template: bool = False
     extraction: dict | None = None  # free-form: filters, folding and metrics
     missing_runs: list[str] = field(default_factory=list)  # "K:seed" runs not done (deadline reached)
+    empty_answers: EmptyAnswers | None = None  # free-form: empty answers per K and cause, and the fix
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["empty_answers"] = None if self.empty_answers is None else self.empty_answers.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,8 @@ class EvalConfig:
             raise UserError(f"--seeds must be at least 1, got {self.seeds}")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit must be at least 1, got {self.limit}")
-        GenerationConfig(max_new_tokens=self.max_new_tokens).check()  # the one rule on decoding options
+        # The one rule on decoding options, for the task file's stop sequences too.
+        GenerationConfig(max_new_tokens=self.max_new_tokens, stop=list(self.task.stop or ())).check()
         if self.soft_prompt is not None and self.task.kind != "classification":
             raise UserError(f"--soft-prompt is for classification tasks; {self.task.name} is "
                             f"{self.task.kind}")
@@ -147,6 +153,8 @@ def evaluate(
                 "max_new_tokens": config.max_new_tokens}
     if config.soft_prompt is not None:  # absent without one: checkpoints written before it stay valid
         settings["soft_prompt"] = str(config.soft_prompt)
+    if task.stop is not None:  # the same: absent unless the task file sets its own stop sequences
+        settings["stop"] = list(task.stop)
     progress_file = Checkpoint(checkpoint, settings)
     pool = task.demonstration_pool()
     pool_ids = {id(d): doc.line for d, doc in zip(pool, task.pool, strict=True)}
@@ -189,6 +197,10 @@ def evaluate(
         extraction=task.extractor.to_json() if free_form else None,
         missing_runs=grid.missing,
     )
+    if free_form:
+        report.empty_answers = EmptyAnswers.from_runs(grid.runs, shots, chat=chat,
+                                                      stop=free_form_stop(task, template),
+                                                      extractor=task.extractor, pool=len(task.pool))
     report.series = grid.series
     report.seconds = time.perf_counter() - started
     return report
@@ -238,27 +250,41 @@ def _run_likelihood(scorer: LikelihoodScorer, ctx: _RunContext, docs, bar, norma
     return {"accuracy": {name: correct[name] / len(docs) for name in series_names}, "short": short}
 
 
+def free_form_stop(task: Task, template: PromptTemplate) -> list[str]:
+    """Where a free-form answer ends: the task file's "stop" sequences if it sets them; else, inside a chat
+    template, nowhere (its end-of-turn token ends the answer), and on a plain prompt at a newline."""
+    if task.stop is not None:
+        return list(task.stop)
+    return [] if template.special else ["\n"]
+
+
 def _run_free_form(lm: LanguageModel, ctx: _RunContext, docs, bar, max_new_tokens: int) -> dict:
-    """Greedy generations, filtered into answers and scored by the task's metrics."""
+    """Greedy generations, filtered into answers and scored by the task's metrics; empty answers are
+    explained (`zeroshot.eval.diagnose`), in the run's record and in each sample."""
     extractor = ctx.task.extractor
     builder = ctx.builder
-    # A chat template ends the answer with its end-of-turn token; plain prompts end it with a newline.
-    stop = [] if builder.template.special else ["\n"]
+    stop = free_form_stop(ctx.task, builder.template)
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop=stop)
     correct = {name: 0 for name in extractor.metrics}
     short = 0
+    empty = EmptyTally()
     for doc in docs:
         prompt = builder.build(doc.query, longest_answer_tokens=config.max_new_tokens)
         short += prompt.n_demonstrations < ctx.k
         text = builder.prefix_text(prompt.n_demonstrations) + builder.template.format_query(doc.query)
         generation = lm.generate(text, config)
         answer = extractor.extract(generation)
+        why = explain_empty(lm, text, config, generation, answer)
+        empty.add(why, generation)
         verdicts = extractor.score(answer, doc.target)
         for name, ok in verdicts.items():
             correct[name] += ok
-        ctx.record(doc, prompt.n_demonstrations, generation=generation, answer=answer, correct=verdicts)
+        # The raw generation (after the stop) beside the answer the filters kept, and why it is empty.
+        ctx.record(doc, prompt.n_demonstrations, stop=stop, generation=generation, answer=answer,
+                   correct=verdicts, **(why.fields() if why else {}))
         bar.update(1)
-    return {"accuracy": {name: correct[name] / len(docs) for name in extractor.metrics}, "short": short}
+    return {"accuracy": {name: correct[name] / len(docs) for name in extractor.metrics}, "short": short,
+            "empty": empty.to_record()}
 
 
 class SampleLog:
@@ -302,6 +328,8 @@ def format_table(report: EvalReport) -> str:
             "prompts that dropped demonstrations to fit the context (worst seed): "
             + ", ".join(f"K={k}: {n}" for k, n in dropped.items())
         )
+    if report.empty_answers is not None:  # free-form: why many answers are empty, and the fix
+        lines.extend(report.empty_answers.lines())
     return "\n".join(lines)
 
 

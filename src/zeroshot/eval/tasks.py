@@ -15,8 +15,10 @@ JSON Lines, one document per line, with an optional first line ``{"config": {...
   its target may be the choice text or its 0-based index). Without ``doc_to_choice`` the task is
   free-form: the greedy generation goes through the config's ``filters`` and is scored by its
   ``metrics`` (`zeroshot.eval.extract`: first line, strip, regex capture; case/punctuation folding;
-  exact match and "contains"). ``"chat_template": true`` puts the description, demonstrations and query
-  into the model's own chat template (see `zeroshot.text.chat`).
+  exact match and "contains"). ``stop`` (free-form: a list of up to 4 strings) ends each generation
+  where one appears; without it an answer ends at a newline, or inside a chat template at the end of
+  the turn. ``"chat_template": true`` puts the description, demonstrations and query into the model's
+  own chat template (see `zeroshot.text.chat`).
 - Without a config line the kind is inferred: a ``choices`` field means multiple choice, a ``label``
   field classification (labels = the distinct labels, sorted), else free-form on ``question``/``answer``.
 - Documents with ``"split": "train"`` form the demonstration pool and the rest are evaluated. Without
@@ -57,6 +59,7 @@ _CONFIG_KEYS = {
     "ignore_punctuation",
     "metrics",
     "chat_template",
+    "stop",
 }
 
 
@@ -86,6 +89,7 @@ class Task:
     labels: list[str] = field(default_factory=list)  # classification only
     extractor: AnswerExtractor = field(default_factory=AnswerExtractor)  # free-form only
     chat_template: bool = False  # put description, demonstrations and query in the model's chat template
+    stop: tuple[str, ...] | None = None  # free-form: the task's stop sequences; None: the default
 
     def demonstration_pool(self) -> list[Demonstration]:
         """The pool as demonstrations (query, correct answer)."""
@@ -258,9 +262,15 @@ def load_task(name_or_path: str | Path, max_chars: int | None = None) -> Task:
     extractor = parse_extractor(config, str(path))
     if not isinstance(config.get("chat_template", False), bool):
         raise UserError(f"{path}: chat_template must be true or false")
+    stop = config.get("stop")
+    if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise UserError(f'{path}: stop must be a list of strings, e.g. ["\\n\\n"]')
+    if stop is not None and kind != "free_form":
+        raise UserError(f"{path}: stop is for free-form tasks; a {kind.replace('_', ' ')} task generates "
+                        "nothing")
     return Task(
         config.get("name", path.stem), kind, config.get("description", ""), template, pool, docs, labels,
-        extractor, config.get("chat_template", False),
+        extractor, config.get("chat_template", False), None if stop is None else tuple(stop),
     )
 
 
