@@ -5,6 +5,8 @@ be changed or removed without breaking another. Heavy libraries are imported ins
 need them: importing this module costs only NumPy.
 
 - the machine: `lscpu_model`;
+- the BBC News dev split and model names (`ladder_scaling`, `calibrate_auto`): `bbc_dev_task`,
+  `model_path`;
 - the dtype benches (`clip_classify`, `dtype_text`, `dtype_trained_clip`): `auto_choice`,
   `auto_summary`, `agreement`;
 - synthetic detection scenes (`detect_recall`, `fashion_mnist_clip`): `FASHION`, `SIZE`, `IOU`,
@@ -29,6 +31,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from zeroshot.eval.tasks import Task
 
 # Synthetic detection scenes: real object images pasted on real photos (see bench/detect_recall.py).
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
@@ -57,6 +61,39 @@ def lscpu_model() -> str:
         return platform.processor() or platform.machine()
     names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
     return names[0] if names else platform.processor() or platform.machine()
+
+
+BBC_DEV_DOCS = 200  # articles of the demonstration pool that the dev split evaluates
+
+
+def bbc_dev_task(max_chars: int | None = None) -> Task:
+    """A dev split of BBC News for choosing options: 200 articles drawn (seed 0) from the demonstration
+    pool are evaluated and the rest stays the pool; the test split is never touched. (The pool is
+    ordered by topic, so a slice of it would hold one topic only.)"""
+    import dataclasses
+    import random
+
+    from zeroshot.eval.tasks import load_task
+
+    task = load_task("bbc-news", max_chars=max_chars)
+    order = random.Random(0).sample(range(len(task.pool)), BBC_DEV_DOCS)  # drawn order: --limit stays mixed
+    docs = [task.pool[i] for i in order]
+    chosen = set(order)
+    pool = [d for i, d in enumerate(task.pool) if i not in chosen]
+    return dataclasses.replace(task, name="bbc-news-dev", docs=docs, pool=pool)
+
+
+def model_path(name: str) -> str | None:
+    """A model by ladder name (`zeroshot.models.ladder.LADDER`), "default" (the built-in 135M: None), or
+    a path, as `load_lm` takes it."""
+    from zeroshot.models.ladder import LADDER, ladder_dir
+
+    if name == "default":
+        return None
+    for model in LADDER:
+        if model.name == name:
+            return str(ladder_dir() / model.filename)
+    return name
 
 
 def auto_choice(load: Callable[[], object]) -> dict:

@@ -17,36 +17,16 @@ resumes from the checkpoints under OUTPUT_DIR/runs/.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
-import random
 import sys
+
+from bench.common import bbc_dev_task, model_path
 
 from zeroshot.eval.runs import EvalConfig
 from zeroshot.eval.scaling import evaluate_models, format_scaling_table
-from zeroshot.eval.tasks import Task, load_task
-from zeroshot.models.ladder import LADDER, ladder_dir
+from zeroshot.eval.tasks import load_task
+from zeroshot.models.ladder import LADDER
 from zeroshot.models.loader import load_lm
-
-
-def model_path(name: str) -> str | None:
-    if name == "default":
-        return None
-    for model in LADDER:
-        if model.name == name:
-            return str(ladder_dir() / model.filename)
-    return name
-
-
-def bbc_dev_task(max_chars: int | None) -> Task:
-    """A dev split of BBC News for choosing options: 200 articles drawn (seed 0) from the demonstration
-    pool are evaluated and the rest stays the pool; the test split is never touched. (The pool is
-    ordered by topic, so a slice of it would hold one topic only.)"""
-    task = load_task("bbc-news", max_chars=max_chars)
-    order = random.Random(0).sample(range(len(task.pool)), 200)  # in drawn order: --limit stays mixed
-    docs = [task.pool[i] for i in order]
-    pool = [d for i, d in enumerate(task.pool) if i not in set(order)]
-    return dataclasses.replace(task, name="bbc-news-dev", docs=docs, pool=pool)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,19 @@ def check_labels(labels: str | Iterable[str] | None, minimum: int = 2, what: str
     return stripped
 
 
+CALIBRATE_MODES = ("auto", "on", "off")
+
+
+def check_calibrate(value: bool | str, option: str = "--calibrate") -> str:
+    """The calibration mode `value` names: "auto", "on" or "off" (True and False, the old boolean
+    spelling, are "on" and "off"); anything else is a `UserError` naming `option` and the choices."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value not in CALIBRATE_MODES:
+        raise UserError(f"{option} must be one of {', '.join(CALIBRATE_MODES)}, not {value!r}")
+    return value
+
+
 def check_exactly_one(what: str, **given: object) -> str:
     """The name of the one argument in `given` that is set; `UserError` unless exactly one is.
 

@@ -44,9 +44,9 @@ for _name in _COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for a user error or a usage mistake)."""
-    from zeroshot.cli.options import rewrite_deprecated
+    from zeroshot.cli.options import rewrite_deprecated, spell_flag_values
 
-    argv = rewrite_deprecated(list(sys.argv[1:] if argv is None else argv))
+    argv = spell_flag_values(rewrite_deprecated(list(sys.argv[1:] if argv is None else argv)))
     try:
         # Without standalone mode click *returns* the code of `typer.Exit(n)` and of Ctrl-C (130).
         code = _command().main(args=argv, prog_name="zeroshot", standalone_mode=False)

@@ -6,11 +6,14 @@ always the language model, `--clip-model` always the image-text model, `-o/--out
 quiet. `OPTION_NAMES` is the vocabulary a test checks every command's options against.
 
 Spellings from before the names were unified keep working for one release: `rewrite_deprecated`
-turns them into today's names and says so in one line on stderr.
+turns them into today's names and says so in one line on stderr. An option that was an on/off flag and
+now takes a value (`--calibrate auto|on|off`) keeps its flag spellings for good: `spell_flag_values`
+turns a bare `--calibrate` into `--calibrate=on` and `--no-calibrate` into `--calibrate=off`.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +24,7 @@ import typer
 
 from zeroshot.errors import UserError
 from zeroshot.models.dtype import DTYPE_HELP
-from zeroshot.validation import split_ints
+from zeroshot.validation import CALIBRATE_MODES, split_ints
 
 LM_HELP = ("Language model: a name `zeroshot models` lists (e.g. gemma-3-270m, once pulled), a .gguf file, "
            "Hugging Face folder or hub id (default: the built-in SmolLM2-135M-Instruct, or the one a "
@@ -57,6 +60,12 @@ class Shared:
     min: int | None = None  # only where no library check exists (the library's rule is the one rule)
     show_default: bool = True
     envvar: str | None = None
+    metavar: str | None = None
+    # A former on/off flag that now takes a value: what the bare flag means, and its old off switch
+    # with the value it means (see `spell_flag_values`).
+    flag_value: str | None = None
+    off_flag: tuple[str, str] | None = None
+    values: tuple[str, ...] = ()  # the values a bare flag's next word may be (checked by the library)
 
     @property
     def spellings(self) -> tuple[str, ...]:
@@ -86,6 +95,8 @@ class Shared:
             extra["min"] = self.min
         if self.envvar is not None:
             extra["envvar"] = self.envvar
+        if self.metavar is not None:
+            extra["metavar"] = self.metavar
         allowed = self.choices_for(command)
         if allowed is not None:
             extra["callback"] = _one_of(allowed)
@@ -139,8 +150,13 @@ shots = Shared(("--shots",), "Demonstrations K (fewshot-curve, tune-prompt: labe
 seeds = Shared(("--seeds",), "How many seeds each K runs with (K=0 runs once: it has no randomness).", 5,
                defaults={"fewshot-curve": 10})  # its fits take milliseconds: more seeds, a tighter band
 balanced = Shared(("--balanced/--no-balanced",), "Draw demonstrations class-balanced.", False)
-calibrate = Shared(("--calibrate/--no-calibrate",), "Calibrate: subtract each label's score given the "
-                   "content-free input 'N/A' (eval-text reports both accuracies).", False)
+# The value is checked by the library (`zeroshot.validation.check_calibrate`), before any model loads.
+calibrate = Shared(("--calibrate",), "Calibrate: subtract each label's score given the content-free input "
+                   "'N/A'. on, off, or auto: chosen per K by leave-one-out on the demonstrations' pool, "
+                   "never on the texts scored. --calibrate alone means on, --no-calibrate off (eval-text "
+                   "reports plain and calibrated accuracy, and auto's with auto).", "off",
+                   metavar="[auto|on|off]", flag_value="on", off_flag=("--no-calibrate", "off"),
+                   values=CALIBRATE_MODES)
 normalization = Shared(("--normalization",), "Score normalisation: sum (total log-prob), token (per token) "
                        "or char (per character).", "sum")
 soft_prompt = Shared(("--soft-prompt",), "A soft prompt folder from `zeroshot tune-prompt` (loads its base "
@@ -210,6 +226,8 @@ output_format = Shared(("--format",), "How to print the results: text or json (s
                        choices={"": FORMATS, "search": ("table", "json", "html")})
 quiet = Shared(("--quiet", "-q"), "Quiet: no progress bar, and none of the per-item lines a command prints "
                "as it goes (tables, JSON lines, skipped files); summaries and files stay.", False)
+
+_FLAG_VALUED = (calibrate,)  # the former on/off flags that now take a value
 
 # Commands without -q/--quiet, and why: none of them shows a progress bar or runs long.
 QUICK_COMMANDS: dict[str, str] = {
@@ -309,6 +327,43 @@ DEPRECATED: dict[str, dict[str, tuple[str, ...]]] = {
     "audit typographic": {**_CLIP_RENAMES, **_FOLDER_RENAMES},
     "audit denigration": {**_CLIP_RENAMES, **_FOLDER_RENAMES},
 }
+
+
+_VALUE_LIKE = re.compile(r"[A-Za-z]{1,8}")  # a short bare word reads as a (perhaps misspelt) value
+
+
+def spell_flag_values(argv: list[str]) -> list[str]:
+    """`argv` with the flag spellings of options that now take a value written out with `=`.
+
+    A bare `--calibrate` becomes `--calibrate=on` unless the next word is its value: one of its values,
+    or a short word of letters that reads as one misspelt (`--calibrate maybe` is refused by the value
+    check, not classified as a text). Anything else after it (an option, a path, a task name, a text
+    with spaces) is left for what follows, as when `--calibrate` was an on/off flag. `--no-calibrate`
+    becomes `--calibrate=off`. Nothing after `--` is touched.
+    """
+    flags = {spec.name: spec for spec in _FLAG_VALUED}
+    offs = {spec.off_flag[0]: spec for spec in _FLAG_VALUED if spec.off_flag}
+    out: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if word == "--":
+            return out + argv[index - 1:]
+        if word in offs:
+            spec = offs[word]
+            out.append(f"{spec.name}={spec.off_flag[1]}")  # type: ignore[index]
+        elif word in flags:
+            spec = flags[word]
+            following = argv[index] if index < len(argv) else None
+            if following is not None and (following in spec.values or _VALUE_LIKE.fullmatch(following)):
+                out.append(f"{word}={following}")
+                index += 1
+            else:
+                out.append(f"{word}={spec.flag_value}")
+        else:
+            out.append(word)
+    return out
 
 
 def rewrite_deprecated(argv: list[str]) -> list[str]:

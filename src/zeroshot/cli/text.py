@@ -9,7 +9,7 @@ import typer
 
 from zeroshot.cli import app, options
 from zeroshot.errors import UserError
-from zeroshot.validation import check_labels
+from zeroshot.validation import check_calibrate, check_labels
 
 
 def _soft_prompt_model(soft_prompt: Path | None, model: str | None, backend: str) -> tuple[str | None, str]:
@@ -59,7 +59,7 @@ def classify_text(
     shots: str = options.shots(),
     seed: int = options.seed(),
     balanced: bool = options.balanced(),
-    calibrate: bool = options.calibrate(),
+    calibrate: str = options.calibrate(),
     normalization: str = options.normalization(),
     max_chars: int = options.max_chars(),
     output_format: str = options.output_format(),
@@ -68,7 +68,8 @@ def classify_text(
     backend: str = options.lm_backend(),
 ) -> None:
     """Classify TEXTs into --labels by likelihood, zero-shot or few-shot (--shots demonstrations drawn
-    from --examples); prints every label's probability."""
+    from --examples); prints every label's probability. --calibrate auto chooses by leave-one-out on
+    --examples; without them it scores plain and says so."""
     from zeroshot.text.classify import ZeroShotTextClassifier
     from zeroshot.text.scoring import check_normalization
 
@@ -76,6 +77,7 @@ def classify_text(
     # typo fails in a second, not after the load (the estimator keeps scikit-learn's check-at-fit).
     label_list = check_labels(labels)
     check_normalization(normalization)
+    calibrate = check_calibrate(calibrate)
     n_shots = options.one_number(shots, "--shots")
     pool_texts: list[str] = []
     pool_labels: list[str] = []
@@ -109,8 +111,10 @@ def classify_text(
         return
     typer.echo(
         f"{result.shots} demonstrations (seed {seed}), normalization {normalization}"
-        f"{', calibrated' if calibrate else ''}"
+        f"{', calibrated' if result.calibrate else ''}"
     )
+    if clf.calibration_ is not None:
+        typer.echo(f"calibration auto: {clf.calibration_.describe()}")
     for text, p in zip(texts, result.probabilities, strict=True):
         order = p.argsort()[::-1]
         table = "  ".join(f"{label_list[j]}={p[j]:.3f}" for j in order)
@@ -126,7 +130,7 @@ def eval_text(
     seeds: int = options.seeds(),
     first_seed: int = typer.Option(0, "--first-seed", help="Seeds used are first-seed, first-seed+1, ..."),
     limit: int = options.limit(),
-    calibrate: bool = options.calibrate(),
+    calibrate: str = options.calibrate(),
     normalization: str = options.normalization(),
     balanced: bool = options.balanced(),
     max_chars: int = options.max_chars(),

@@ -9,7 +9,7 @@ query, so the language model evaluates it once and reuses its key/value cache.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from zeroshot.errors import UserError
 from zeroshot.models.lm import LanguageModel
+from zeroshot.text.calibration import CalibrationChoice, choose_calibration
 from zeroshot.text.prompts import (
     Demonstration,
     PromptBuilder,
@@ -30,7 +31,7 @@ from zeroshot.text.scoring import (
     LikelihoodScorer,
     check_normalization,
 )
-from zeroshot.validation import check_labels
+from zeroshot.validation import check_calibrate, check_labels
 
 
 def as_demonstrations(examples: Iterable[Demonstration | tuple[str, str]] | None) -> list[Demonstration]:
@@ -61,7 +62,7 @@ class _LikelihoodTask:
         demonstrations: Sequence[Demonstration | tuple[str, str]] | None = None,
         template: PromptTemplate | None = None,
         normalization: str = "sum",
-        calibrate: bool = False,
+        calibrate: bool | str = False,
         content_free_inputs: Sequence[str] = DEFAULT_CONTENT_FREE_INPUTS,
         max_chars: int | None = None,
         reuse_cache: bool = True,
@@ -85,8 +86,17 @@ class _LikelihoodTask:
         demos = [Demonstration(truncate_text(d.text, self.max_chars), d.answer) for d in demonstrations]
         builder = PromptBuilder(lm or self.lm, self.description if description is None else description,
                                 demos, template or self.template)
-        content_free = self.content_free_inputs if self.calibrate else ()
+        content_free = self.content_free_inputs if self.calibrate_ else ()
         return LikelihoodScorer(builder, content_free, reuse_cache=self.reuse_cache)
+
+    def _resolve_calibration(self, choose: Callable[[], CalibrationChoice]) -> None:
+        """Set `calibrate_` (the scoring used) and `calibration_` (what auto chose, else None).
+
+        `choose` is called for "auto" only: it returns the `CalibrationChoice` of this task's pool.
+        """
+        mode = check_calibrate(self.calibrate, "calibrate")
+        self.calibration_: CalibrationChoice | None = choose() if mode == "auto" else None
+        self.calibrate_ = self.calibration_.calibrate if self.calibration_ is not None else mode == "on"
 
     def _score_all(self, queries: Sequence[tuple[str, Sequence[str]]]) -> list[ChoiceScores]:
         scorer = self.scorer_
@@ -106,17 +116,22 @@ class TextClassification:
     texts: list[str]
     probabilities: np.ndarray  # (n_texts, n_labels), columns in the order of `labels`
     normalization: str = "sum"
-    calibrate: bool = False
+    calibrate: bool = False  # the scoring used (with calibrate="auto", the one it chose)
     shots: int = 0
+    calibration: dict | None = None  # calibrate="auto": `CalibrationChoice.to_dict()`
 
     def to_dict(self) -> dict:
-        """JSON-ready: per text the best label and every label's probability (6 decimals)."""
+        """JSON-ready: per text the best label and every label's probability (6 decimals); with
+        calibrate="auto", what it chose and why ("calibration")."""
         rows = []
         for text, row in zip(self.texts, self.probabilities, strict=True):
             scores = {label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)}
             rows.append({"text": text, "label": self.labels[int(np.argmax(row))], "scores": scores})
-        return {"labels": list(self.labels), "normalization": self.normalization, "calibrate": self.calibrate,
-                "shots": self.shots, "results": rows}
+        out = {"labels": list(self.labels), "normalization": self.normalization, "calibrate": self.calibrate,
+               "shots": self.shots}
+        if self.calibration is not None:  # absent otherwise: outputs from before "auto" keep their shape
+            out["calibration"] = self.calibration
+        return {**out, "results": rows}
 
 
 class ZeroShotTextClassifier(_LikelihoodTask):
@@ -124,6 +139,10 @@ class ZeroShotTextClassifier(_LikelihoodTask):
 
     Zero-shot with no demonstrations; few-shot with `demonstrations` ((text, label) pairs) or by
     `fit(X, y)`, which draws `n_shots` of them from (X, y) with `seed` (class-balanced if `balanced`).
+    `calibrate` is False/"off", True/"on" or "auto": at `fit`, plain or calibrated scoring is chosen by
+    leave-one-out on the labelled pool (X, y), or on the given `demonstrations` without them
+    (`zeroshot.text.calibration`); with neither, auto falls back to plain scoring and says why
+    (`calibration_.reason`). `calibrate_` is the scoring used.
     `soft_prompt` (a folder from `zeroshot tune-prompt`, or a loaded `SoftPrompt`) puts trained virtual
     tokens before every prompt: they take the description's place, and the prompt's own template is
     used unless `template` is given (`lm` must be the transformers model it was trained on).
@@ -141,7 +160,7 @@ class ZeroShotTextClassifier(_LikelihoodTask):
         demonstrations: Sequence[Demonstration | tuple[str, str]] | None = None,
         template: PromptTemplate | None = None,
         normalization: str = "sum",
-        calibrate: bool = False,
+        calibrate: bool | str = False,
         content_free_inputs: Sequence[str] = DEFAULT_CONTENT_FREE_INPUTS,
         max_chars: int | None = None,
         n_shots: int = 0,
@@ -173,6 +192,8 @@ class ZeroShotTextClassifier(_LikelihoodTask):
         """Fix the prompt. With (X, y), draw `n_shots` demonstrations from them; returns `self`."""
         self.classes_ = np.array(check_labels(self.labels), dtype=object)
         demos = as_demonstrations(self.demonstrations)
+        given = list(demos)
+        pool: list[Demonstration] = []
         if X is not None:
             if y is None or len(X) != len(y):
                 raise UserError("fit needs one label per text")
@@ -182,13 +203,26 @@ class ZeroShotTextClassifier(_LikelihoodTask):
             pool = [Demonstration(str(text), str(label)) for text, label in zip(X, y, strict=True)]
             demos = demos + sample_demonstrations(pool, self.n_shots, self.seed, self.balanced)
         self.demonstrations_ = demos
-        if self.soft_prompt is None:
-            self.scorer_ = self._make_scorer(demos)
-        else:
+        lm, description, template = self.lm, self.description, self.template
+        if self.soft_prompt is not None:
             from zeroshot.text.soft_prompt import attach_soft_prompt
 
             lm = attach_soft_prompt(self.lm, self.soft_prompt)
-            self.scorer_ = self._make_scorer(demos, lm, "", self.template or lm.prompt.template)
+            description, template = "", self.template or lm.prompt.template
+        # Auto's pool: the labelled examples (X, y), drawn from as fit draws; without them, the given
+        # demonstrations, each held out from the others.
+        loo_pool, loo_k = (pool, self.n_shots) if pool else (given, len(given))
+
+        def choose() -> CalibrationChoice:
+            if not loo_pool:
+                return CalibrationChoice.fallback("no labelled examples to choose from, so plain scoring")
+            return choose_calibration(lm, loo_pool, list(self.classes_), loo_k, description=description,
+                                      template=template, normalization=self.normalization,
+                                      balanced=self.balanced, seed=self.seed,
+                                      content_free_inputs=self.content_free_inputs, max_chars=self.max_chars)
+
+        self._resolve_calibration(choose)
+        self.scorer_ = self._make_scorer(demos, lm, description, template)
         return self
 
     def _ensure_fitted(self) -> None:
@@ -208,7 +242,7 @@ class ZeroShotTextClassifier(_LikelihoodTask):
         results = self.score_texts(texts)
         if not results:
             return np.zeros((0, len(self.classes_)))
-        return np.stack([r.probabilities(self.normalization, self.calibrate) for r in results])
+        return np.stack([r.probabilities(self.normalization, self.calibrate_) for r in results])
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The most likely label of each text."""
@@ -222,8 +256,9 @@ class ZeroShotTextClassifier(_LikelihoodTask):
     def result(self, texts: Sequence[str], probabilities: np.ndarray) -> TextClassification:
         """The `TextClassification` of probabilities this classifier computed for `texts`."""
         self._ensure_fitted()
+        choice = None if self.calibration_ is None else self.calibration_.to_dict()
         return TextClassification([str(c) for c in self.classes_], list(texts), np.asarray(probabilities),
-                                  self.normalization, self.calibrate, len(self.demonstrations_))
+                                  self.normalization, self.calibrate_, len(self.demonstrations_), choice)
 
 
 @dataclass(frozen=True)
@@ -237,12 +272,16 @@ class MultipleChoiceItem:
 class MultipleChoiceScorer(_LikelihoodTask):
     """Pick among each question's own choices by likelihood (lm-evaluation-harness's multiple choice).
 
-    `demonstrations` are (question, correct answer) pairs shown before every question.
+    `demonstrations` are (question, correct answer) pairs shown before every question. They carry no
+    choices of their own, so there is no pool to choose by: `calibrate="auto"` falls back to plain
+    scoring (`calibration_.reason` says so).
     """
 
     def fit(self, X: object = None, y: object = None) -> MultipleChoiceScorer:
         """Fix the prompt; returns `self` (nothing is learned)."""
         self.demonstrations_ = as_demonstrations(self.demonstrations)
+        self._resolve_calibration(lambda: CalibrationChoice.fallback(
+            "multiple-choice demonstrations carry no choices to hold out, so plain scoring"))
         self.scorer_ = self._make_scorer(self.demonstrations_)
         return self
 
@@ -268,9 +307,10 @@ class MultipleChoiceScorer(_LikelihoodTask):
         self, items: Sequence[MultipleChoiceItem | tuple[str, Sequence[str]]]
     ) -> list[np.ndarray]:
         """For each item, the probability of each of its choices (in the order given)."""
-        return [r.probabilities(self.normalization, self.calibrate) for r in self.score_items(items)]
+        results = self.score_items(items)
+        return [r.probabilities(self.normalization, self.calibrate_) for r in results]
 
     def predict(self, items: Sequence[MultipleChoiceItem | tuple[str, Sequence[str]]]) -> list[str]:
         """The most likely choice of each item."""
         results = self.score_items(items)
-        return [r.choices[int(np.argmax(r.scores(self.normalization, self.calibrate)))] for r in results]
+        return [r.choices[int(np.argmax(r.scores(self.normalization, self.calibrate_)))] for r in results]
