@@ -102,7 +102,8 @@ def run_demo(lm: LanguageModel, config: DemoConfig | None = None) -> DemoResult:
 
 def demo_epilogue(model: str | None) -> str:
     """What the default model does well and badly (measured, docs/notes/issue-13.md), and how to go bigger."""
-    from zeroshot.models.ladder import installed_ladder
+    from zeroshot.models.catalogue import installed_path
+    from zeroshot.models.ladder import LADDER
 
     lines = []
     if model is None:
@@ -114,11 +115,11 @@ def demo_epilogue(model: str | None) -> str:
             "made them worse), and it rarely knows facts (country name to ISO code: 2% zero-shot, "
             "8% with demonstrations). Larger models gain more from the same prompts."
         )
-    bigger = installed_ladder()
+    bigger = [entry for entry in LADDER if installed_path(entry) is not None]
     if bigger:
         lines.append("Larger models installed; rerun with one of them:")
-        lines += [f"  zeroshot demo --model {path}" for path in bigger]
+        lines += [f"  zeroshot demo --model {entry.name}" for entry in bigger]
     else:
-        lines.append("Larger models (270M to 1.5B, 1.9 GB in all): `make setup-ladder`, then "
-                     "`zeroshot demo --model <path it prints>`.")
+        lines.append("Larger models (270M to 1.5B): `zeroshot models` lists them, `zeroshot models pull "
+                     "gemma-3-270m` installs one (253 MB), then `zeroshot demo --model gemma-3-270m`.")
     return "\n".join(lines)
