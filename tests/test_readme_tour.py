@@ -24,7 +24,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SKIPPED = {"serve"}  # runs until stopped; tests/test_server*.py start real servers
 # The --limit the slow test gives a line instead of the printed one: as small as the line still works
 # with (fewshot-curve needs 16 labelled examples per class for K=16, in a half of 5 classes).
-SMALL_LIMITS = {"eval-text": "5", "fewshot-curve": "200", "audit lm-gender": "5"}
+SMALL_LIMITS = {"eval-text": "3", "fewshot-curve": "200", "audit lm-gender": "5"}
 OUTPUT_OPTIONS = ("-o", "--output", "--output-dir", "--db")
 INPUT_SUFFIXES = (".jpg", ".jsonl", ".idx")
 
