@@ -208,6 +208,8 @@ init = Shared(("--init",), "How new embeddings start. tune-prompt: text (the tas
               "embeddings) or random; recycle-lm: mean (of the base embeddings of each token's English "
               "pieces) or random.", "text", defaults={"recycle-lm": "mean"})
 resume = Shared(("--resume",), "Continue the unfinished run in --output-dir (same data and options).", False)
+overwrite = Shared(("--overwrite",), "Replace what is already there: a model in --output-dir (train-clip), "
+                   "the sample files (samples; other files are left alone).", False)
 lengths = Shared(("--lengths",), "Comma-separated token counts to time (bench-lm: new tokens; "
                  "bench-lm-ladder: prompt lengths scored).", "32,128,512")
 # Output
@@ -240,6 +242,7 @@ QUICK_COMMANDS: dict[str, str] = {
     "caption": "a few inputs, one line each",
     "search": "one query (a bar shows only while an index brings its store up to date)",
     "models list": "one table, read from the disk",
+    "samples": "copies and crops a few hundred small images in about a second",
 }
 
 

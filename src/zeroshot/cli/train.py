@@ -44,7 +44,7 @@ def train_clip_command(
     seed: int = options.seed(),
     threads: int = options.threads(),
     resume: bool = options.resume(),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --output-dir."),
+    overwrite: bool = options.overwrite(),
     quiet: bool = options.quiet(),
 ) -> None:
     """Train CLIP or LiT on image-text pairs; the result works with every --clip-model option."""
