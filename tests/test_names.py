@@ -81,11 +81,10 @@ def test_every_option_two_commands_share_is_declared_once_in_options():
         if spec is None:
             problems.append(f"{flag} ({', '.join(names)}) is not declared in cli/options.py")
             continue
-        checked = list(used)
-        kinds = {_kind(param) for _, param in checked}
+        kinds = {_kind(param) for _, param in used}
         if len(kinds) > 1:
             problems.append(f"{flag} has several types: {sorted(kinds)}")
-        for name, param in checked:
+        for name, param in used:
             if param.help != spec.help:
                 problems.append(f"{name} {flag}: its own help text, not the shared one")
             if sorted([*param.opts, *param.secondary_opts]) != sorted(spec.spellings):

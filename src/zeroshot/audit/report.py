@@ -13,14 +13,13 @@ import html
 import io
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from zeroshot.files import make_output_dir, write_atomic
+from zeroshot.files import write_atomic
 
 
 class AuditInterrupted(KeyboardInterrupt):
@@ -52,11 +51,6 @@ def plain(value: object) -> object:
 def dumps(data: object) -> str:
     """Deterministic JSON text: plain types, fixed key order as built, no NaN."""
     return json.dumps(plain(data), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def prepare_out_dir(out: str | os.PathLike) -> Path:
-    """The report folder, created (`zeroshot.files.make_output_dir`); a `UserError` if it cannot be."""
-    return make_output_dir(out, "report folder")
 
 
 def figure_png(fig) -> bytes:

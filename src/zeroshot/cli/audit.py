@@ -47,9 +47,9 @@ def _load_lm(model: str | None, backend: str):
 
 def _out_dir(out: Path) -> Path:
     """The report folder, made now: a bad --output-dir fails before the model loads, not after the work."""
-    from zeroshot.audit.report import prepare_out_dir
+    from zeroshot.files import make_output_dir
 
-    return prepare_out_dir(out)
+    return make_output_dir(out, "report folder")
 
 
 def _write(report_of, result, out: Path, partial: bool = False) -> dict[str, Path]:
