@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError
-from zeroshot.models.lm import GenerationConfig, LanguageModel
+from zeroshot.models.lm import GenerationConfig, LanguageModel, SequenceLogprobs, top_of_rows
 from zeroshot.numerics import log_softmax
 
 __all__ = [
@@ -203,13 +203,16 @@ class FakeLM(LanguageModel):
     see whether successive prompts really share their prefix. Greedy generation only.
 
     `reply` sets what it writes instead: called with the prompt, it returns the text up to the end of
-    the sequence ("" ends at once), which `generate` then cuts at `max_new_tokens` bytes and at the
-    first stop sequence, as a real backend does.
+    the sequence ("" ends at once); its bytes are the generated tokens, followed by the end token
+    (`BOS`), cut at `max_new_tokens` tokens and at the first stop sequence, as a real backend does (a
+    character split by the budget comes out as U+FFFD).
     """
 
     name = "fake-bigram"
     backend = "fake"
-    BOS = 256  # the beginning-of-sequence token, after the 256 byte values
+    BOS = 256  # the beginning-of-sequence token, after the 256 byte values; also its end token
+    vocab_size = 257
+    end_token_ids = frozenset({BOS})
 
     def __init__(self, context_length: int = 4096, seed: int = 0,
                  reply: Callable[[str], str] | None = None) -> None:
@@ -245,23 +248,30 @@ class FakeLM(LanguageModel):
             out.append(np.array([self.logprob(seq[len(context) + i - 1], t) for i, t in enumerate(cont)]))
         return out
 
-    def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:
-        config = config or GenerationConfig()
-        if self.reply is not None:
-            out = list(self.reply(prompt).encode("utf-8"))[: config.max_new_tokens]
-        else:
-            ids = self.tokenize(prompt, add_bos=True)
-            out = []
-            for _ in range(config.max_new_tokens):
-                out.append(int(np.argmax(self.table[(ids + out)[-1], :256])))
-        self.last_num_tokens = len(out)
-        text = bytes(out).decode("utf-8", errors="replace")
-        for stop in config.stop:
-            text = text.split(stop)[0]
-        return text
+    def token_bytes(self, token_id: int) -> bytes:
+        return b"" if token_id == self.BOS else bytes([token_id])
 
-    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[str]:
-        yield self.generate(prompt, config)
+    def generate_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Iterator[int]:
+        """`reply`'s bytes then the end token (`BOS`, as GPT-2's one token begins and ends text); or,
+        without `reply`, the greedy path through the table's bytes (it never ends by itself)."""
+        if self.reply is not None:
+            reply = [*self.reply(self.detokenize(prompt_ids)).encode("utf-8"), self.BOS]
+            yield from reply[: config.max_new_tokens]
+            return
+        ids = list(prompt_ids)
+        for _ in range(config.max_new_tokens):
+            ids.append(int(np.argmax(self.table[ids[-1], :256])))
+            yield ids[-1]
+
+    def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
+        ids = self.check_sequence(ids, top)
+        rows = self.table[ids]  # row t: the distribution after ids[t]
+        top_ids, top_values = top_of_rows(rows, top)
+        chosen = rows[np.arange(len(ids) - 1), ids[1:]]
+        return SequenceLogprobs(ids, np.concatenate([[np.nan], chosen]),
+                                np.concatenate([np.zeros((1, top), dtype=np.int64), top_ids[:-1]]),
+                                np.concatenate([np.full((1, top), np.nan), top_values[:-1]]),
+                                top_ids[-1], top_values[-1])
 
 
 # --- small data sets ----------------------------------------------------------------------------------------

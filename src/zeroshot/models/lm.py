@@ -8,6 +8,8 @@ only this interface: tokens in, log-probabilities or text out. This module impor
 from __future__ import annotations
 
 import abc
+import codecs
+import contextlib
 import importlib.util
 import logging
 import random
@@ -155,7 +157,9 @@ class LanguageModel(abc.ABC):
     vocab_size: int | None = None  # size of the output distribution, where the backend knows it
     load_seconds: float = 0.0  # wall-clock time `load_lm` took
     last_seed: int | None = None  # the seed the last sampled generation used (drawn when none was given)
-    last_num_tokens: int = 0  # tokens the last `generate` call decoded (before stop-sequence trimming)
+    last_num_tokens: int = 0  # tokens the last generation decoded (the end token and the one holding a stop
+    # string included: what `Completion.completion_tokens` reports)
+    last_ended: bool = False  # whether the last generation ended on an end token (not a stop string)
     end_token_ids: frozenset[int] = frozenset()  # tokens that end generation (EOS, end-of-turn)
     n_params: int | None = None  # parameter count, from the GGUF header or the loaded weights
     chat_template: str | None = None  # Jinja chat template from the GGUF metadata or tokenizer config
@@ -198,13 +202,16 @@ class LanguageModel(abc.ABC):
         with the opening of the assistant's turn; `UserError` if the model has none."""
         raise UserError(f"the {self.backend} backend has no chat template for {self.name}")
 
-    @abc.abstractmethod
     def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:
         """Completion of `prompt` (without the prompt)."""
+        return self.complete(prompt, config).text
 
-    @abc.abstractmethod
     def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[str]:
         """The completion of `prompt`, piece by piece as it is decoded."""
+        config = config or GenerationConfig()
+        for item in self.generate_from_ids(self.prompt_ids(prompt, config), config):
+            if isinstance(item, str):
+                yield item
 
     def embed(self, texts: Sequence[str], pooling: str = "mean") -> np.ndarray:
         """Hidden-state embeddings (`pooling` is "mean" or "last"), one row per text."""
@@ -228,27 +235,117 @@ class LanguageModel(abc.ABC):
                             f"model's context length of {self.context_length} tokens: shorten the prompt "
                             "or ask for fewer tokens")
 
+    # -- generation from token ids: one path for the text, the token count and the finish reason --------
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes `token_id` adds to generated text (b"" for a control token such as end-of-turn).
+
+        Byte-level: a token may hold part of a UTF-8 character, so generated text is these bytes joined,
+        then decoded once. The default decodes the token alone, which cannot show a partial character;
+        backends that know their pieces' bytes override it."""
+        return self.detokenize([int(token_id)]).encode("utf-8")
+
+    def generate_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Iterator[int]:
+        """The ids the model generates after `prompt_ids` (exactly these ids, special tokens included),
+        one at a time: at most `config.max_new_tokens`, the last one an end token if the model chose one.
+
+        Stop strings are not this method's business (`generate_from_ids` applies them to the text)."""
+        raise NotImplementedError(f"the {self.backend} backend cannot generate from token ids")
+
+    def bos_ids(self) -> list[int]:
+        """What a prompt starts with before its text: the begin-of-sequence token where the model's
+        tokenizer adds one, else nothing."""
+        return self.tokenize("", add_bos=True)
+
+    def generation_ids(self, prompt: str) -> list[int]:
+        """The ids a text prompt is generated from: with the begin-of-sequence token, and special-token
+        text read as those tokens (a raw prompt may spell out a chat template, as llama.cpp's server
+        reads it). Chat messages are tokenized by `text.chat.chat_prompt_ids` instead, whose contents
+        never become control tokens."""
+        if not prompt:
+            raise UserError("the prompt is empty: give some text to continue")
+        return self.tokenize(prompt, add_bos=True, special=True)
+
+    def prompt_ids(self, prompt: str, config: GenerationConfig) -> list[int]:
+        """The ids generation starts from: the prompt wrapped in the chat template as the user's turn
+        (`config.chat`), or the raw prompt (`generation_ids`)."""
+        if config.chat:
+            return self.chat_ids([{"role": "user", "content": prompt}])
+        return self.generation_ids(prompt)
+
+    def chat_ids(self, messages: Sequence[dict]) -> list[int]:
+        """`messages` in the model's chat template, as token ids: the template's own text is read with
+        its special tokens, each message's content as plain text, as llama.cpp and Hugging Face tokenize
+        content, so a user cannot write control tokens (`<|im_start|>system`) into the prompt.
+
+        The template is rendered once with a marker in place of each content, cut at the markers, and
+        the pieces tokenized apart; the ids therefore are exactly what the model evaluates."""
+        messages = [dict(m) for m in messages]
+        markers = [f"\x02{i}\x03" for i in range(len(messages))]
+        rendered = self.format_chat([{**m, "content": marker} for m, marker in zip(messages, markers,
+                                                                                     strict=True)])
+        # The begin-of-sequence token as a raw prompt gets it, unless the template writes it itself.
+        ids = [] if self.bos_text and rendered.startswith(self.bos_text) else self.bos_ids()
+        rest = rendered
+        for message, marker in zip(messages, markers, strict=True):
+            head, found, rest = rest.partition(marker)
+            if not found:
+                raise UserError(f"{self.name}'s chat template drops or changes message contents")
+            ids += self.tokenize(head, special=True) + self.tokenize(message["content"])
+        return ids + self.tokenize(rest, special=True)
+
+    def generate_from_ids(self, prompt_ids: Sequence[int],
+                          config: GenerationConfig) -> Iterator[str | Completion]:
+        """Text pieces of the completion of `prompt_ids` as they are decoded, then one `Completion`.
+
+        Every entry point (CLI, `/v1/generate`, `/v1/completions`, chat, plain or streamed) finishes here,
+        so they agree: the text is the generated tokens' bytes decoded once (`GeneratedText`), cut at the
+        first stop string; `completion_tokens` counts the ids generated (never more than
+        `max_new_tokens`, the end token included, as llama.cpp's server and vLLM count); `prompt_tokens`
+        is the ids evaluated."""
+        config.check()
+        prompt_ids = [int(t) for t in prompt_ids]
+        if not prompt_ids:
+            raise UserError("the prompt is empty: give some text or token ids to continue")
+        if self.vocab_size is not None and any(not 0 <= t < self.vocab_size for t in prompt_ids):
+            # llama.cpp aborts the whole process on an id outside its vocabulary
+            raise UserError(f"token ids must be between 0 and {self.vocab_size - 1}")
+        self.check_fits(len(prompt_ids), config.max_new_tokens)
+        text = GeneratedText(self, config.stop)
+        ended = False
+        # closing: a backend's generator may run on (llama.cpp's never ends by itself)
+        with contextlib.closing(iter(self.generate_ids(prompt_ids, config))) as tokens:
+            for token in tokens:
+                piece = text.push(token)
+                if piece:
+                    yield piece
+                ended = token in self.end_token_ids and not config.ignore_eos
+                if ended or text.stopped or len(text.ids) >= config.max_new_tokens:
+                    break
+        tail = text.flush()
+        if tail:
+            yield tail
+        self.last_num_tokens, self.last_ended = len(text.ids), ended
+        reason = "stop" if ended or text.stopped or len(text.ids) < config.max_new_tokens else "length"
+        yield Completion(text.text, len(prompt_ids), len(text.ids), reason,
+                         None if config.greedy else self.last_seed, self.model_id, self.backend, text.ids)
+
+    def complete_ids(self, prompt_ids: Sequence[int], config: GenerationConfig | None = None) -> Completion:
+        """The whole `Completion` of `prompt_ids` (`generate_from_ids`, its pieces joined)."""
+        *_, completion = self.generate_from_ids(prompt_ids, config or GenerationConfig())
+        return completion
+
     def complete(self, prompt: str, config: GenerationConfig | None = None) -> Completion:
-        """`generate`, with the token counts and finish reason every entry point reports."""
+        """The whole `Completion` of a text prompt (in the chat template with `config.chat`), with the
+        token counts and finish reason every entry point reports."""
         config = config or GenerationConfig()
-        prompt_tokens = self.count_prompt_tokens(prompt, config)
-        return self.finish(prompt_tokens, self.generate(prompt, config), 0, config)
+        return self.complete_ids(self.prompt_ids(prompt, config), config)
 
     def count_prompt_tokens(self, prompt: str, config: GenerationConfig) -> int:
         """Tokens of `prompt` as generation feeds it, after checking that the completion fits."""
-        if not prompt:
-            raise UserError("the prompt is empty: give some text to continue")
-        count = len(self.tokenize(prompt, add_bos=True))
+        count = len(self.prompt_ids(prompt, config))
         self.check_fits(count, config.max_new_tokens)
         return count
-
-    def finish(self, prompt_tokens: int, text: str, pieces: int, config: GenerationConfig) -> Completion:
-        """The `Completion` of a generation that produced `text` (in `pieces` streamed parts, or 0)."""
-        completion_tokens = max(pieces, self.last_num_tokens if pieces == 0 else 0,
-                                len(self.tokenize(text)) if text else 0)
-        reason = "length" if completion_tokens >= config.max_new_tokens else "stop"
-        return Completion(text, prompt_tokens, completion_tokens, reason,
-                          None if config.greedy else self.last_seed, self.model_id, self.backend)
 
     @property
     def model_id(self) -> str:
@@ -271,6 +368,7 @@ class Completion:
     seed: int | None = None  # the sampling seed (None for greedy decoding)
     model: str = ""  # the model's id (`LanguageModel.model_id`)
     backend: str = ""
+    token_ids: list[int] = field(default_factory=list)  # the ids generated (before stop-string trimming)
 
     def usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -360,6 +458,60 @@ class StopTrimmer:
     def flush(self) -> str:
         out, self.pending = ("" if self.stopped else self.pending), ""
         return out
+
+
+class GeneratedText:
+    """Generated token ids to text, byte-exact: each token's bytes (`LanguageModel.token_bytes`) go
+    through one incremental UTF-8 decoder, so a character split over several tokens comes out whole
+    when its last byte arrives, and the text never depends on how it was cut into pieces.
+
+    Bytes that never form a character (a token budget ending inside one, or invalid bytes) become
+    U+FFFD, as Python's one-shot decoding and llama.cpp's server write them. `offsets[i]` is how many
+    characters the text had before token i (OpenAI's `text_offset`).
+    """
+
+    def __init__(self, lm: LanguageModel, stop: Sequence[str] = ()) -> None:
+        self.lm = lm
+        self.ids: list[int] = []
+        self.offsets: list[int] = []
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._decoded = ""  # before stop strings are applied
+        self._trimmer = StopTrimmer(stop)
+        self.text = ""  # what the caller has been given so far
+
+    @property
+    def stopped(self) -> bool:
+        return self._trimmer.stopped
+
+    def push(self, token: int) -> str:
+        """Add one generated token; the text that is now safe to show (possibly "")."""
+        self.ids.append(int(token))
+        self.offsets.append(len(self._decoded))
+        return self._give(self._decoder.decode(self.lm.token_bytes(token)))
+
+    def flush(self) -> str:
+        """The text held back at the end (an incomplete character, a possible stop string's start)."""
+        return self._give(self._decoder.decode(b"", final=True)) + self._give_tail()
+
+    def _give(self, piece: str) -> str:
+        self._decoded += piece
+        out = self._trimmer.push(piece)
+        self.text += out
+        return out
+
+    def _give_tail(self) -> str:
+        out = self._trimmer.flush()
+        self.text += out
+        return out
+
+
+def token_display(piece: bytes) -> str:
+    """How a token is written in OpenAI's `logprobs`: its text when its bytes are whole UTF-8, else
+    OpenAI's `bytes:\\xNN...` spelling (the bytes are given exactly in the `bytes` field beside it)."""
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{b:02x}" for b in piece)
 
 
 def trim_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -107,6 +107,10 @@ class LlamaCppLM(LanguageModel):
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes:
+        # llama.cpp's piece, raw: part of a UTF-8 character for byte tokens, b"" for control tokens
+        return self._llm.detokenize([int(token_id)])
+
     # -- scoring ------------------------------------------------------------------------------------
 
     def continuation_logprobs(self, context: Sequence[int], continuations: Sequence[Sequence[int]],
@@ -212,20 +216,19 @@ class LlamaCppLM(LanguageModel):
 
     # -- generation ---------------------------------------------------------------------------------
 
-    def _completion_kwargs(self, prompt: str, config: GenerationConfig) -> dict:
+    def _sampling(self, config: GenerationConfig) -> dict:
+        """`Llama.generate`'s sampling options for `config` (greedy: top-1)."""
         config.check()
         if config.num_beams > 1:
             raise UserError("the llama.cpp backend has no beam search: use --backend transformers for "
                             "num_beams > 1, or greedy decoding (temperature 0)")
-        self.check_fits(len(self.tokenize(prompt, add_bos=True)), config.max_new_tokens)
-        kwargs = dict(max_tokens=config.max_new_tokens, repeat_penalty=config.repetition_penalty,
-                      stop=list(config.stop) or None, min_p=0.0, top_k=config.top_k, top_p=config.top_p,
-                      temperature=config.temperature)
+        kwargs = dict(repeat_penalty=config.repetition_penalty, min_p=0.0, typical_p=1.0,
+                      top_k=config.top_k, top_p=config.top_p, temp=config.temperature)
         if config.greedy:
-            kwargs.update(temperature=0.0, top_k=1, top_p=1.0)
+            kwargs.update(temp=0.0, top_k=1, top_p=1.0)
         else:
             self.last_seed = resolve_seed(config)
-            kwargs["seed"] = self.last_seed
+            self._llm.set_seed(self.last_seed)
         if config.ignore_eos:
             from llama_cpp import LogitsProcessorList
 
@@ -238,36 +241,19 @@ class LlamaCppLM(LanguageModel):
             kwargs["logits_processor"] = LogitsProcessorList([ban_end])
         return kwargs
 
-    def _run(self, prompt: str, config: GenerationConfig, stream: bool):
-        kwargs = self._completion_kwargs(prompt, config)
-        # llama.cpp would reuse the cached prefix and re-evaluate the prompt's last token alone: a
-        # one-token batch, whose other kernels can change the greedy path. From scratch, the same prompt
-        # always gives the same text (evaluating a prompt in batches costs milliseconds).
-        self._llm.reset()
-        if config.chat:
-            kwargs.pop("max_tokens")
-            return self._llm.create_chat_completion([{"role": "user", "content": prompt}], stream=stream,
-                                                    max_tokens=config.max_new_tokens, **kwargs), True
-        return self._llm.create_completion(prompt, stream=stream, **kwargs), False
-
-    def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:
-        config = config or GenerationConfig()
+    def generate_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Iterator[int]:
+        kwargs = self._sampling(config)
         with self._lock:
+            # llama.cpp would reuse the cached prefix and re-evaluate the prompt's last token alone: a
+            # one-token batch, whose other kernels can change the greedy path. From scratch, the same
+            # prompt always gives the same text (evaluating a prompt in batches costs milliseconds).
             self._scored_tokens, self._rows = 0, {}
-            result, chat = self._run(prompt, config, stream=False)
-        self.last_num_tokens = int(result["usage"]["completion_tokens"])
-        return result["choices"][0]["message"]["content"] if chat else result["choices"][0]["text"]
-
-    def stream(self, prompt: str, config: GenerationConfig | None = None) -> Iterator[str]:
-        config = config or GenerationConfig()
-        with self._lock:
-            self._scored_tokens, self._rows = 0, {}
-            chunks, chat = self._run(prompt, config, stream=True)
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                piece = choice.get("delta", {}).get("content") if chat else choice["text"]
-                if piece:
-                    yield piece
+            self._llm.reset()
+            tokens = self._llm.generate([int(t) for t in prompt_ids], reset=True, **kwargs)
+            for count, token in enumerate(tokens, start=1):
+                yield int(token)
+                if count >= config.max_new_tokens or int(token) in self._end_tokens:
+                    return
 
     # -- embeddings ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,6 +36,21 @@ from zeroshot.models.lm import (
 from zeroshot.models.registry import register_backend
 from zeroshot.numerics import batched
 
+
+def _bytes_to_unicode() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: each byte written as one printable character (char -> byte)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_BYTE_OF_CHAR = _bytes_to_unicode()
 SCORING_BATCH = 8  # continuations scored per forward pass on top of the shared context cache
 EMBED_BATCH = 16
 
@@ -113,6 +129,27 @@ class TransformersLM(LanguageModel):
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def bos_ids(self) -> list[int]:
+        return list(self.tokenizer("")["input_ids"])  # what the tokenizer's own post-processor adds
+
+    def generation_ids(self, prompt: str) -> list[int]:
+        if not prompt:
+            raise UserError("the prompt is empty: give some text to continue")
+        return list(self.tokenizer(prompt)["input_ids"])
+
+    def token_bytes(self, token_id: int) -> bytes:
+        token_id = int(token_id)
+        if token_id in self.tokenizer.all_special_ids:
+            return b""
+        piece = self.tokenizer.convert_ids_to_tokens(token_id)
+        if isinstance(piece, str):
+            byte = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)  # SentencePiece's byte fallback
+            if byte:
+                return bytes([int(byte.group(1), 16)])
+            if piece and all(c in _BYTE_OF_CHAR for c in piece):  # byte-level BPE (GPT-2, Llama 3)
+                return bytes(_BYTE_OF_CHAR[c] for c in piece)
+        return self.tokenizer.decode([token_id]).encode("utf-8")
 
     # -- scoring ------------------------------------------------------------------------------------
 
@@ -261,6 +298,14 @@ class TransformersLM(LanguageModel):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.last_seed)
             yield
+
+    def generate_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Iterator[int]:
+        hf_config = self._hf_config(config)
+        ids = torch.tensor([[int(t) for t in prompt_ids]])
+        with torch.inference_mode(), self._seeded(config):
+            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=torch.ones_like(ids).to(
+                self.device), generation_config=hf_config, tokenizer=self.tokenizer)
+        yield from (int(t) for t in out[0, ids.shape[1]:].tolist())
 
     @torch.inference_mode()
     def generate(self, prompt: str, config: GenerationConfig | None = None) -> str:

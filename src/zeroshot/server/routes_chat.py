@@ -72,7 +72,7 @@ def _config(body: ChatRequest) -> GenerationConfig:
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request):
     """OpenAI-compatible chat completion (streaming or not) with the model's chat template."""
-    from zeroshot.text.chat import chat_prompt, check_messages
+    from zeroshot.text.chat import chat_prompt_ids, check_messages
 
     resources: Resources = request.app.state.resources
     config = _config(body)
@@ -82,7 +82,12 @@ async def chat_completions(body: ChatRequest, request: Request):
         raise UnsupportedOption(str(exc), "messages") from exc
     if body.max_tokens is None and body.max_completion_tokens is None:  # unasked: the server's bound
         config.max_new_tokens = min(config.max_new_tokens, resources.settings.max_tokens)
-    prompt = await resources.on_lm(lambda lm: chat_prompt(lm, messages))
+    chars = sum(len(m["content"]) for m in messages)
+    if chars > resources.settings.max_prompt_chars:
+        raise UserError(f"the messages have {chars:,} characters; this server accepts at most "
+                        f"{resources.settings.max_prompt_chars:,} (--max-prompt-chars)", 413)
+    # token ids, not text: the contents are tokenized apart from the template, as plain text
+    prompt = await resources.on_lm(lambda lm: chat_prompt_ids(lm, messages))
     _check_model(body.model, resources)
     header = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
               "model": model_id(resources)}

@@ -75,6 +75,12 @@ def chat_prompt(lm: LanguageModel, messages: Sequence[Mapping[str, Any]]) -> str
     return lm.format_chat(check_messages(messages))
 
 
+def chat_prompt_ids(lm: LanguageModel, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The token ids `lm` continues to answer `messages` (`LanguageModel.chat_ids`): the template's
+    markers as special tokens, the contents as plain text, so a message cannot forge a turn."""
+    return lm.chat_ids(check_messages(messages))
+
+
 _Q1, _A1, _Q2, _A2 = "\x01Q1\x01", "\x01A1\x01", "\x01Q2\x01", "\x01A2\x01"
 
 

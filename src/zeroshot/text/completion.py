@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from zeroshot.errors import UserError
-from zeroshot.models.lm import GenerationConfig, LanguageModel, SequenceLogprobs, check_top, trim_at_stop
+from zeroshot.models.lm import (
+    GeneratedText,
+    GenerationConfig,
+    LanguageModel,
+    SequenceLogprobs,
+    check_top,
+    token_display,
+    trim_at_stop,
+)
 
 
 @dataclass
@@ -63,7 +71,7 @@ class CompletionResult:
 def empty_completion_note(lm: LanguageModel, config: GenerationConfig) -> str:
     """The line shown when a generation produced no text, saying why (an instruct model often answers a
     raw prompt with end-of-turn at once; a stop string at the start trims everything)."""
-    if config.stop and lm.last_num_tokens:
+    if config.stop and lm.last_num_tokens and not lm.last_ended:
         return f"(no text: a stop string came first; {lm.last_num_tokens} tokens decoded; finish_reason=stop)"
     hint = "" if config.chat else "; an instruct model may answer better with --chat"
     return f"(no text: the model ended at once; finish_reason=stop{hint})"
@@ -84,15 +92,16 @@ def prompt_ids(lm: LanguageModel, prompt: str | Sequence[int]) -> list[int]:
 
 
 def token_logprobs(lm: LanguageModel, scored: SequenceLogprobs, start: int,
-                   text_base: int = 0) -> TokenLogprobs:
-    """OpenAI's `logprobs` for positions `start:` of `scored`; offsets count characters from `text_base`."""
+                   offsets: Sequence[int]) -> TokenLogprobs:
+    """OpenAI's `logprobs` for positions `start:` of `scored`, with `offsets` (OpenAI's `text_offset`,
+    one per position from `start`, from `assemble_text`).
+
+    A token is written as its text when its bytes are whole UTF-8, else as `bytes:\\xNN...`
+    (`models.lm.token_display`), so the tokens' bytes joined and decoded are exactly the text."""
     out = TokenLogprobs()
-    offset = text_base
-    for position in range(start, len(scored.ids)):
-        piece = lm.detokenize([scored.ids[position]])
-        out.tokens.append(piece)
+    for position, offset in zip(range(start, len(scored.ids)), offsets, strict=True):
+        out.tokens.append(token_display(lm.token_bytes(scored.ids[position])))
         out.text_offset.append(offset)
-        offset += len(piece)
         value = scored.logprobs[position]
         out.token_logprobs.append(None if np.isnan(value) else float(value))
         if position == 0:
@@ -100,9 +109,22 @@ def token_logprobs(lm: LanguageModel, scored: SequenceLogprobs, start: int,
             continue
         alternatives: dict[str, float] = {}
         for token, logprob in zip(scored.top_ids[position], scored.top_logprobs[position], strict=True):
-            alternatives.setdefault(lm.detokenize([int(token)]), float(logprob))
+            alternatives.setdefault(token_display(lm.token_bytes(int(token))), float(logprob))
         out.top_logprobs.append(alternatives)
     return out
+
+
+def assemble_text(lm: LanguageModel, ids: Sequence[int], completion_from: int,
+                  stop: Sequence[str] = ()) -> tuple[str, list[int]]:
+    """The text of `ids` (their bytes joined, decoded once: `models.lm.GeneratedText`) and each token's
+    character offset in it; the part from token `completion_from` on is cut at the first stop string."""
+    decoded = GeneratedText(lm)
+    for token in ids:
+        decoded.push(token)
+    decoded.flush()
+    text = decoded.text
+    cut = decoded.offsets[completion_from] if completion_from < len(ids) else len(text)
+    return text[:cut] + trim_at_stop(text[cut:], stop), decoded.offsets
 
 
 def complete_with_logprobs(lm: LanguageModel, prompt: str | Sequence[int], max_tokens: int = 16,
@@ -113,31 +135,31 @@ def complete_with_logprobs(lm: LanguageModel, prompt: str | Sequence[int], max_t
     returns the prompt's tokens first.
 
     `config` gives the decoding options (temperature, top_p, stop, seed); its `max_new_tokens` is
-    replaced by `max_tokens`.
+    replaced by `max_tokens`. The text, the token count and the log-probabilities all come from the
+    same token ids, so they agree whatever bytes the tokens hold.
     """
     want = check_top(0 if top is None else top)
     if max_tokens < 0:
         raise UserError(f"max tokens must be 0 or more, got {max_tokens}")
     config = config or GenerationConfig()
     ids = prompt_ids(lm, prompt)
-    prompt_text = prompt if isinstance(prompt, str) else lm.detokenize(ids)
     lm.check_fits(len(ids), max_tokens)
     finish = "length"
     if max_tokens == 0:
         scored, new_ids = lm.sequence_logprobs(ids, want), []
     elif config.greedy:
         scored, new_ids, finish = _greedy_by_scoring(lm, ids, max_tokens, want, config.stop)
-    else:
+    else:  # sampled from exactly these ids (special tokens too), then scored
         run = GenerationConfig(**{**config.__dict__, "max_new_tokens": max_tokens, "chat": False})
-        generated = lm.generate(prompt_text, run)
-        new_ids = lm.tokenize(generated) if generated else []
-        finish = "length" if lm.last_num_tokens >= max_tokens else "stop"
+        generated = lm.complete_ids(ids, run)
+        new_ids, finish = generated.token_ids, generated.finish_reason
         scored = lm.sequence_logprobs(ids + new_ids, want)
-    completion = trim_at_stop(lm.detokenize(new_ids), config.stop) if new_ids else ""
-    text = (prompt_text if echo else "") + completion
+    # One decoding of prompt and completion: offsets count from the prompt's start, as OpenAI's do.
+    text, offsets = assemble_text(lm, ids + new_ids, len(ids), config.stop)
     start = 0 if echo else len(ids)
-    base = 0 if echo else len(prompt_text)
-    logprobs = token_logprobs(lm, scored, start, text_base=base) if top is not None else None
+    if not echo:
+        text = text[offsets[len(ids)]:] if new_ids else ""
+    logprobs = token_logprobs(lm, scored, start, offsets[start:]) if top is not None else None
     return CompletionResult(text, finish, len(ids), len(new_ids), logprobs)
 
 
@@ -153,7 +175,7 @@ def _greedy_by_scoring(lm: LanguageModel, ids: list[int], max_tokens: int, top: 
         new_ids.append(token)
         if token in lm.end_token_ids:
             return lm.sequence_logprobs(sequence, top), new_ids, "stop"
-        if stop and trim_at_stop(lm.detokenize(new_ids), stop) != lm.detokenize(new_ids):
+        if stop and assemble_text(lm, new_ids, 0, stop)[0] != assemble_text(lm, new_ids, 0)[0]:
             return lm.sequence_logprobs(sequence, top), new_ids, "stop"
         scored = lm.sequence_logprobs(sequence, max(top, 1))
     return _trim_top(scored, top), new_ids, "length"
