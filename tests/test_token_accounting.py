@@ -114,8 +114,8 @@ def test_every_route_keeps_max_tokens_on_multibyte_output(fake_client, max_token
     generate = fake_client.post("/v1/generate", json={"prompt": "x", "max_tokens": max_tokens}).json()
     chat = fake_client.post("/v1/chat/completions", json={
         "model": "default", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "x"}]}).json()
-    plain = fake_client.post("/v1/completions", json={"model": "default", "prompt": "x", "max_tokens": max_tokens,
-                                                      "temperature": 0}).json()
+    plain = fake_client.post("/v1/completions", json={"model": "default", "prompt": "x",
+                                                      "max_tokens": max_tokens, "temperature": 0}).json()
     scored = fake_client.post("/v1/completions", json={"model": "default", "prompt": "x", "logprobs": 1,
                                                        "max_tokens": max_tokens, "temperature": 1}).json()
     counts = {generate["usage"]["completion_tokens"], chat["usage"]["completion_tokens"],

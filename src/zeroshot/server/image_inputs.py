@@ -149,3 +149,20 @@ async def load_images(settings: ServerSettings, uploads: list[tuple[str, bytes]]
         return [(name, _decode(data, settings.max_pixels, name)) for name, data in sources]
 
     return await run_in_threadpool(decode_all)
+
+
+def with_image_urls(result: dict[str, Any], roots: list[Path]) -> dict[str, Any]:
+    """Search results (`SearchResults.to_dict()`) with `url` on every hit whose file lies under an
+    image root: the `/v1/image` address a browser or client fetches it from. A hit outside every root
+    gets `url: null` (the server would refuse it); the rule for "under a root" is `resolve_under_roots`.
+    """
+    from urllib.parse import urlencode
+
+    for hit in result.get("results", []):
+        try:
+            resolve_under_roots(hit["path"], roots)
+        except UserError:
+            hit["url"] = None
+        else:
+            hit["url"] = "/v1/image?" + urlencode({"path": hit["path"]})
+    return result

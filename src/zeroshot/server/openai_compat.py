@@ -112,11 +112,19 @@ def _resources(request: Request) -> Resources:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    """OpenAI's model list: the one LM this server serves."""
+    """OpenAI's model list: the LM this server generates with, then its embedding models (each one
+    `GET /v1/models/{id}` and `/v1/embeddings` accept; listing them loads none)."""
+    from zeroshot.server.resources import public_name
+    from zeroshot.server.routes_embeddings import MINILM
+
     resources = _resources(request)
     await resources.on_lm(lambda lm: None)  # load it, on its own thread, to name it
-    return {"object": "list", "data": [{"id": model_id(resources), "object": "model",
-                                        "created": int(time.time()), "owned_by": "zeroshot"}]}
+    names = [model_id(resources), MINILM]
+    if resources.settings.clip_model:
+        names.append(public_name(resources.settings.clip_model))
+    created = int(time.time())
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": created,
+                                        "owned_by": "zeroshot"} for name in dict.fromkeys(names)]}
 
 
 @router.post("/v1/completions")

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from zeroshot.errors import UserError
-from zeroshot.server.image_inputs import load_images, parse_body
+from zeroshot.server.image_inputs import load_images, parse_body, with_image_urls
 from zeroshot.server.resources import ImageTask, Resources, unprocessable
 from zeroshot.server.security import resolve_under_roots
 from zeroshot.validation import check_labels
@@ -114,7 +114,7 @@ async def search(request: Request) -> dict[str, Any]:
     with unprocessable():  # the library's query rules (exactly one of text or image, ...)
         results = await resources.on_index(lambda index: index.query(
             text=body.text, image=image, k=body.top_k, min_score=body.min_score, image_name=name))
-    return results.to_dict()
+    return with_image_urls(results.to_dict(), resources.settings.image_roots)
 
 
 # --- detection ------------------------------------------------------------------------------------

@@ -53,8 +53,11 @@ def check_texts(texts: str | Sequence, limit: int = MAX_INPUTS) -> list[str]:
         raise UserError(f"{len(items):,} inputs in one request; at most {limit:,} are accepted", 413)
     for index, item in enumerate(items):
         if not isinstance(item, str):
+            # A client's token ids are its own tokenizer's (LangChain's are tiktoken's cl100k), which
+            # no model here reads: refused, with the LangChain settings that send text instead.
             raise UserError("input holds token ids; this server embeds text only (LangChain: pass "
-                            "check_embedding_ctx_length=False to OpenAIEmbeddings)")
+                            "check_embedding_ctx_length=False, or tiktoken_enabled=False, to "
+                            "OpenAIEmbeddings)")
         if not item.strip():
             raise UserError(f"input[{index}] is an empty string: there is nothing to embed")
         if len(item) > MAX_INPUT_CHARS:
