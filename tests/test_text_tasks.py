@@ -185,7 +185,8 @@ def test_example_files_for_classify_text(tmp_path):
 
 
 def test_the_demo_is_a_library_call():
-    """`zeroshot demo` prints `run_demo(lm).format()`: zero-shot and K-shot answers, per article, in all."""
+    """`zeroshot demo` prints `run_demo(lm).format()`: zero-shot and K-shot answers per article, each
+    setting's accuracy, and one line reading them."""
     from zeroshot.eval.demo import DemoConfig, run_demo
 
     result = run_demo(FakeLM(), DemoConfig(n_articles=3, shots=5, seed=0))
@@ -193,6 +194,32 @@ def test_the_demo_is_a_library_call():
     assert set(summary["settings"]) == {"zero-shot", "5-shot"} and len(summary["articles"]) == 3
     assert all(0 <= s["right"] <= 3 and len(s["predictions"]) == 3 for s in summary["settings"].values())
     text = result.format()
-    assert text.count("true topic:") == 3 and f"5-shot: {result.hits('5-shot')}/3 right" in text
+    assert len([line for line in text.splitlines() if line[:3].strip().isdigit()]) == 3  # one row per article
+    totals = [line.split() for line in text.splitlines() if line.startswith(("zero-shot:", "5-shot:"))]
+    assert totals == [[f"{name}:", f"{result.hits(name)}/3", "right", f"({result.accuracy(name):.0%})"]
+                      for name in ("zero-shot", "5-shot")]
+    assert summary["reading"] in text
+    assert text.count("Reading:") == 1 and len(summary["reading"].splitlines()) == 1
     with pytest.raises(UserError, match="--articles must be at least 1"):
         DemoConfig(n_articles=0)  # refused when built, before any model is asked
+    with pytest.raises(UserError, match="--articles must be at most 444"):
+        DemoConfig(n_articles=445)
+
+
+@pytest.mark.parametrize(("zero", "few", "says"), [(10, 20, "learned the task"), (20, 10, "worse"),
+                                                    (15, 17, "no clear difference")])
+def test_the_demo_reading_calls_a_difference_only_above_the_noise(zero, few, says):
+    """24 articles: a gain of 2 is noise and is read as none; 10 either way is read as what it is."""
+    import numpy as np
+
+    from zeroshot.eval.demo import DemoResult
+    from zeroshot.eval.tasks import bbc_news_task
+
+    task = bbc_news_task()
+    result = DemoResult(task, 24, 5, 0)
+    truth = [task.labels.index(d.target) for d in result.docs]
+    for name, right in (("zero-shot", zero), ("5-shot", few)):
+        answers = [t if i < right else (t + 1) % len(task.labels) for i, t in enumerate(truth)]
+        result.probabilities[name] = np.eye(len(task.labels))[answers]
+    assert result.hits("zero-shot") == zero and result.hits("5-shot") == few
+    assert says in result.reading()

@@ -32,7 +32,8 @@ def _load_lm(model: str | None, backend: str):
 
 @app.command("demo")
 def demo(
-    n_articles: int = typer.Option(5, "--articles", help="How many held-out BBC News articles to classify."),
+    n_articles: int = typer.Option(None, "--articles", show_default=False,
+                                   help="How many held-out BBC News articles to classify [default: 24]."),
     shots: str = options.shots("demo"),
     seed: int = options.seed(),
     model: str = options.lm_model(),
@@ -42,10 +43,12 @@ def demo(
     default model."""
     from zeroshot.eval.demo import DemoConfig, demo_epilogue, run_demo
 
-    config = DemoConfig(n_articles, options.one_number(shots, "--shots"), seed)  # checked: before the model
+    articles = {} if n_articles is None else {"n_articles": n_articles}  # None: the library's default
+    # Checked when built: before the model loads.
+    config = DemoConfig(**articles, shots=options.one_number(shots, "--shots"), seed=seed)
     result = run_demo(_load_lm(model, backend), config)
     for name, seconds in result.seconds.items():
-        typer.echo(f"{name}: {n_articles} articles in {seconds:.1f} s", err=True)
+        typer.echo(f"{name}: {config.n_articles} articles in {seconds:.1f} s", err=True)
     typer.echo(result.format())
     typer.echo(demo_epilogue(model))
 
