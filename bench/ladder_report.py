@@ -92,9 +92,9 @@ def subset_figures(hits: dict, n: int, task: str, folder: Path) -> None:
     from zeroshot.eval.scaling import ScalingReport, plot_accuracy_vs_k, plot_accuracy_vs_params
     from zeroshot.models.gguf_info import read_gguf_info
     from zeroshot.models.ladder import installed_ladder
-    from zeroshot.models.lm import default_model_path
+    from zeroshot.models.lm import builtin_model_path
 
-    paths = {p.name.removesuffix(".gguf"): p for p in [default_model_path(), *installed_ladder()]}
+    paths = {p.name.removesuffix(".gguf"): p for p in [builtin_model_path(), *installed_ladder()]}
     shots = sorted({k for _, k, _ in hits})
     nan = float("nan")
     scaling = ScalingReport(f"{task}-first{n}")

@@ -30,9 +30,9 @@ BUILDS = ROOT / ".cache" / "llama-builds"
 CHILD = r"""
 import json, sys, time
 from zeroshot.models.lm_llamacpp import LlamaCppLM
-from zeroshot.models.lm import GenerationConfig, default_model_path
+from zeroshot.models.lm import GenerationConfig, builtin_model_path
 import llama_cpp
-lm = LlamaCppLM(str(default_model_path()), n_ctx=4096)
+lm = LlamaCppLM(str(builtin_model_path()), n_ctx=4096)
 lm.generate("Once upon a time", GenerationConfig(max_new_tokens=4, ignore_eos=True))
 started = time.perf_counter()
 lm.generate("Once upon a time", GenerationConfig(max_new_tokens=TOKENS, ignore_eos=True))

@@ -131,9 +131,9 @@ def wheel_for(args: list[str]) -> Path | None:
 
 def smoke_test() -> tuple[bool, str]:
     """Load the default GGUF, score two continuations, generate four tokens, in a child process."""
-    from zeroshot.models.lm import default_model_path
+    from zeroshot.models.lm import builtin_model_path
 
-    return run_check(str(default_model_path()))
+    return run_check(str(builtin_model_path()))
 
 
 def uninstall() -> None:

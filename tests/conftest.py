@@ -13,6 +13,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Models load in fp32 unless a test asks for a dtype: `auto` times candidates, and a choice that
 # depends on the machine's load would make the parity tests flaky. tests/test_dtype.py covers auto.
 os.environ.setdefault("ZEROSHOT_DTYPE", "fp32")
+# Tests run on the smallest model, the built-in SmolLM2-135M (`make setup` installs it), whatever the
+# default is: the suite stays fast and needs no pull. tests/test_models_catalogue.py covers the default.
+os.environ["ZEROSHOT_MODEL"] = "smollm2-135m"
 
 
 @pytest.fixture(scope="session")

@@ -212,12 +212,18 @@ def test_demo_says_how_to_rerun_with_an_installed_ladder_model(monkeypatch, tmp_
     from zeroshot.models.catalogue import find
 
     monkeypatch.setenv("ZEROSHOT_CACHE", str(tmp_path))
-    epilogue = demo_epilogue(None)
+    epilogue = demo_epilogue("/somewhere/SmolLM2-135M-Instruct.Q4_1.gguf")
     assert "Badly:" in epilogue and "Well:" in epilogue and "zeroshot models pull gemma-3-270m" in epilogue
     (tmp_path / "ladder").mkdir()
-    with open(tmp_path / "ladder" / "gemma-3-270m-q4_k_m.gguf", "wb") as fh:
-        # Installed means of the pinned size (a sparse file: no disk used).
-        fh.truncate(find("gemma-3-270m").size)
-    epilogue = demo_epilogue(None)
+    for name in ("gemma-3-270m", "qwen2.5-coder-0.5b-instruct"):
+        with open(tmp_path / "ladder" / find(name).filename, "wb") as fh:
+            # Installed means of the pinned size (a sparse file: no disk used).
+            fh.truncate(find(name).size)
+    epilogue = demo_epilogue("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert "zeroshot demo --model gemma-3-270m" in epilogue  # by name, as `zeroshot models` lists it
-    assert "qwen" not in epilogue  # only what is installed
+    assert "qwen2.5-coder-1.5b" not in epilogue  # only what is installed
+    # From the default model up: only larger ones are offered; an unknown file gets no claims.
+    epilogue = demo_epilogue(str(tmp_path / "ladder" / find("gemma-3-270m").filename))
+    assert "Well:" in epilogue and "--model gemma-3-270m" not in epilogue
+    assert "zeroshot demo --model qwen2.5-coder-0.5b-instruct" in epilogue
+    assert "About this model" not in demo_epilogue("/tmp/mine.gguf")

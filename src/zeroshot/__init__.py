@@ -3,7 +3,7 @@
 The public API, importable from the package root::
 
     from zeroshot import load_lm, ZeroShotTextClassifier
-    lm = load_lm()                                   # the built-in SmolLM2-135M-Instruct
+    lm = load_lm()                                   # the default model (`zeroshot models` marks it)
     ZeroShotTextClassifier(lm, ["sport", "politics"]).predict(["The match ended 2-1."])
 
 Names are imported on first use (PEP 562), so `import zeroshot` stays fast and pulls in neither torch

@@ -46,11 +46,12 @@ def demo(
     articles = {} if n_articles is None else {"n_articles": n_articles}  # None: the library's default
     # Checked when built: before the model loads.
     config = DemoConfig(**articles, shots=options.one_number(shots, "--shots"), seed=seed)
-    result = run_demo(_load_lm(model, backend), config)
+    lm = _load_lm(model, backend)
+    result = run_demo(lm, config)
     for name, seconds in result.seconds.items():
         typer.echo(f"{name}: {config.n_articles} articles in {seconds:.1f} s", err=True)
     typer.echo(result.format())
-    typer.echo(demo_epilogue(model))
+    typer.echo(demo_epilogue(lm.name))
 
 
 @app.command("classify-text")

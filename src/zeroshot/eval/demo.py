@@ -142,26 +142,38 @@ def run_demo(lm: LanguageModel, config: DemoConfig | None = None) -> DemoResult:
     return result
 
 
-def demo_epilogue(model: str | None) -> str:
-    """What the default model does well and badly (measured, docs/notes/issue-13.md), and how to go bigger."""
-    from zeroshot.models.catalogue import installed_path
-    from zeroshot.models.ladder import LADDER
+# What each model that may run the demo does well and badly, measured on the dev splits
+# (bench/default_model.py; docs/notes/issue-27.md has the table). Keyed by catalogue name.
+ABOUT = {
+    "gemma-3-270m": (
+        "Gemma-3-270M is the default, chosen on dev splits for accuracy per CPU second (docs/lm.md). "
+        "Well: it learns BBC topics from demonstrations (calibrated, 200 dev articles: 53% zero-shot, "
+        "67% with 4 demonstrations; chance 20%). Badly: without calibration its label prior swamps the "
+        "evidence (38% zero-shot, 28% with 4 demonstrations), so keep --calibrate on or auto."),
+    "smollm2-135m": (
+        "SmolLM2-135M is the built-in model, small enough for any laptop; the tests run on it. Well: "
+        "calibrated zero-shot topic choice (53% on 200 BBC dev articles; chance 20%, plain scores 34%). "
+        "Badly: demonstrations make its BBC topics worse (36% with 4), and it rarely knows facts. "
+        "Larger models gain more from the same prompts."),
+}
 
-    lines = []
-    if model is None:
-        lines.append(
-            "\nAbout this model (measured, docs/notes/issue-13.md): SmolLM2-135M is the zero-set-up "
-            "default, small enough for any laptop. Well: calibrated zero-shot topic choice, 60% on 100 "
-            "held-out BBC articles (chance 20%, plain scores 32%), and it picks up an answer format from "
-            "demonstrations. Badly: demonstrations do not make its BBC topics better (one demonstration "
-            "made them worse), and it rarely knows facts (country name to ISO code: 2% zero-shot, "
-            "8% with demonstrations). Larger models gain more from the same prompts."
-        )
-    bigger = [entry for entry in LADDER if installed_path(entry) is not None]
+
+def demo_epilogue(model_file: str) -> str:
+    """What the model that ran (`model_file`, its GGUF) does well and badly, if measured, and how to go
+    bigger: the installed catalogue models larger than it, by name, or how to pull one."""
+    from zeroshot.models.catalogue import CATALOGUE, installed_path, names_of
+
+    names = names_of(model_file)
+    ran = next((i for i, entry in enumerate(CATALOGUE) if entry.name in names), None)
+    lines = [f"\nAbout this model: {ABOUT[CATALOGUE[ran].name]}"] if ran is not None and \
+        CATALOGUE[ran].name in ABOUT else []
+    larger = CATALOGUE[ran + 1:] if ran is not None else ()
+    bigger = [entry for entry in larger if installed_path(entry) is not None]
     if bigger:
         lines.append("Larger models installed; rerun with one of them:")
         lines += [f"  zeroshot demo --model {entry.name}" for entry in bigger]
-    else:
-        lines.append("Larger models (270M to 1.5B): `zeroshot models` lists them, `zeroshot models pull "
-                     "gemma-3-270m` installs one (253 MB), then `zeroshot demo --model gemma-3-270m`.")
+    elif larger:
+        entry = larger[0]
+        lines.append(f"Larger models: `zeroshot models` lists them, `zeroshot models pull {entry.name}` "
+                     f"installs one ({entry.size / 1e6:,.0f} MB), then `zeroshot demo --model {entry.name}`.")
     return "\n".join(lines)

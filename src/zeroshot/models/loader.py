@@ -1,7 +1,7 @@
 """`load_lm`: from a model name to a loaded `LanguageModel` on the best backend that runs here.
 
-A name is None (the built-in SmolLM2-135M-Instruct GGUF), a name from the catalogue (`zeroshot
-models`: `gemma-3-270m`), a Hugging Face id, a local folder or a `.gguf` file. Backends register
+A name is None (the default model: `$ZEROSHOT_MODEL`, else the catalogue's), a name from the catalogue
+(`zeroshot models`: `gemma-3-270m`), a Hugging Face id, a local folder or a `.gguf` file. Backends register
 themselves by name (`zeroshot.models.registry`); this module imports a built-in backend's file only
 once it is chosen, so `llama.cpp` users never pay for importing torch.
 """
@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from zeroshot.errors import UserError
-from zeroshot.models.catalogue import resolve_name
-from zeroshot.models.lm import LanguageModel, default_model_path, logger
+from zeroshot.models.catalogue import MODEL_ENV, resolve_name
+from zeroshot.models.lm import LanguageModel, builtin_model_path, default_model_path, logger
 from zeroshot.models.registry import backend_class, registered_backends
 from zeroshot.optional import LLAMA_CPP
 
@@ -43,11 +43,18 @@ def _looks_like_path(name: str) -> bool:
 def resolve_model(model: str | os.PathLike | None) -> tuple[str, str]:
     """Classify `model` as ("gguf", file), ("folder", dir) or ("hub", id); `UserError` if it cannot be.
 
-    None means the built-in default GGUF. A file or folder on disk comes first; then a catalogue name
-    (`zeroshot models`), which must be pulled (`UserError` saying how if not); then a hub id. A bare
-    word close to a catalogue name is taken as its misspelling (`UserError` with the close names).
+    None (or "default") means `$ZEROSHOT_MODEL` if it is set (anything this function takes), else the
+    catalogue's default model. A file or folder on disk comes first; then a catalogue name (`zeroshot
+    models`), which must be pulled (`UserError` saying how if not); then a hub id. A bare word close to
+    a catalogue name is taken as its misspelling (`UserError` with the close names).
     """
-    if model is None:
+    if model is None or str(model).strip().lower() == "default":
+        chosen = os.environ.get(MODEL_ENV, "").strip()
+        if chosen and chosen.lower() != "default":
+            try:
+                return resolve_model(chosen)
+            except UserError as error:  # say where the name came from: it was not typed on this command
+                raise UserError(f"${MODEL_ENV}={chosen!r}: {error}", error.status_code) from None
         return "gguf", str(default_model_path())
     name = str(model)
     if not name.strip():
@@ -82,7 +89,7 @@ def choose_backend(kind: str, backend: str = "auto", location: str | None = None
     process its build is checked once in a subprocess (`llamacpp_check`): a library that would die
     on this CPU makes "auto" fall back to transformers (said in one line) and an explicit
     "llama.cpp" a `UserError`, never a crash. `location` is the GGUF the check may load when the
-    built-in default is not installed.
+    built-in model is not installed.
     """
     if backend not in ("auto", *BACKENDS):
         if backend in registered_backends():  # a backend of the user's own, registered by name
@@ -113,7 +120,7 @@ def llama_cpp_verdict(location: str | None = None):
     from zeroshot.models.llamacpp_check import check_llama_cpp
 
     try:
-        probe_model = str(default_model_path())
+        probe_model = str(builtin_model_path())  # the self-check runs on the smallest model
     except UserError:
         probe_model = location or ""
     return check_llama_cpp(probe_model)
@@ -122,7 +129,8 @@ def llama_cpp_verdict(location: str | None = None):
 def load_lm(model: str | os.PathLike | None = None, backend: str = "auto", **options) -> LanguageModel:
     """Load a causal LM for scoring and generation.
 
-    `model`: None for the built-in SmolLM2-135M-Instruct GGUF, a name from the catalogue
+    `model`: None for the default model (`$ZEROSHOT_MODEL`, else the catalogue's default,
+    Gemma-3-270M; `zeroshot models` marks it), a name from the catalogue
     (`zeroshot models`, e.g. "gemma-3-270m", once pulled), a Hugging Face id (downloaded or taken
     from the cache), a local Hugging Face folder, or a local `.gguf` file. `backend`: "auto" (the
     faster one installed), "transformers" or "llama.cpp"; the one chosen is in `lm.backend`.
