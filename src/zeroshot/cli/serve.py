@@ -60,11 +60,11 @@ def serve(
                               allowed_origins=list(allowed_origins), allowed_hosts=list(allowed_hosts),
                               max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                               max_prompt_chars=max_prompt_chars, max_tokens=max_tokens, preload=preload)
+    # Bound here, before uvicorn starts: a bad --host or a busy --port is one line and exit 2.
+    sock = listening_socket(host, port)
     if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         typer.echo(f"warning: serving on {host} without an API key: anyone who can reach this port can use "
                    f"it (set --api-key or ZEROSHOT_API_KEY)", err=True)
-    # Bound here, before uvicorn starts: a bad --host or a busy --port is one line and exit 2.
-    sock = listening_socket(host, port)
     typer.echo(f"zeroshot: http://{host}:{port}/  (API docs at /docs)", err=True)
     try:
         uvicorn.Server(uvicorn.Config(create_app(settings), log_level="info")).run(sockets=[sock])
