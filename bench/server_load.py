@@ -7,9 +7,11 @@ same with malformed requests mixed in.
 Starts the real server as a subprocess (`python -m zeroshot.cli serve`) on 127.0.0.1 with the default
 LM, so client and server do not share a GIL. Phase "clean": every client loops on good
 `/v1/classify/text` requests. Phase "mixed": one request in three is malformed (broken JSON, an
-oversize body, wrong types, an oversize upload, an unknown label set). Reports requests/s, p50/p99
-latency and errors for each; malformed requests must get a 4xx, good ones a 200, and `/health` must
-answer afterwards. Writes `bench/results/server_load.json`.
+oversize body, wrong types, an oversize upload, an unknown label set, and since issue 33 a 5,000-query
+`/v1/detect`, a lone surrogate under `application/merge-patch+json`, two `Content-Type` headers and a
+5000-digit integer in a multipart JSON list). Reports requests/s, p50/p99 latency of the good (light)
+requests and errors for each; malformed requests must get a 4xx, none a 5xx, good ones a 200, and
+`/health` must answer afterwards. Writes `bench/results/server_load.json`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ TEXTS = [
 ]
 UPLOAD_LIMIT_MB = 1.0
 IMAGE_NAMES = [f"{colour}-{i}.png" for colour in ("red", "green", "blue", "grey") for i in range(2)]
+SURROGATE_BODY = b'{"input": ["\\ud800"]}'  # valid JSON, not valid Unicode
 IMAGE_LABELS = ["a red ball", "a green ball", "a blue ball", "a grey ball", "a car"]
 
 
@@ -95,6 +98,16 @@ def make_image_root(folder: Path) -> None:
         image.save(folder / name)
 
 
+def _small_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def bad_request(rng: random.Random) -> tuple[str, dict]:
     """A malformed request and its kind; every one must be refused with a 4xx."""
     oversize = b"x" * int((UPLOAD_LIMIT_MB + 0.5) * 1024 * 1024)
@@ -111,6 +124,18 @@ def bad_request(rng: random.Random) -> tuple[str, dict]:
                               "json": {"texts": ["x"], "labels": LABELS,
                                        "demonstrations": [{"text": "y", "label": "not-a-label"}]}},
         "not_json_object": {"method": "POST", "url": "/v1/generate", "json": ["a", "list"]},
+        # Issue 33: a request that cost 166 s of the CLIP thread before queries were capped.
+        "detect_5000_queries": {"method": "POST", "url": "/v1/detect",
+                                "data": {"queries": json.dumps([f"thing {i}" for i in range(5000)])},
+                                "files": {"image": ("a.png", _small_png(), "image/png")}},
+        "merge_patch_surrogate": {"method": "POST", "url": "/v1/embeddings", "content": SURROGATE_BODY,
+                                  "headers": {"Content-Type": "application/merge-patch+json"}},
+        "two_content_types": {"method": "POST", "url": "/v1/embeddings", "content": SURROGATE_BODY,
+                              "headers": [("Content-Type", "application/json"),
+                                          ("Content-Type", "text/plain")]},
+        "multipart_huge_int": {"method": "POST", "url": "/v1/classify/image",
+                               "data": {"labels": "[" + "9" * 5000 + ", 1]"},
+                               "files": {"files": ("a.png", _small_png(), "image/png")}},
     }
     kind = rng.choice(sorted(kinds))
     return kind, kinds[kind]
@@ -174,6 +199,9 @@ async def run_phase(base_url: str, clients: int, seconds: float, bad_every: int,
             "good_errors": len(log["good_errors"]), "good_error_samples": log["good_errors"][:5],
             "malformed_requests": sum(v["count"] for v in bad.values()), "malformed_by_kind": bad,
             "malformed_all_4xx": all(v["all_4xx"] for v in bad.values()),
+            "five_xx": sum(1 for statuses in log["bad_statuses"].values() for s in statuses
+                           if isinstance(s, int) and s >= 500)
+            + sum(1 for s in log["good_errors"] if s.isdigit() and int(s) >= 500),
             "model_calls": calls, "mean_requests_per_call": round(merged / calls, 2) if calls else None,
             "health_after": health}
 

@@ -33,6 +33,10 @@ def serve(
     allowed_origins: list[str] = typer.Option(
         [], "--allowed-origins", help="Without an API key, also serve web pages from this origin "
                                       "(http://host:port, or * for any); repeatable."),
+    allowed_hosts: list[str] = typer.Option(
+        [], "--allowed-hosts", help="Without an API key, also answer requests for this Host name (on "
+                                    "0.0.0.0 the machine's own names and addresses are answered already; * "
+                                    "for any); repeatable."),
     max_upload_mb: float = typer.Option(_default("max_upload_mb"),
                                         help="Largest request body, in MiB (413 above)."),
     max_pixels: int = typer.Option(_default("max_pixels"), help="Largest image, in pixels (413 above)."),
@@ -46,16 +50,23 @@ def serve(
     import uvicorn
 
     from zeroshot.server.app import create_app
+    from zeroshot.server.background import listening_socket
 
-    # One checked object: every rule (port, folders, dtype, limits) runs here, before any model loads.
+    # One checked object: every rule (port, folders, backend, --db, --captioner, dtype, limits) runs
+    # here, before any model loads.
     settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
                               device=device, dtype=dtype, db=db, captioner=captioner,
                               image_roots=list(image_root), api_key=api_key,
-                              allowed_origins=list(allowed_origins),
+                              allowed_origins=list(allowed_origins), allowed_hosts=list(allowed_hosts),
                               max_upload_mb=max_upload_mb, max_pixels=max_pixels,
                               max_prompt_chars=max_prompt_chars, max_tokens=max_tokens, preload=preload)
+    # Bound here, before uvicorn starts: a bad --host or a busy --port is one line and exit 2.
+    sock = listening_socket(host, port)
     if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         typer.echo(f"warning: serving on {host} without an API key: anyone who can reach this port can use "
                    f"it (set --api-key or ZEROSHOT_API_KEY)", err=True)
     typer.echo(f"zeroshot: http://{host}:{port}/  (API docs at /docs)", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    try:
+        uvicorn.Server(uvicorn.Config(create_app(settings), log_level="info")).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -81,6 +81,14 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[str, str]:
     return "hub", name
 
 
+def check_backend_name(backend: str) -> str:
+    """`backend` if it names a backend (auto, a built-in or one registered by name), else `UserError`:
+    the one rule for the name, which `serve` checks at start-up and `choose_backend` at load."""
+    if backend in ("auto", *BACKENDS) or backend in registered_backends():
+        return backend
+    raise UserError(f"unknown backend {backend!r}: choose auto, transformers or llama.cpp")
+
+
 def choose_backend(kind: str, backend: str = "auto", location: str | None = None) -> str:
     """The backend that will load a model of `kind` ("gguf", "folder", "hub").
 
@@ -91,10 +99,8 @@ def choose_backend(kind: str, backend: str = "auto", location: str | None = None
     "llama.cpp" a `UserError`, never a crash. `location` is the GGUF the check may load when the
     built-in model is not installed.
     """
-    if backend not in ("auto", *BACKENDS):
-        if backend in registered_backends():  # a backend of the user's own, registered by name
-            return backend
-        raise UserError(f"unknown backend {backend!r}: choose auto, transformers or llama.cpp")
+    if check_backend_name(backend) not in ("auto", *BACKENDS):
+        return backend  # a backend of the user's own, registered by name
     if backend == "llama.cpp":
         if kind != "gguf":
             raise UserError("the llama.cpp backend reads only .gguf files: pass one with --model, "

@@ -38,7 +38,7 @@ from zeroshot.server import (
 )
 from zeroshot.server.guard import LastResort, RequestGuard
 from zeroshot.server.resources import Resources
-from zeroshot.server.security import BodySizeLimit, check_api_key
+from zeroshot.server.security import check_api_key
 from zeroshot.server.settings import ServerSettings
 
 __all__ = ["ServerSettings", "create_app"]
@@ -79,11 +79,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=protected)
     docs_assets.install(app)
     _add_error_handlers(app)
-    # Added innermost first: the size limit sees the body before the guard buffers it, and the last
-    # resort sits just outside the routes.
+    # Added innermost first: the guard (size, headers, host, body, cost) is the outermost door, and the
+    # last resort sits just outside the routes.
     app.add_middleware(LastResort)
     app.add_middleware(RequestGuard, settings=settings)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:

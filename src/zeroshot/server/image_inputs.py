@@ -8,7 +8,6 @@ limit is checked from the header first so an oversized image is refused with 413
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from zeroshot.errors import UserError
+from zeroshot.server.guard import BadRequest, NotJSON, parse_json
 from zeroshot.server.security import resolve_under_roots
 from zeroshot.server.settings import ServerSettings
 
@@ -51,10 +51,7 @@ async def parse_body(request: Request, model: type[M],
                 raw.setdefault(key, []).append(value)
         data = _form_to_data(raw, model)
     elif content_type in ("application/json", ""):
-        try:
-            data = json.loads(await request.body() or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"the request body is not valid JSON: {exc}", 400) from exc
+        data = _json(await request.body() or b"null")
         if not isinstance(data, dict):
             raise UserError("the request body must be a JSON object (or a multipart form)", 422)
     else:
@@ -74,14 +71,27 @@ def _form_to_data(raw: dict[str, list[str]], model: type[BaseModel]) -> dict[str
             data[key] = values[-1] if len(values) == 1 else values
         elif len(values) == 1 and values[0].lstrip().startswith("["):
             try:
-                data[key] = json.loads(values[0])
-            except json.JSONDecodeError as exc:
-                raise UserError(f"field {key!r} is not a valid JSON list", 422) from exc
+                data[key] = _json(values[0])
+            except UserError as exc:
+                if exc.status_code != 422:
+                    raise
+                raise UserError(f"field {key!r} is not a valid JSON list", 422) from None
         elif len(values) == 1:
             data[key] = [part.strip() for part in values[0].split(",") if part.strip()]
         else:
             data[key] = values
     return data
+
+
+def _json(text: bytes | str) -> Any:
+    """JSON through the guard's one decoder (its depth, integer and surrogate limits); the guard has
+    already checked every body and form field this way, so this only keeps the rule in one place."""
+    try:
+        return parse_json(text)
+    except NotJSON as exc:
+        raise UserError(str(exc), 422 if isinstance(text, str) else 400) from None
+    except BadRequest as exc:
+        raise UserError(str(exc), exc.status) from None
 
 
 def _is_list(annotation: Any) -> bool:

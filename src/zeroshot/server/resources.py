@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from zeroshot.detect.detector import ZeroShotDetector
@@ -26,7 +25,7 @@ from zeroshot.errors import UserError
 from zeroshot.models.loader import load_lm
 from zeroshot.search.index import ImageIndex, index_model
 from zeroshot.server.batching import MicroBatcher
-from zeroshot.server.settings import ServerSettings
+from zeroshot.server.settings import ServerSettings, public_name
 from zeroshot.text.classify import ZeroShotTextClassifier
 from zeroshot.text.prompts import PromptTemplate
 from zeroshot.vision.classify import ZeroShotImageClassifier
@@ -183,11 +182,11 @@ class Resources:
         """What is loaded now, for `/v1/info` (never loads anything)."""
         lm, clip = self._lm, self._clip
         return {
-            "lm": None if lm is None else {"name": lm.name, "backend": lm.backend,
+            "lm": None if lm is None else {"name": public_name(lm.name), "backend": lm.backend,
                                            "context_length": lm.context_length},
-            "clip": None if clip is None else {"name": clip.name, "device": clip.device,
+            "clip": None if clip is None else {"name": public_name(clip.name), "device": clip.device,
                                                "dtype": clip.dtype_name, "embedding_dim": clip.embedding_dim},
-            "index": None if self._index is None else {"db": str(self.settings.db),
+            "index": None if self._index is None else {"db": public_name(self.settings.db),
                                                        "images": len(self._index)},
         }
 
@@ -219,19 +218,16 @@ class Resources:
             digest.update(f"{image.size}".encode())
             digest.update(image.tobytes())
         key = (queries, digest.hexdigest(), threshold)
+        # Kept in this LRU only (`cache_dir=False`): a client's query set must not leave a file behind.
         return self._detectors.get_or_build(key, lambda: ZeroShotDetector(
-            model, queries=queries, examples=[image for _, image in examples], threshold=threshold))
+            model, queries=queries, examples=[image for _, image in examples], threshold=threshold,
+            cache_dir=False))
 
     async def close(self) -> None:
         await self.text_batcher.close()
         await self.image_batcher.close()
         self.lm_executor.shutdown(wait=False, cancel_futures=True)
         self.clip_executor.shutdown(wait=False, cancel_futures=True)
-
-
-def public_name(name: str) -> str:
-    """How a model is named to clients: a local path only by its last part, never the server's folders."""
-    return Path(name).name if ("/" in name and Path(name).exists()) or Path(name).is_absolute() else name
 
 
 def _quietly(load: Callable[[], Any]) -> None:

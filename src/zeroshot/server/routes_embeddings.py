@@ -79,7 +79,7 @@ def _wants_clip(model: str | None, resources: Resources) -> bool:
         return True
     if model.lower() in _MINILM_NAMES:
         return False
-    served = sorted({MINILM} | (clip_names - {"clip"}))
+    served = sorted({MINILM} | {public_name(name) for name in clip_names - {"clip"}})  # names, no paths
     raise UserError(f"the embedding model {model!r} does not exist on this server; it serves "
                     f"{', '.join(repr(name) for name in served)} (or 'clip')", 404)
 

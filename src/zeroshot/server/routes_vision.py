@@ -60,8 +60,10 @@ async def classify_image(request: Request) -> dict[str, Any]:
     body, uploads = await parse_body(request, ClassifyImageRequest, ("files",))
     with unprocessable():
         labels = check_labels(body.labels)
-        templates = get_templates(body.templates) if body.templates is not None else None
-    check_label_work(resources.settings, labels, templates)
+        if body.templates is not None:
+            get_templates(body.templates)  # checked here (422), used by the batcher's classifier
+    # How many labels and templates a request may bring, and their product, the guard has checked
+    # before this route ran (`server.limits`, for JSON and multipart alike).
     images = await load_images(resources.settings, uploads["files"], body.paths)
     if not images:
         raise UserError("no image: upload `files` (multipart) or name `paths` (JSON)", 422)
@@ -70,22 +72,6 @@ async def classify_image(request: Request) -> dict[str, Any]:
     predictions = [Prediction(i, name, row)
                    for i, ((name, _), row) in enumerate(zip(images, rows, strict=True))]
     return classification_to_dict(labels, predictions, body.top_k)
-
-
-def check_label_work(settings, labels: list[str], templates: list[str] | None) -> None:
-    """Refuse label sets that would cost more text encodings than one request may (413)."""
-    count = len(templates) if templates else len(get_templates(None))
-    if len(labels) > settings.max_labels_per_request:
-        raise UserError(f"{len(labels)} labels in one request; this server accepts at most "
-                        f"{settings.max_labels_per_request}", 413)
-    if templates and len(templates) > settings.max_templates_per_request:
-        raise UserError(f"{len(templates)} templates in one request; this server accepts at most "
-                        f"{settings.max_templates_per_request}", 413)
-    if len(labels) * count > settings.max_label_prompts:
-        prompts = len(labels) * count
-        raise UserError(f"{len(labels)} labels x {count} templates = {prompts:,} prompts to encode; this "
-                        f"server encodes at most {settings.max_label_prompts:,} per request (give fewer "
-                        "labels or templates)", 413)
 
 
 # --- search ---------------------------------------------------------------------------------------

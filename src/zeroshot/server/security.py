@@ -1,13 +1,11 @@
-"""The server's defences: API-key check, request-body size limit, and image-root confinement."""
+"""The server's defences: API-key check and image-root confinement (the body limits are `guard`'s)."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from pathlib import Path
 
 from fastapi import HTTPException, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zeroshot.errors import UserError
 
@@ -26,72 +24,6 @@ def check_api_key(request: Request) -> None:
         raise HTTPException(status_code=401,
                             detail="missing or wrong API key: send `Authorization: Bearer KEY`",
                             headers={"WWW-Authenticate": "Bearer"})
-
-
-class BodyTooLarge(HTTPException):
-    """Raised while reading a body that outgrows the limit (an HTTPException so FastAPI passes it on)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=f"request body is larger than this server's limit of "
-                                                 f"{limit:,} bytes (--max-upload-mb)")
-
-
-class BodySizeLimit:
-    """ASGI middleware refusing bodies over `max_bytes` with 413, before they are buffered.
-
-    Checks `Content-Length` up front, and counts the bytes of chunked bodies as they arrive (a client
-    can lie about, or omit, the length).
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None:
-            try:
-                too_large = int(declared) > self.max_bytes
-            except ValueError:
-                await _send_error(send, 400, "Content-Length is not a number")
-                return
-            if too_large:
-                await _send_error(send, 413, BodyTooLarge(self.max_bytes).detail)
-                return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge as exc:
-            if not started:
-                await _send_error(send, 413, exc.detail)
-
-
-async def _send_error(send: Send, status: int, message: str) -> None:
-    error = {"message": message, "type": "request_too_large" if status == 413 else "invalid_request_error",
-             "param": None, "code": status}
-    body = json.dumps({"error": error}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def resolve_under_roots(path: str, roots: list[Path]) -> Path:
