@@ -62,6 +62,9 @@ PROJECTIONS = ("linear", "none")
 FINISHED_FILE = "config.json"  # what a finished run leaves beside its weights
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 _MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature at 100
+# The trainer's state as `_Trainer` saves it: the runtime refuses a checkpoint whose state.json differs.
+STATE_TYPES = {"step": int, "best_step": int, "bad_evals": int, "history": list, "running": list,
+               "seconds": (int, float), "stopped_early": bool, "best_dev_loss": (int, float, type(None))}
 
 
 @dataclass
@@ -547,8 +550,11 @@ class _Trainer:
     def _restore(self, state: dict) -> None:
         saved = self.checkpoint.restore(optimizer=self.optimizer)
         params = dict(self.model.named_parameters())
-        self.checkpoint.load_into({name: params[name] for name in self.trainable}, saved.get("weights", {}))
+        live = {name: params[name] for name in self.trainable}
+        self.checkpoint.load_into(live, saved.get("weights", {}))
         self.best = saved.get("best")
+        if self.best is not None:  # copied into the model at the end: checked now, like the weights
+            self.checkpoint.check_group(live, self.best, "best")
         self.state = state
 
 
@@ -563,7 +569,7 @@ def train_clip(data: str | os.PathLike | Pairs, out: str | os.PathLike, config: 
     config.check()
     pairs = data if isinstance(data, Pairs) else read_pairs(data)
     check_widths(config)
-    checkpoint = Checkpoint(out, run_identity(pairs, config), product="model")
+    checkpoint = Checkpoint(out, run_identity(pairs, config), product="model", state_types=STATE_TYPES)
     # the resume rule, before minutes of decoding and model building
     saved = checkpoint.check_start(resume, finished=FINISHED_FILE, overwrite=overwrite)
     return _Trainer(pairs, config, progress, checkpoint).run(saved)
