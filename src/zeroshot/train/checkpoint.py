@@ -111,6 +111,8 @@ class Checkpoint:
         (the message names `overwrite_option`, when the command has one). Raises `UserError`; reads
         only `state.json`, so it is cheap enough to run before a model loads.
         """
+        if self.out.exists() and not self.out.is_dir():  # before minutes of work that could not be saved
+            raise UserError(f"{self.option} {self.out} is a file, not a folder: choose another {self.option}")
         folder = self.find()
         done = finished is not None and (self.out / finished).is_file()
         if not resume:
