@@ -26,8 +26,8 @@ def unit(rng, n, dim=DIM):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "fewshot_timing.json",
-                        help="the JSON to write")
+    parser.add_argument("--output", type=Path, help="the JSON to write",
+                        default=Path(__file__).parent / "results" / "fewshot_timing.json")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed repeats after one warm-up")
     parser.add_argument("--queries", type=int, default=QUERIES, help="queries predicted per repeat")
     args = parser.parse_args()

@@ -39,8 +39,8 @@ def dev_accuracy(task, pool, dev, make) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "fewshot_tune.json",
-                        help="the JSON to write")
+    parser.add_argument("--output", type=Path, help="the JSON to write",
+                        default=Path(__file__).parent / "results" / "fewshot_tune.json")
     args = parser.parse_args()
     task = load_embedding_task("bbc-news")
     outer_pool, _ = split_pool_and_test(task.labels, 0.5, split_seed=0)

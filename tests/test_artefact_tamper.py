@@ -207,7 +207,8 @@ CHECKPOINT_TAMPERS = {
     "another run's fingerprint": _edit_json(STATE, lambda m: m.update(fingerprint="0123456789abcdef")),
     "a step that is not a number": _edit_json(STATE, lambda m: m["state"].update(step="three")),
     "a negative step": _edit_json(STATE, lambda m: m["state"].update(step=-5)),
-    "NaN learning rate": _edit_json(STATE, lambda m: m["optimizer"]["param_groups"][0].update(lr=float("nan"))),
+    "NaN learning rate": _edit_json(STATE, lambda m: m["optimizer"]["param_groups"][0].update(
+        lr=float("nan"))),
     "truncated state.json": _truncate(STATE),
     "empty state.json": _replace(STATE, b""),
     "optimizer state missing": _edit_json(STATE, lambda m: m.pop("optimizer")),
@@ -317,7 +318,8 @@ SOFT_PROMPT_TAMPERS = {
     "a template that is not an object": _edit_json(META, lambda m: m.update(template="x")),
     "a template with an unknown field": _edit_json(META, lambda m: m["template"].update(evil=1)),
     "labels that are not strings": _edit_json(META, lambda m: m.update(labels=[1, 2])),
-    "n_virtual_tokens that disagrees with the weights": _edit_json(META, lambda m: m.update(n_virtual_tokens=9)),
+    "n_virtual_tokens that disagrees with the weights": _edit_json(
+        META, lambda m: m.update(n_virtual_tokens=9)),
     "empty soft_prompt.json": _replace(META, b""),
 }
 

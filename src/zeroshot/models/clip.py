@@ -370,8 +370,8 @@ def _load_parts(name: str, torch_dtype: torch.dtype, local_files_only: bool):
             # transformers fills a tensor missing from the file with random values and drops one it
             # does not know, with a log line at most: for a folder `train-clip` wrote, that is a
             # damaged or tampered file, refused here rather than loaded as a random model
-            net, info = model_class.from_pretrained(name, dtype=torch_dtype, local_files_only=local_files_only,
-                                                    output_loading_info=True)
+            net, info = model_class.from_pretrained(
+                name, dtype=torch_dtype, local_files_only=local_files_only, output_loading_info=True)
             for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
                 if info.get(kind):
                     found = sorted(info[kind])
