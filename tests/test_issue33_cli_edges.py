@@ -99,3 +99,26 @@ def test_the_deprecated_name_rewriter_rewrites_options_only(argv, expected, caps
 
     command = _command()
     assert rewrite_deprecated(list(argv), _value_options(command, argv)) == expected
+
+
+def test_a_full_disk_at_the_first_write_of_a_new_index_is_one_line(tmp_path, monkeypatch):
+    """A new index's first write (the model it is built with) on a disk that just filled up: SQLite's
+    "database or disk is full" went past the one writer's error mapping as a traceback."""
+    import sqlite3
+
+    from zeroshot.errors import UserError
+    from zeroshot.models.clip import load_clip
+    from zeroshot.search.index import ImageIndex
+    from zeroshot.search.stores.catalog import Catalog
+    from zeroshot.testing import save_random_clip
+
+    model = load_clip(save_random_clip(tmp_path / "clip"), device="cpu", dtype="fp32")
+
+    def full(self, values):
+        error = sqlite3.OperationalError("database or disk is full")
+        error.sqlite_errorcode = 13  # SQLITE_FULL, as SQLite sets it
+        raise error
+
+    monkeypatch.setattr(Catalog, "set_info", full)
+    with pytest.raises(UserError, match="no space left"):
+        ImageIndex(tmp_path / "db", model)
