@@ -1,8 +1,9 @@
 """Checks of what users type, written once for the CLI, the server and Python callers alike.
 
 Each raises `UserError` with a message that names the problem and the fix. `check_tensors` is the one
-check of a trained artefact's tensors when it is read back (a file is user input too). The CLI turns it into one
-line and exit code 2, the server into a 4xx response, so the same input fails the same way everywhere.
+check of a trained artefact's tensors when it is read back (a file is user input too). The CLI turns
+it into one line and exit code 2, the server into a 4xx response, so the same input fails the same
+way everywhere.
 """
 
 from __future__ import annotations
