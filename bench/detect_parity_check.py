@@ -8,22 +8,25 @@ CLI writes) and through the HTTP route, and compares the two lists of detections
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-from PIL import Image
-
-from zeroshot.detect.detector import ZeroShotDetector
-from zeroshot.models.clip import load_clip
-from zeroshot.server.app import create_app
-from zeroshot.server.settings import ServerSettings
-from zeroshot.testing import save_random_clip
-
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help; no options
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from zeroshot.detect.detector import ZeroShotDetector
+    from zeroshot.models.clip import load_clip
+    from zeroshot.server.app import create_app
+    from zeroshot.server.settings import ServerSettings
+    from zeroshot.testing import save_random_clip
+
     work = Path(tempfile.mkdtemp())
     clip_dir = save_random_clip(work / "clip", size="tiny", seed=0)
     image = Image.new("RGB", (96, 96), (250, 250, 250))

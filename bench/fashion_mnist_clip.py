@@ -91,8 +91,10 @@ def seen_and_unseen(model, embeddings, labels, info) -> dict:
             "unseen": {"images": int((~is_seen).sum()), "held_out": held_out, "by_templates": unseen_rows}}
 
 
-def few_shot(model, embeddings, labels, seeds: int, npz: Path) -> dict:
-    """`zeroshot fewshot-curve NPZ`, with its defaults (prior logit scale 10, Tip-Adapter alpha 3, beta 1)."""
+def few_shot(model, embeddings, labels, seeds: int, npz: Path, results: Path = RESULTS,
+             shots: tuple[int, ...] = (0, 1, 2, 4, 8, 16)) -> dict:
+    """`zeroshot fewshot-curve NPZ`, with its defaults (prior logit scale 10, Tip-Adapter alpha 3, beta 1);
+    the curve's JSON and PNG are written into `results`."""
     from zeroshot.fewshot.curve import CurveConfig, format_table, run_curve, save_curve
     from zeroshot.fewshot.tasks import load_embedding_task
     from zeroshot.vision.classify import text_classifier
@@ -102,13 +104,13 @@ def few_shot(model, embeddings, labels, seeds: int, npz: Path) -> dict:
     np.savez(npz, embeddings=embeddings, labels=labels, class_embeddings=weights,
              class_labels=np.asarray(classes))
     task = load_embedding_task(str(npz))  # exactly what the command line does with this file
-    result = run_curve(task, CurveConfig(shots=[0, 1, 2, 4, 8, 16], seeds=seeds,
+    result = run_curve(task, CurveConfig(shots=list(shots), seeds=seeds,
                                          methods=["zeroshot", "linear", "kernel", "tip"]))
-    save_curve(result, RESULTS, "fashion-mnist-fewshot-curve")
+    _, png = save_curve(result, results, "fashion-mnist-fewshot-curve")
     print(format_table(result))
-    return {"summary": result["summary"], "n_pool": result["n_pool"], "n_test": result["n_test"],
-            "seeds": seeds, "table": format_table(result),
-            "png": "bench/results/fashion-mnist-fewshot-curve.png"}
+    # the curve's result names its points `series` (it said `summary` before the experiment runner)
+    return {"series": result["series"], "n_pool": result["n_pool"], "n_test": result["n_test"],
+            "seeds": seeds, "table": format_table(result), "png": str(png)}
 
 
 def search(model, paths: list[Path], labels: np.ndarray, classes: list[str], db: Path) -> dict:
@@ -223,8 +225,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="scene seed (detect_recall.py's default)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--report", type=Path, default=RESULTS / "fashion_mnist_clip.json",
-                        help="the JSON to write (with --skip, merged into an existing one)")
+    # --output as in the other benches; --report, its old name, still works
+    parser.add_argument("--output", "--report", dest="output", type=Path,
+                        default=RESULTS / "fashion_mnist_clip.json",
+                        help="the JSON to write (with --skip, merged into an existing one); the few-shot "
+                             "curve goes beside it")
     parser.add_argument("--skip", default="",
                         help="comma-separated parts to skip: zeroshot,fewshot,search,detect")
     args = parser.parse_args()
@@ -256,15 +261,15 @@ def main() -> None:
         report.update(seen_and_unseen(model, embeddings, labels, info))
     if "fewshot" not in skip:
         report["few_shot"] = few_shot(model, embeddings, labels, args.seeds,
-                                      args.data / "fashion-mnist-test-embeddings.npz")
+                                      args.data / "fashion-mnist-test-embeddings.npz", args.output.parent)
     if "search" not in skip:
         report["search"] = search(model, paths, labels, info["classes"],
                                   args.data / f"index-{model.fingerprint}")
     if "detect" not in skip:
         report["detection"] = detection(model, info, args.scenes, args.seed)
     report["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    previous = args.report
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    previous = args.output
     merged = json.loads(previous.read_text()) if previous.is_file() and skip else {}
     merged.update(report)
     previous.write_text(json.dumps(merged, indent=1))

@@ -6,6 +6,7 @@ Run: python -m bench.fewshot_timing
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -18,14 +19,21 @@ from zeroshot.fewshot.curve import TIP_ALPHA, TIP_BETA
 SHOTS, CLASSES, QUERIES, DIM, REPEATS = 16, 5, 2000, 384, 7
 
 
-def unit(rng, n):
-    X = rng.normal(size=(n, DIM))
+def unit(rng, n, dim=DIM):
+    X = rng.normal(size=(n, dim))
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, help="the JSON to write",
+                        default=Path(__file__).parent / "results" / "fewshot_timing.json")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed repeats after one warm-up")
+    parser.add_argument("--queries", type=int, default=QUERIES, help="queries predicted per repeat")
+    args = parser.parse_args()
+    repeats, n_queries = args.repeats, args.queries
     rng = np.random.default_rng(0)
-    X, y, queries = unit(rng, SHOTS * CLASSES), np.repeat(np.arange(CLASSES), SHOTS), unit(rng, QUERIES)
+    X, y, queries = unit(rng, SHOTS * CLASSES), np.repeat(np.arange(CLASSES), SHOTS), unit(rng, n_queries)
     prior = ZeroShotHead(unit(rng, CLASSES), logit_scale=10.0)
     methods = {
         "ZeroShotHead": lambda: prior,
@@ -36,10 +44,10 @@ def main() -> None:
         "TipAdapter": lambda: TipAdapter(prior=prior, alpha=TIP_ALPHA, beta=TIP_BETA),
     }
     rows = []
-    print(f"| method | fit ms | predict ms ({QUERIES} queries) | total ms |\n|---|---|---|---|")
+    print(f"| method | fit ms | predict ms ({n_queries} queries) | total ms |\n|---|---|---|---|")
     for name, make in methods.items():
         fits, predicts = [], []
-        for _ in range(REPEATS + 1):
+        for _ in range(repeats + 1):
             started = time.perf_counter()
             estimator = make().fit(X, y)
             fitted = time.perf_counter()
@@ -49,16 +57,16 @@ def main() -> None:
         fit_ms, predict_ms = 1000 * np.median(fits[1:]), 1000 * np.median(predicts[1:])
         rows.append({"method": name, "fit_ms": fit_ms, "predict_ms": predict_ms})
         print(f"| {name} | {fit_ms:.1f} | {predict_ms:.1f} | {fit_ms + predict_ms:.1f} |", flush=True)
-    out = Path(__file__).parent / "results" / "fewshot_timing.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.output
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
                 "shots": SHOTS,
                 "classes": CLASSES,
-                "queries": QUERIES,
+                "queries": n_queries,
                 "dim": DIM,
-                "repeats": REPEATS,
+                "repeats": repeats,
                 "rows": rows,
             },
             indent=1,

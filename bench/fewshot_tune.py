@@ -7,6 +7,7 @@ distinct from the curve's seeds 0-9. Run: python -m bench.fewshot_tune
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 from functools import partial
@@ -37,6 +38,10 @@ def dev_accuracy(task, pool, dev, make) -> list[float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, help="the JSON to write",
+                        default=Path(__file__).parent / "results" / "fewshot_tune.json")
+    args = parser.parse_args()
     task = load_embedding_task("bbc-news")
     outer_pool, _ = split_pool_and_test(task.labels, 0.5, split_seed=0)
     inner_pool, inner_dev = split_pool_and_test(task.labels[outer_pool], 0.5, split_seed=1)
@@ -62,7 +67,8 @@ def main() -> None:
     print("| method | config | " + " | ".join(f"{k}-shot" for k in SHOTS) + " |")
     for method, config, means in rows:
         print(f"| {method} | {config} | " + " | ".join(f"{100 * m:.1f}" for m in means) + " |", flush=True)
-    out = Path(__file__).parent / "results" / "fewshot_tune.json"
+    out = args.output
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             [{"method": m, "config": c, "shots": SHOTS, "dev_accuracy": a} for m, c, a in rows], indent=1

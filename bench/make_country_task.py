@@ -11,6 +11,7 @@ line by a regex capture of a three-letter word, compared case- and punctuation-i
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 from pathlib import Path
@@ -30,16 +31,22 @@ CONFIG = {
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=OUT, help="where the two task files go")
+    args = parser.parse_args()
+    out = args.output_dir
+    if not SOURCE.is_file():
+        raise SystemExit(f"{SOURCE} is missing: install Debian's iso-codes package")
     countries = json.loads(SOURCE.read_text(encoding="utf-8"))["3166-1"]
     rows = [{"name": c["name"], "alpha_3": c["alpha_3"]} for c in countries]
     random.Random(3166).shuffle(rows)
     pool, dev, test = rows[:60], rows[60:109], rows[109:]
-    OUT.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for name, evaluated in (("country-alpha3", test), ("country-alpha3-dev", dev)):
         config = dict(CONFIG, name=name)
         lines = [{"config": config}] + [dict(r, split="train") for r in pool]
         lines += [dict(r, split="test") for r in evaluated]
-        path = OUT / f"{name}.jsonl"
+        path = out / f"{name}.jsonl"
         text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}: {len(pool)} demonstrations, {len(evaluated)} evaluated")

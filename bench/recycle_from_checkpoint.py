@@ -3,25 +3,39 @@
 Used when a `bench.recycle_it` run had to be stopped before its last step: the BPE is retrained (it is
 deterministic for the same text and settings), the embeddings are taken from the checkpoint.
 
-    python -m bench.recycle_from_checkpoint CHECKPOINT_DIR OUT_DIR
+    python -m bench.recycle_from_checkpoint CHECKPOINT_DIR OUT_DIR [CORPUS]
+
+CHECKPOINT_DIR is the training runtime's checkpoint folder (`<output-dir>/checkpoint`, holding
+`tensors.safetensors` and `state.json`); its tensors are read through `Checkpoint`'s checks.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from zeroshot.train.recycle import init_embeddings, read_corpus, split_corpus, token_pieces, train_tokenizer
-from zeroshot.train.soft_prompt import trainable_model
 
 
 def main() -> None:
-    checkpoint, out = Path(sys.argv[1]), Path(sys.argv[2])
-    corpus = sys.argv[3] if len(sys.argv) > 3 else ".cache/recycle/it"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="the stopped run's checkpoint folder")
+    parser.add_argument("out", type=Path, help="where the init/ and checkpoint/ model folders go")
+    parser.add_argument("corpus", nargs="?", default=".cache/recycle/it", help="the corpus folder")
+    args = parser.parse_args()
+    checkpoint, out, corpus = args.checkpoint, args.out, args.corpus
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from zeroshot.train.recycle import (
+        init_embeddings,
+        read_corpus,
+        split_corpus,
+        token_pieces,
+        train_tokenizer,
+    )
+    from zeroshot.train.soft_prompt import trainable_model
+
     torch.set_num_threads(1)
     base = trainable_model(None)
     train, _ = split_corpus(read_corpus(corpus))
@@ -35,7 +49,12 @@ def main() -> None:
             if name == "init":
                 rows = init_embeddings(weight, token_pieces(tokenizer, base_tok), "mean")
             else:
-                rows = load_file(str(checkpoint / "state.safetensors"))["model.embed_in"]
+                # the runtime's format: group "model", the trained input embeddings as "embed_in"
+                saved = load_file(str(checkpoint / "tensors.safetensors"))
+                rows = saved["model/embed_in"]
+                if rows.shape != model.get_input_embeddings().weight.shape or not rows.isfinite().all():
+                    raise SystemExit(f"{checkpoint}: model/embed_in is {tuple(rows.shape)} or not finite; "
+                                     "not this run's checkpoint")
             model.get_input_embeddings().weight.copy_(rows)
         for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
             setattr(model.config, attr, getattr(tokenizer, attr))

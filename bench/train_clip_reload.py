@@ -12,7 +12,7 @@ class captions. Then, each in a fresh Python process started here, the saved fol
   reference logits / logit_scale;
 - the HTTP server (the FastAPI app under `fastapi.testclient`) -> /v1/classify/image and /v1/search.
 Reports the largest absolute difference of each (the server rounds its numbers to 6 decimals, so up to
-5e-7 of it is rounding). Writes bench/results/train_clip_reload.json.
+5e-7 of it is rounding). Writes bench/results/train_clip_reload.json (or `--output`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from zeroshot.server.settings import ServerSettings
 model, db, root = sys.argv[1:4]
 labels, paths = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 settings = ServerSettings(clip_model=model, db=db, image_roots=[root])
-with TestClient(create_app(settings)) as client:
+# A loopback Host, as a real client of a local server sends: the server refuses test clients' default
+# "testserver" Host (DNS-rebinding protection), and the bench must not weaken that.
+with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
     classify = client.post("/v1/classify/image", json={"labels": labels, "templates": ["a photo of a {}."],
                                                       "paths": paths, "top_k": len(labels)})
     assert classify.status_code == 200, classify.text
@@ -75,6 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "train_clip_reload.json",
+                        help="the JSON to write")
     args = parser.parse_args()
 
     import torch
@@ -153,8 +157,8 @@ def main() -> None:
               "steps": result.steps, "images": len(paths), "captions": captions,
               "logit_scale": scale, "differences": differences,
               "all_within_1e-6": all(d <= 1e-6 for d in differences.values())}
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "train_clip_reload.json").write_text(json.dumps(report, indent=1))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 
 

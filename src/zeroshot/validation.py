@@ -1,14 +1,16 @@
 """Checks of what users type, written once for the CLI, the server and Python callers alike.
 
-Each raises `UserError` with a message that names the problem and the fix. The CLI turns it into one
-line and exit code 2, the server into a 4xx response, so the same input fails the same way everywhere.
+Each raises `UserError` with a message that names the problem and the fix. `check_tensors` is the one
+check of a trained artefact's tensors when it is read back (a file is user input too). The CLI turns
+it into one line and exit code 2, the server into a 4xx response, so the same input fails the same
+way everywhere.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from zeroshot.errors import UserError
@@ -122,3 +124,55 @@ def read_jsonl(path: str | os.PathLike, fields: dict[str, type | tuple[type, ...
             raise UserError(f"{path.name} line {number} needs {shape}")
         rows.append((number, row))
     return rows
+
+
+def check_tensors(tensors: Mapping[str, object], expected: Mapping[str, object], where: str,
+                  fix: str = "remove it and train again", extra_ok: bool = False) -> None:
+    """The one check of a trained artefact's tensors on load: names, shapes, dtypes, finite values.
+
+    `tensors` are what a file held (torch tensors or NumPy arrays); `expected` maps each name to what it
+    must look like: a live tensor or array (same shape and dtype), or a `(shape, dtype)` pair whose
+    dtype may be None for "any floating-point type". Every trainer's files go through here when they
+    are read back, so a truncated, tampered or half-written file fails with one line naming the file
+    and the fix instead of loading silently into a NaN model or crashing later in a matmul.
+    Raises `UserError` ("<where>: ...; <fix>").
+    """
+    missing = [name for name in expected if name not in tensors]
+    if missing:
+        raise UserError(f"{where}: {missing[0]} is missing"
+                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + f"; {fix}")
+    extra = sorted(name for name in tensors if name not in expected)
+    if extra and not extra_ok:
+        raise UserError(f"{where}: unexpected tensor {extra[0]}"
+                        + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+                        + f", not a file this version wrote; {fix}")
+    for name, want in expected.items():
+        value = tensors[name]
+        shape, dtype = (tuple(want.shape), want.dtype) if hasattr(want, "shape") else want
+        found = tuple(getattr(value, "shape", ()))
+        if shape is not None and found != tuple(shape):
+            raise UserError(f"{where}: {name} has shape {found}, not {tuple(shape)}; {fix}")
+        if not _is_float(value):
+            raise UserError(f"{where}: {name} holds {getattr(value, 'dtype', type(value).__name__)} values, "
+                            f"not floating-point numbers; {fix}")
+        if dtype is not None and value.dtype != dtype:
+            raise UserError(f"{where}: {name} is {value.dtype}, not {dtype}; {fix}")
+        if not _all_finite(value):
+            raise UserError(f"{where}: {name} holds NaN or infinite values; {fix}")
+
+
+def _is_float(value: object) -> bool:
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return False
+    if hasattr(dtype, "is_floating_point"):  # a torch dtype
+        return bool(dtype.is_floating_point)
+    return getattr(dtype, "kind", "") == "f"  # NumPy
+
+
+def _all_finite(value) -> bool:
+    if hasattr(value, "isfinite"):  # torch
+        return bool(value.isfinite().all())
+    import numpy as np
+
+    return bool(np.isfinite(value).all())

@@ -35,6 +35,7 @@ from zeroshot.errors import UserError
 from zeroshot.files import write_atomic
 from zeroshot.models.lm import GenerationConfig
 from zeroshot.train.checkpoint import Checkpoint, run_fingerprint
+from zeroshot.validation import check_tensors
 
 MAPPERS = ("mlp", "transformer")
 CONFIG_FILE, WEIGHTS_FILE = "captioner.json", "mapper.safetensors"
@@ -394,7 +395,46 @@ def read_captioner_record(folder: str | os.PathLike) -> dict:
         raise UserError(f"cannot read {path}: {exc}") from None
     if not isinstance(record, dict) or record.get("format") != "zeroshot-prefix-captioner":
         raise UserError(f"{path} is not a zeroshot captioner file")
+    _check_record(path, record)
     return record
+
+
+# Bounds on a saved captioner's sizes: a tampered record must not make `load_captioner` build a mapper of
+# many gigabytes before its weights are even compared (the largest trained here are far below these).
+_RECORD_LIMITS = {"embedding_dim": 1 << 16, "prefix_length": 1024, "mlp_hidden": 1 << 20, "layers": 64,
+                  "max_caption_tokens": 1 << 16}
+
+
+def _check_record(path: Path, record: dict) -> None:
+    """The parts of `captioner.json` that loading reads, checked before any model loads."""
+    def bad(what: str) -> UserError:
+        return UserError(f"{path} is damaged ({what}); train the captioner again")
+
+    lm, config, encoder = record.get("lm"), record.get("config"), record.get("encoder")
+    if (not isinstance(lm, dict) or not isinstance(lm.get("name"), str)
+            or not isinstance(lm.get("fingerprint"), str) or not _whole(lm.get("hidden_size"), 1 << 20)):
+        raise bad(f"lm = {lm!r}")
+    if not isinstance(config, dict) or not set(config) <= set(CaptionerConfig.__dataclass_fields__):
+        raise bad(f"config = {config!r}")
+    for key, value in config.items():
+        if key == "mapper":
+            if value not in MAPPERS:
+                raise bad(f"mapper = {value!r}")
+        elif not (value is None and key == "mlp_hidden") and not _whole(value, _RECORD_LIMITS[key]):
+            raise bad(f"{key} = {value!r}")
+    if "embedding_dim" not in config:
+        raise bad("config has no embedding_dim")
+    if encoder is not None and (not isinstance(encoder, dict)
+                                or encoder.get("embedding_dim", config["embedding_dim"])
+                                != config["embedding_dim"]):
+        raise bad(f"encoder = {encoder!r}")
+    history = record.get("history", {})
+    if not isinstance(history, dict) or not set(history) <= set(TrainHistory.__dataclass_fields__):
+        raise bad("history")
+
+
+def _whole(value: object, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= limit
 
 
 def load_captioner(folder: str | os.PathLike, lm=None) -> PrefixCaptioner:
@@ -416,12 +456,16 @@ def load_captioner(folder: str | os.PathLike, lm=None) -> PrefixCaptioner:
             f"{lm.name} is not the LM this captioner was trained with ({saved['name']}, "
             f"fingerprint {saved['fingerprint']}): use that LM"
         )
-    captioner = PrefixCaptioner(CaptionerConfig(**record["config"]), lm, encoder=record["encoder"])
+    captioner = PrefixCaptioner(CaptionerConfig(**record["config"]), lm, encoder=record.get("encoder"))
     try:
         weights = load_file(str(Path(folder) / WEIGHTS_FILE))
-        captioner.mapper.load_state_dict(weights)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"cannot read the mapper weights in {folder}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # safetensors' own error type for a truncated, empty or foreign file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read the mapper weights in {folder}: {first}") from None
+    # names, shapes, dtypes and finite values against the mapper the record describes, then copied
+    check_tensors(weights, captioner.mapper.state_dict(), f"{Path(folder) / WEIGHTS_FILE}",
+                  "train the captioner again")
+    captioner.mapper.load_state_dict(weights)
     captioner.history = TrainHistory(**record.get("history", {}))
     return captioner
 

@@ -46,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (2 for a user error or a usage mistake)."""
     from zeroshot.cli.options import rewrite_deprecated, spell_flag_values
 
-    argv = spell_flag_values(rewrite_deprecated(list(sys.argv[1:] if argv is None else argv)))
+    command = _command()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = spell_flag_values(rewrite_deprecated(argv, _value_options(command, argv)))
     try:
         # Without standalone mode click *returns* the code of `typer.Exit(n)` and of Ctrl-C (130).
-        code = _command().main(args=argv, prog_name="zeroshot", standalone_mode=False)
+        code = command.main(args=argv, prog_name="zeroshot", standalone_mode=False)
     except UserError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
@@ -62,6 +64,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return handled
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def _value_options(command, argv: list[str]):
+    """Which option names of the command `argv` names take a value (click knows; the deprecated-name
+    rewriter must not read an option's value as an option)."""
+    for word in argv[:2]:
+        if word.startswith("-") or not hasattr(command, "commands") or word not in command.commands:
+            break
+        command = command.commands[word]
+    names = {name for param in getattr(command, "params", ())
+             if not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+             and getattr(param, "param_type_name", "") == "option"
+             for name in (*param.opts, *param.secondary_opts)}
+    return names.__contains__
 
 
 def _click_exception(exc: Exception) -> int | None:

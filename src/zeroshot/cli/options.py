@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,8 +369,14 @@ def spell_flag_values(argv: list[str]) -> list[str]:
     return out
 
 
-def rewrite_deprecated(argv: list[str]) -> list[str]:
-    """`argv` with old option spellings replaced by today's, one notice on stderr for each."""
+def rewrite_deprecated(argv: list[str], takes_value: Callable[[str], bool] | None = None) -> list[str]:
+    """`argv` with old option spellings replaced by today's, one notice on stderr for each.
+
+    Only a word in option position is an option: the word after an option that takes a value is that
+    value, whatever it looks like (`--description --json` describes a task as "--json"; it is not the
+    old `--json`). `takes_value(name)` says which options take one (the CLI asks click); without it an
+    old spelling is rewritten wherever it stands, as before.
+    """
     words = [word for word in argv[:2] if not word.startswith("-")]
     command = " ".join(words[:2]) if " ".join(words[:2]) in DEPRECATED else (words[0] if words else "")
     renames = DEPRECATED.get(command)
@@ -378,15 +384,23 @@ def rewrite_deprecated(argv: list[str]) -> list[str]:
         return argv
     start = len(command.split())
     out = list(argv[:start])
+    value_next = False  # the previous word was an option whose value this word is
     for index, word in enumerate(argv[start:], start):
+        if value_next:
+            value_next = False
+            out.append(word)
+            continue
         if word == "--":  # everything after is an argument, never an option
             return out + argv[index:]
         name, sep, value = word.partition("=")
         new = renames.get(name)
         if new is None:
+            value_next = bool(takes_value and word.startswith("-") and not sep and takes_value(word))
             out.append(word)
             continue
         print(f"warning: `zeroshot {command} {name}` is deprecated and will be removed in the next release; "
               f"use {' '.join(new)}", file=sys.stderr)
         out.extend(new[:-1] + ((new[-1] + sep + value),) if sep else new)
+        # an old spelling whose replacement takes a value (`-o DIR` -> `--output-dir DIR`) takes it next
+        value_next = bool(takes_value and not sep and takes_value(new[-1]) and len(new) == 1)
     return out

@@ -107,7 +107,9 @@ def load_estimator(path: str | os.PathLike):
         raise UserError(f"{path}: unexpected arrays {', '.join(sorted(extra))}; not a file zeroshot wrote")
     try:
         _validate(header, tensors, prefix="")
-        return _rebuild(header, tensors, prefix="")
+        estimator = _rebuild(header, tensors, prefix="")
+        _check_prediction_params(estimator)
+        return estimator
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:  # a net under `_validate`
@@ -221,6 +223,23 @@ def _check_value(value: object, what: str) -> None:
             _check_value(item, what)
         return
     raise UserError(f"{what} has a value of an unexpected kind ({type(value).__name__})")
+
+
+def _check_prediction_params(estimator) -> None:
+    """The parameters `predict` reads, checked by the estimator's own rules: a file is refused on load,
+    not at its first prediction (an unknown `kernel` string used to fail only there)."""
+    if isinstance(estimator, KernelAdapter):
+        estimator._check_params()  # kernel, early_stopping, learning_rate, beta, max_steps
+    if isinstance(estimator, TipAdapter):
+        for name in ("alpha", "beta"):
+            value = getattr(estimator, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                    or (name == "beta" and value < 0):
+                raise UserError(f"parameter {name} must be a finite number{' >= 0' * (name == 'beta')}, "
+                                f"not {value!r}")
+    prior = getattr(estimator, "prior_", None)
+    if prior is not None:
+        _check_prediction_params(prior)
 
 
 def _rebuild(header: dict, tensors: dict[str, np.ndarray], prefix: str):

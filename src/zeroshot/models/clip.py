@@ -282,9 +282,13 @@ def _load_fp32(name: str, local: Path, device: str) -> ImageTextModel:
     load_dtype = torch_dtype("fp32")  # the fingerprint is of fp32 weights; any other dtype is converted
     try:  # a local folder or a cached hub copy: no network
         net, tokenizer, image_processor = _load_parts(name, load_dtype, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        if local.exists():
-            raise UserError(f"cannot load the CLIP model in {local}: {first_line(exc)}") from exc
+    except Exception as exc:  # noqa: BLE001 - sorted below: a damaged local folder is the user's to fix
+        if local.exists() and _damaged_folder_error(exc):
+            # a truncated or tampered weights file (safetensors' own error), a config.json whose sizes
+            # do not fit the weights (torch's size mismatch), a config value transformers rejects
+            raise UserError(f"cannot load the CLIP model in {local}: {first_line(exc, 300)}") from exc
+        if not isinstance(exc, OSError | ValueError | KeyError):
+            raise
         missing = UserError(
             f"the CLIP model {name!r} is not on this machine and could not be downloaded: on a machine with "
             f"internet run `hf download {name} --local-dir DIR`, copy DIR here and pass `--clip-model DIR`")
@@ -296,6 +300,8 @@ def _load_fp32(name: str, local: Path, device: str) -> ImageTextModel:
             raise missing from download_error
     if not hasattr(net, "get_image_features") or not hasattr(net, "get_text_features"):
         raise UserError(f"{name} is not an image-text (CLIP-family) model")
+    if local.exists():
+        _check_weights(net, local)
     return ImageTextModel(net.to(device), tokenizer, image_processor, name, device, load_dtype)
 
 
@@ -333,6 +339,24 @@ def _probe_run(model: ImageTextModel, dtype: str) -> ProbeRun:
     return run
 
 
+def _damaged_folder_error(exc: BaseException) -> bool:
+    """Whether loading a local folder failed on its contents (not on a bug of ours)."""
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(isinstance(exc, OSError | ValueError | KeyError | TypeError | RuntimeError | EOFError
+                           | ArithmeticError | AttributeError)
+                or "SafetensorError" in kinds)
+
+
+def _check_weights(net, local: Path) -> None:
+    """Refuse a local model with NaN or infinite weights (a tampered or damaged `train-clip` output):
+    it would load, embed every input as NaN and rank at random, with exit code 0."""
+    from zeroshot.validation import check_tensors
+
+    state = {name: value for name, value in net.state_dict().items() if value.is_floating_point()}
+    check_tensors(state, {name: (None, None) for name in state}, f"the CLIP model in {local}",
+                  "train it again or restore the folder")
+
+
 def _load_parts(name: str, torch_dtype: torch.dtype, local_files_only: bool):
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
@@ -342,7 +366,19 @@ def _load_parts(name: str, torch_dtype: torch.dtype, local_files_only: bool):
             # Any image tower + a sentence-encoder text tower (what `zeroshot train-clip` writes): this
             # class honours the config's `text_pooling`, which transformers' own class ignores.
             from zeroshot.models.dual_encoder import PooledDualEncoder as model_class
-        net = model_class.from_pretrained(name, dtype=torch_dtype, local_files_only=local_files_only)
+
+            # transformers fills a tensor missing from the file with random values and drops one it
+            # does not know, with a log line at most: for a folder `train-clip` wrote, that is a
+            # damaged or tampered file, refused here rather than loaded as a random model
+            net, info = model_class.from_pretrained(
+                name, dtype=torch_dtype, local_files_only=local_files_only, output_loading_info=True)
+            for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+                if info.get(kind):
+                    found = sorted(info[kind])
+                    raise ValueError(f"{kind.replace('_', ' ')} in its weights: {found[0]}"
+                                     + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
+        else:
+            net = model_class.from_pretrained(name, dtype=torch_dtype, local_files_only=local_files_only)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
         image_processor = AutoImageProcessor.from_pretrained(name, local_files_only=local_files_only)
     return net, tokenizer, image_processor

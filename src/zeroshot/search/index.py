@@ -172,7 +172,10 @@ class ImageIndex:
         mine = {"model_name": name, "model_fingerprint": model.fingerprint,
                 "embedding_dim": str(model.embedding_dim)}
         if "model_fingerprint" not in info:
-            self.catalog.set_info(mine)
+            # the first write to a new index: a disk that filled up while the catalog was made fails
+            # here, and gets the same one line as any other write (issue 33: it was a traceback)
+            with self._database_errors():
+                self.catalog.set_info(mine)
             return
         if info["embedding_dim"] != mine["embedding_dim"] or not model.matches(info["model_fingerprint"]):
             raise UserError(

@@ -27,6 +27,7 @@ from zeroshot.errors import UserError
 from zeroshot.models.lm import check_scoring_request
 from zeroshot.models.lm_transformers import TransformersLM, _cropped_copy, _new_cache
 from zeroshot.text.prompts import PromptTemplate
+from zeroshot.validation import check_tensors
 
 META_FILE = "soft_prompt.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -101,12 +102,53 @@ def load_soft_prompt(folder: str | os.PathLike) -> SoftPrompt:
         )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        tensors = load_file(str(weights_path))
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read the soft prompt in {path}: {exc}") from None
-    if meta.get("format") != FORMAT or "prompt_embeddings" not in tensors:
+        raise UserError(f"cannot read the soft prompt in {path}: {META_FILE}: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{path} is not a soft prompt saved by this version of zeroshot")
-    return SoftPrompt(tensors["prompt_embeddings"].float(), meta, str(path))
+    _check_meta(path, meta)  # before the weights: a bad record is refused without reading them
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:  # safetensors' own error type for a truncated, empty or foreign file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read the soft prompt in {path}: {WEIGHTS_FILE}: {first}") from None
+    embeddings = tensors.get("prompt_embeddings")
+    if embeddings is not None and embeddings.dim() != 2:
+        raise UserError(f"{path}/{WEIGHTS_FILE}: prompt_embeddings has shape {tuple(embeddings.shape)}, "
+                        "not (virtual tokens, hidden size); train the prompt again")
+    shape = (meta["n_virtual_tokens"], embeddings.shape[1]) if embeddings is not None else None
+    check_tensors(tensors, {"prompt_embeddings": (shape, None)}, f"{path}/{WEIGHTS_FILE}",
+                  "train the prompt again")
+    return SoftPrompt(embeddings.float(), meta, str(path))
+
+
+# What `train_soft_prompt` writes into soft_prompt.json and prediction reads back.
+_META_TYPES = {"base_model": str, "base_fingerprint": str, "n_virtual_tokens": int, "labels": list,
+               "template": dict}
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """The record of a soft prompt, checked once on load: the fields prediction reads, with their types
+    and values, so a tampered file fails here with one line and not mid-classification."""
+    where = f"{path}/{META_FILE}"
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise UserError(f"{where}: {key} is {value!r}, not a {kind.__name__}; train the prompt again")
+    if not 1 <= meta["n_virtual_tokens"] <= 100_000:
+        raise UserError(f"{where}: n_virtual_tokens is {meta['n_virtual_tokens']}; train the prompt again")
+    if not all(isinstance(label, str) for label in meta["labels"]):
+        raise UserError(f"{where}: labels must be strings; train the prompt again")
+    fields = {"query", "answer", "example_separator", "head", "special"}
+    if not set(meta["template"]) <= fields:
+        raise UserError(f"{where}: the template has unknown fields "
+                        f"{sorted(set(meta['template']) - fields)}; train the prompt again")
+    try:
+        PromptTemplate(**meta["template"])
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    except TypeError as exc:
+        raise UserError(f"{where}: the template cannot be read ({exc}); train the prompt again") from None
 
 
 def soft_prompt_model(folder: str | os.PathLike, model: str | None, backend: str = "auto") -> tuple[str, str]:
@@ -144,6 +186,10 @@ class SoftPromptLM(TransformersLM):
                 f"(fingerprint {prompt.meta.get('base_fingerprint')}), not for {base.name} "
                 f"(fingerprint {fingerprint}): pass --model {prompt.base_model} or train a prompt for it"
             )
+        hidden = int(base.model.get_input_embeddings().weight.shape[1])
+        if prompt.embeddings.shape[1] != hidden:  # a fingerprint match makes this impossible, unless forged
+            raise UserError(f"the soft prompt in {prompt.folder} is {prompt.embeddings.shape[1]} wide, but "
+                            f"{base.name}'s embeddings are {hidden}: train a prompt for this model")
         self.prompt = prompt
         self.n_virtual = int(prompt.embeddings.shape[0])
         dtype = base.model.get_input_embeddings().weight.dtype

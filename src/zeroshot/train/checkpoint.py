@@ -20,12 +20,19 @@ The resume rule, in one place (`Checkpoint.check_start`), is checked before any 
 - `resume=True` and nothing is saved: refuse (and say so when the run already finished);
 - `resume=True` and the checkpoint is from another run (its fingerprint differs): refuse.
 
+What a checkpoint holds is validated once, here, when it is read back (`check_start`, `restore`,
+`load_into`, `check_group`): `state.json`'s structure and the trainer's state fields (`state_types`),
+then every tensor's name, shape, dtype and finiteness against the live model and optimizer
+(`zeroshot.validation.check_tensors`). A truncated, emptied or tampered checkpoint is refused with one
+line naming the folder and the fix, before a step runs, never turned into a NaN model or a traceback.
+
 How a trainer uses it is told in `zeroshot.train`'s docstring.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -38,6 +45,7 @@ import torch
 
 from zeroshot.errors import UserError
 from zeroshot.files import write_atomic
+from zeroshot.validation import check_tensors
 
 FORMAT = "zeroshot-checkpoint/1"
 CHECKPOINT_DIR = "checkpoint"
@@ -63,18 +71,22 @@ class Checkpoint:
     `what` names, for messages, what the fingerprint covers ("data or settings"); `option` is the
     command-line name of the output folder, so a message says what to change; `product` is what a
     finished run leaves there ("model", "captioner"). `name` is the checkpoint folder's name in `out`
-    (`checkpoint`; the swap uses `<name>.new` and `<name>.old` beside it).
+    (`checkpoint`; the swap uses `<name>.new` and `<name>.old` beside it). `state_types` names the
+    fields the trainer's saved state must have and their types (ints must be >= 0), so
+    a tampered `state.json` is refused at `check_start` rather than failing mid-run.
     """
 
     def __init__(self, out: str | os.PathLike, fingerprint: str | None, what: str = "data or settings",
                  option: str = "--output-dir", product: str = "trained model",
-                 name: str = CHECKPOINT_DIR) -> None:
+                 name: str = CHECKPOINT_DIR,
+                 state_types: Mapping[str, type | tuple[type, ...]] | None = None) -> None:
         self.out = Path(out).expanduser()
         self.fingerprint = fingerprint
         self.what = what
         self.option = option
         self.product = product
         self.name = name
+        self.state_types = dict(state_types or {})
 
     # -- where ----------------------------------------------------------------------------------------
     @property
@@ -99,6 +111,8 @@ class Checkpoint:
         (the message names `overwrite_option`, when the command has one). Raises `UserError`; reads
         only `state.json`, so it is cheap enough to run before a model loads.
         """
+        if self.out.exists() and not self.out.is_dir():  # before minutes of work that could not be saved
+            raise UserError(f"{self.option} {self.out} is a file, not a folder: choose another {self.option}")
         folder = self.find()
         done = finished is not None and (self.out / finished).is_file()
         if not resume:
@@ -130,7 +144,21 @@ class Checkpoint:
         if self.fingerprint is not None and meta.get("fingerprint") != self.fingerprint:
             raise UserError(f"--resume: the checkpoint in {folder} is from another run (another "
                             f"{self.what}): resume with the same ones, or choose another {self.option}")
+        self._check_state(folder, meta["state"])
         return meta
+
+    def _check_state(self, folder: Path, state: dict) -> None:
+        """The trainer's saved fields have the types it wrote: a tampered value fails here, not mid-run."""
+        for key, kind in self.state_types.items():
+            value = state.get(key)
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            # bool is an int to Python; a step of `true` is not a step
+            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+            if ok and isinstance(value, int) and not isinstance(value, bool):
+                ok = 0 <= value < (1 << 53)  # (a float may be NaN: a one-image dev split's loss is)
+            if not ok:
+                raise UserError(f"the checkpoint in {folder} is damaged (state.json: {key} = {value!r}); "
+                                "remove it to start over")
 
     # -- writing --------------------------------------------------------------------------------------
     def save(self, state: Mapping, tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
@@ -195,67 +223,106 @@ class Checkpoint:
         if folder is None:
             raise UserError(f"nothing to resume: {self.out} holds no checkpoint")
         meta = self._read_meta(folder)
+        damaged = f"the checkpoint in {folder} is damaged"
         try:
             flat = load_file(str(folder / TENSORS_FILE))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"the checkpoint in {folder} cannot be read ({exc}); remove it to start over") \
-                from None
+        except Exception as exc:  # safetensors' own error type for a truncated, empty or foreign file
+            raise UserError(f"the checkpoint in {folder} cannot be read ({_first(exc)}); remove it to start "
+                            "over") from None
         groups: dict[str, dict[str, torch.Tensor]] = {}
         for key, value in flat.items():
             group, _, name = key.partition("/")
             groups.setdefault(group, {})[name] = value
-        if optimizer is not None:
-            saved = meta.get("optimizer")
-            if saved is None:
-                raise UserError(f"the checkpoint in {folder} lacks the optimizer state; "
-                                "remove it to start over")
-            state: dict = {}
-            for key, value in groups.pop("optimizer", {}).items():
-                index, slot = key.split(".", 1)
-                state.setdefault(int(index), {})[slot] = value
-            for index, named in saved["slots"].items():
-                state.setdefault(int(index), {}).update(named)
-            try:
-                optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
-            except (ValueError, KeyError) as exc:
-                raise UserError(f"the checkpoint in {folder} does not fit this model's optimizer ({exc})") \
-                    from None
-        if scheduler is not None:
-            if "scheduler" not in meta:
-                raise UserError(f"the checkpoint in {folder} lacks the scheduler state; "
-                                "remove it to start over")
-            scheduler.load_state_dict(meta["scheduler"])
         saved_rng = groups.pop("rng", {})
-        if rng:
-            if "torch" in saved_rng:
-                torch.set_rng_state(saved_rng["torch"])
-            cuda_states = [saved_rng[f"cuda.{i}"] for i in range(len(saved_rng)) if f"cuda.{i}" in saved_rng]
-            if cuda_states and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda_states):
-                torch.cuda.set_rng_state_all(cuda_states)
-            python_state = meta["rng"]["python"]
-            random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
-            np.random.set_state(tuple(meta["rng"]["numpy"]))
+        try:
+            if optimizer is not None:
+                self._restore_optimizer(folder, meta, groups.pop("optimizer", {}), optimizer)
+            if scheduler is not None:
+                if "scheduler" not in meta:
+                    raise UserError(f"the checkpoint in {folder} lacks the scheduler state; "
+                                    "remove it to start over")
+                scheduler.load_state_dict(meta["scheduler"])
+            if rng:
+                self._restore_rng(folder, meta, saved_rng)
+        except UserError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AttributeError) as exc:
+            # a state.json edited by hand: the shapes of its parts are torch's, checked by torch
+            raise UserError(f"{damaged} ({_first(exc)}); remove it to start over") from None
         return groups
+
+    def _restore_optimizer(self, folder: Path, meta: dict, slots: dict[str, torch.Tensor],
+                           optimizer: torch.optim.Optimizer) -> None:
+        saved = meta.get("optimizer")
+        if not isinstance(saved, dict) or not isinstance(saved.get("slots"), dict):
+            raise UserError(f"the checkpoint in {folder} lacks the optimizer state; remove it to start over")
+        # The optimizer's state is indexed by the parameters' order over its groups; a slot such as
+        # Adam's exp_avg has its parameter's shape, which torch's load_state_dict does not check.
+        params = [param for group in optimizer.param_groups for param in group["params"]]
+        state: dict = {}
+        expected: dict[str, object] = {}
+        for key, value in slots.items():
+            index, _, slot = key.partition(".")
+            if not index.isdigit() or int(index) >= len(params):
+                raise UserError(f"the checkpoint in {folder} holds optimizer/{key}, which this model's "
+                                "optimizer has no parameter for; remove it to start over")
+            param = params[int(index)]
+            expected[key] = ((), None) if slot == "step" else (tuple(param.shape), None)
+            state.setdefault(int(index), {})[slot] = value
+        check_tensors(slots, expected, f"the checkpoint in {folder} (optimizer)", "remove it to start over")
+        for index, named in saved["slots"].items():
+            state.setdefault(int(index), {}).update(named)
+        try:
+            optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+        except (ValueError, KeyError) as exc:
+            raise UserError(f"the checkpoint in {folder} does not fit this model's optimizer ({exc})") \
+                from None
+        for group in optimizer.param_groups:  # rates feed every step: one NaN there is a NaN model
+            for key in ("lr", "base_lr", "weight_decay"):
+                value = group.get(key, 0.0)
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    raise UserError(f"the checkpoint in {folder} is damaged (optimizer {key} = {value!r}); "
+                                    "remove it to start over")
+
+    def _restore_rng(self, folder: Path, meta: dict, saved_rng: dict[str, torch.Tensor]) -> None:
+        if "torch" in saved_rng:
+            current = torch.get_rng_state()
+            value = saved_rng["torch"]
+            if value.dtype != current.dtype or value.shape != current.shape:
+                raise UserError(f"the checkpoint in {folder} is damaged (rng/torch is {value.dtype} "
+                                f"{tuple(value.shape)}); remove it to start over")
+            torch.set_rng_state(value)
+        cuda_states = [saved_rng[f"cuda.{i}"] for i in range(len(saved_rng)) if f"cuda.{i}" in saved_rng]
+        if cuda_states and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda_states):
+            torch.cuda.set_rng_state_all(cuda_states)
+        python_state = meta["rng"]["python"]
+        random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+        np.random.set_state(tuple(meta["rng"]["numpy"]))
+
+    def check_group(self, targets: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor],
+                    group: str = "weights") -> None:
+        """Refuse a saved group (as `restore` returned it) that does not match `targets` exactly: the
+        same names, no others, the same shapes and dtypes, and finite values."""
+        check_tensors(saved, targets, f"the checkpoint in {self.out} ({group})", "remove it to start over")
 
     def load_into(self, targets: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> None:
         """Copy `saved` tensors (a group `restore` returned) into the live ones of the same names, in
-        place and on their device: parameters, or a module's `state_dict()`."""
-        missing = [name for name in targets if name not in saved]
-        if missing:
-            raise UserError(f"the checkpoint in {self.out} lacks {missing[0]} (and {len(missing) - 1} more); "
-                            "remove it to start over")
+        place and on their device: parameters, or a module's `state_dict()`. Everything is checked
+        first (`check_group`), so a refused checkpoint leaves the live tensors untouched."""
+        self.check_group(targets, saved)
         with torch.no_grad():
             for name, target in targets.items():
-                if saved[name].shape != target.shape:
-                    raise UserError(f"the checkpoint in {self.out} holds {name} shaped "
-                                    f"{tuple(saved[name].shape)}, not {tuple(target.shape)}; "
-                                    "remove it to start over")
                 target.copy_(saved[name])
 
     def remove(self) -> None:
         """Delete the checkpoint once the finished model is written (the run is then over)."""
         for name in (self.name, self.name + ".new", self.name + ".old"):
             shutil.rmtree(self.out / name, ignore_errors=True)
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _numpy_state() -> list:

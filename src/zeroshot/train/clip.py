@@ -62,6 +62,12 @@ PROJECTIONS = ("linear", "none")
 FINISHED_FILE = "config.json"  # what a finished run leaves beside its weights
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 _MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps the temperature at 100
+# Patches (+1 class token) per image a tower may see: ViT-L/14 at 336 px has 577; 64 x 64 patches is
+# already far past what trains on a CPU, and past it one attention matrix alone is gigabytes per image.
+MAX_TOKENS = 64 * 64 + 1
+# The trainer's state as `_Trainer` saves it: the runtime refuses a checkpoint whose state.json differs.
+STATE_TYPES = {"step": int, "best_step": int, "bad_evals": int, "history": list, "running": list,
+               "seconds": (int, float), "stopped_early": bool, "best_dev_loss": (int, float, type(None))}
 
 
 @dataclass
@@ -116,6 +122,46 @@ class TrainConfig:
             raise UserError("learning rates and image std must be positive")
         if not self.templates or any(template.count("{}") != 1 for template in self.templates):
             raise UserError("each caption template must contain {} exactly once, where the class name goes")
+        for name in ("eval_every", "warmup_steps"):  # 0 means "once per epoch" / "no warm-up"
+            if getattr(self, name) < 0:
+                raise UserError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"max-steps must be at least 1, got {self.max_steps}")
+        if self.weight_decay < 0:
+            raise UserError(f"weight decay must be 0 or more, got {self.weight_decay}")
+        self.check_size()
+
+    def step_bytes(self) -> dict[str, int]:
+        """A lower bound on the memory one training step of the image tower takes, from the config alone.
+
+        Per image: its pixels (float32, kept decoded for the whole run), and per layer the activations
+        autograd keeps for the backward pass (about 12 floats per token per width unit: attention
+        inputs and outputs, the 4x MLP, norms) plus one attention matrix per head (tokens^2). A
+        lower bound on purpose: a refusal must never stop a run that would have fitted.
+        """
+        tokens = (self.image_size // self.patch_size) ** 2 + 1  # patches + the class token
+        per_image = 4 * (3 * self.image_size ** 2
+                         + self.image_layers * (12 * tokens * self.image_width
+                                                + self.image_heads * tokens * tokens))
+        return {"tokens_per_image": tokens, "total": per_image * self.batch_size}
+
+    def check_size(self) -> None:
+        """Refuse a tower whose one training step could not fit in memory, before any image is decoded
+        (`--image-size 100000 --patch-size 1` took more than 3 GiB before failing)."""
+        from zeroshot.models.memory import available_memory
+
+        estimate = self.step_bytes()
+        if estimate["tokens_per_image"] > MAX_TOKENS:
+            raise UserError(f"--image-size {self.image_size} with --patch-size {self.patch_size} makes "
+                            f"{estimate['tokens_per_image'] - 1} patches per image; at most {MAX_TOKENS - 1} "
+                            "are supported: use a larger --patch-size or a smaller --image-size")
+        have = available_memory()
+        if estimate["total"] > have:
+            gib = 1 << 30
+            raise UserError(f"one training step needs at least {estimate['total'] / gib:.1f} GiB "
+                            f"({estimate['tokens_per_image']} tokens per image, batch {self.batch_size}) "
+                            f"but {have / gib:.1f} GiB is available: use a smaller --image-size or "
+                            "--batch-size, or a larger --patch-size")
 
 
 @dataclass
@@ -547,8 +593,11 @@ class _Trainer:
     def _restore(self, state: dict) -> None:
         saved = self.checkpoint.restore(optimizer=self.optimizer)
         params = dict(self.model.named_parameters())
-        self.checkpoint.load_into({name: params[name] for name in self.trainable}, saved.get("weights", {}))
+        live = {name: params[name] for name in self.trainable}
+        self.checkpoint.load_into(live, saved.get("weights", {}))
         self.best = saved.get("best")
+        if self.best is not None:  # copied into the model at the end: checked now, like the weights
+            self.checkpoint.check_group(live, self.best, "best")
         self.state = state
 
 
@@ -563,7 +612,7 @@ def train_clip(data: str | os.PathLike | Pairs, out: str | os.PathLike, config: 
     config.check()
     pairs = data if isinstance(data, Pairs) else read_pairs(data)
     check_widths(config)
-    checkpoint = Checkpoint(out, run_identity(pairs, config), product="model")
+    checkpoint = Checkpoint(out, run_identity(pairs, config), product="model", state_types=STATE_TYPES)
     # the resume rule, before minutes of decoding and model building
     saved = checkpoint.check_start(resume, finished=FINISHED_FILE, overwrite=overwrite)
     return _Trainer(pairs, config, progress, checkpoint).run(saved)

@@ -59,12 +59,21 @@ def _read_jsonl(path: Path) -> list[tuple[int, str, str]]:
 
 
 def _read_csv(path: Path) -> list[tuple[int, str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
-            raise UserError(f"{path.name} needs a header with `image` and `caption` columns")
-        return [(number, row["image"] or "", row["caption"] or "")
-                for number, row in enumerate(reader, start=2)]
+    rows: list[tuple[int, str, str]] = []
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
+                raise UserError(f"{path.name} needs a header with `image` and `caption` columns")
+            for number, row in enumerate(reader, start=2):
+                rows.append((number, row["image"] or "", row["caption"] or ""))
+    except csv.Error as exc:
+        # the csv module's own limits (a field over 131,072 characters, a NUL byte): one line, not a
+        # traceback; the line is the one after the last row read
+        line = rows[-1][0] + 1 if rows else 2
+        raise UserError(f"{path.name} line {line} cannot be read as CSV ({exc}): a caption that long is "
+                        "not a caption; check the file") from None
+    return rows
 
 
 def _check_captions(path: Path, rows: list[tuple[int, str, str]]) -> Pairs:

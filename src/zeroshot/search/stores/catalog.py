@@ -105,7 +105,7 @@ class Catalog:
             else:
                 self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                            check_same_thread=False)
-            self._check_format()
+            self._check_format(create)
             self._vectors: VectorFile | None = None
             self.storage = self.info().get("vector_storage", FLOAT32_SQLITE)
             self._check_vector_file()
@@ -117,11 +117,17 @@ class Catalog:
                 self._db.close()
             raise database_error(exc, self.path, "opening the index") from exc
 
-    def _check_format(self) -> None:
+    def _check_format(self, create: bool = True) -> None:
         try:
             rows = dict(self._db.execute("SELECT key, value FROM info").fetchall())
         except sqlite3.OperationalError as exc:
             tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if not tables and not create:
+                # a reader (search, serve) finds an empty catalog: say so, instead of "repairing" it into
+                # an index with no model, whose search then blames the default CLIP's download
+                raise UserError(f"{self.path}: the catalog is empty or damaged ({self.path.stat().st_size} "
+                                "bytes, no index in it): run `zeroshot index` on this --db again, or "
+                                "restore the folder") from exc
             if tables or self.read_only:
                 raise UserError(f"{self.path}: not a zeroshot image index, or corrupt ({exc}); "
                                 "nothing was changed") from exc
