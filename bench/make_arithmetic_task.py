@@ -14,6 +14,7 @@ generation's first line.
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 from pathlib import Path
@@ -35,7 +36,8 @@ def pairs(n: int, seed: int = 2020) -> list[tuple[int, int]]:
     return random.Random(seed).sample([(a, b) for a in range(100) for b in range(100)], n)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)  # --help, nothing else
     rows = [{"a": a, "b": b, "sum": str(a + b)} for a, b in pairs(POOL + DEV + TEST)]
     pool, dev, test = rows[:POOL], rows[POOL:POOL + DEV], rows[POOL + DEV:]
     OUT.mkdir(exist_ok=True)
