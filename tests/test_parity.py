@@ -134,6 +134,9 @@ def test_search(tiny_clip, index_db, http, capsys):
         python = index.query(text="a red square", k=2).to_dict()
     cli = _cli_json(capsys, "search", "a red square", "--db", str(index_db), "-k", "2", "--format", "json")
     server = _post(http, "/v1/search", {"text": "a red square", "top_k": 2})
+    # The server adds one thing only it can: a link to fetch each image from it.
+    links = [hit.pop("url") for hit in server["results"]]
+    assert all(link.startswith("/v1/image?path=") for link in links)
     assert len(python["results"]) == 2 and python == cli == server
 
 

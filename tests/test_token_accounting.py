@@ -145,12 +145,12 @@ def test_streamed_and_whole_completions_agree(fake_client):
 @pytest.fixture(scope="module")
 def smol_client():
     pytest.importorskip("llama_cpp")
-    from zeroshot.models.lm import default_model_path
+    from zeroshot.models.lm import builtin_model_path
 
     try:
-        default_model_path()
-    except Exception as exc:  # noqa: BLE001 — the default model is an optional package
-        pytest.skip(f"the default model is not installed: {exc}")
+        builtin_model_path()
+    except Exception as exc:  # noqa: BLE001 — the built-in model is an optional package
+        pytest.skip(f"the built-in model is not installed: {exc}")
     with TestClient(create_app(ServerSettings(max_tokens=64, batch_window_ms=0)),
                     base_url="http://127.0.0.1") as client:
         yield client

@@ -284,7 +284,7 @@ OPTION_NAMES: dict[str, str] = {
     "--proposals": "region proposals", "--method": "proposal method", "--search-mode": "search mode",
     "--context-padding": "context around boxes", "--nms-iou": "NMS overlap", "--no-cache": "skip the cache",
     "--host": "address", "--port": "port", "--image-root": "readable image folder", "--api-key": "API key",
-    "--allowed-origins": "CORS origins", "--max-upload-mb": "largest upload", "--max-pixels": "largest image",
+    "--allowed-origins": "CORS origins", "--allowed-hosts": "accepted Host names", "--max-upload-mb": "largest upload", "--max-pixels": "largest image",
     "--max-prompt-chars": "longest prompt", "--preload": "load models at start", "--mode": "CLIP or LiT",
     "--image-size": "image size", "--patch-size": "patch size", "--image-width": "ViT width",
     "--image-layers": "ViT layers", "--image-heads": "ViT heads", "--projection": "embedding size",
