@@ -158,10 +158,12 @@ def table(names: list[str], out_dir: Path) -> dict:
     for name in names:
         entry, slug = get(name), _lm_slug(name)
         bbc = json.loads((out_dir / f"calibrate-auto-{slug}.json").read_text(encoding="utf-8"))
-        arith = json.loads((out_dir / f"arith-dev-{slug}.json").read_text(encoding="utf-8"))
+        arith_file = out_dir / f"arith-dev-{slug}.json"
+        # A model over the demo budget cannot win, so its long arithmetic run may be skipped.
+        arith = json.loads(arith_file.read_text(encoding="utf-8")) if arith_file.exists() else None
         speed_file = out_dir / f"default-model-speed-{slug}.json"
         fast = json.loads(speed_file.read_text(encoding="utf-8")) if speed_file.exists() else {}
-        series = next(iter(arith["report"]["series"]))
+        series = next(iter(arith["report"]["series"])) if arith else None
         picks = {row["k"]: row["choice"]["choice"] for row in bbc["per_k"]}
         row = {
             "model": name,
@@ -174,20 +176,23 @@ def table(names: list[str], out_dir: Path) -> dict:
             },
             "auto_pick": {f"k{k}": picks[k] for k in (0, 4)},
             "auto_picked_better_runs": [bbc["picked_better_runs"], bbc["n_runs"]],
-            "arith_dev": {f"k{k}": _point(arith["report"], series, k) for k in (0, 4)},
+            "arith_dev": {f"k{k}": _point(arith["report"], series, k) for k in (0, 4)} if arith else None,
             "arith_metric": series,
             "speed": fast,
         }
-        row["quality"] = (row["bbc_dev"]["k4"]["auto"]["mean"] + row["arith_dev"]["k4"]["mean"]) / 2
+        row["quality"] = (
+            (row["bbc_dev"]["k4"]["auto"]["mean"] + row["arith_dev"]["k4"]["mean"]) / 2 if arith else None
+        )
         row["eligible"] = {
             "licence": entry.licence != "unknown",
             "demo_budget": bool(fast) and fast["wall_s_per_article_k4"] <= DEMO_BUDGET_S_PER_ARTICLE,
+            "measured": arith is not None,
         }
         rows.append(row)
     eligible = [r for r in rows if all(r["eligible"].values())]
     winner = None
     if eligible:
-        best = max(r["quality"] for r in eligible)
+        best = max(r["quality"] for r in eligible if r["quality"] is not None)
         close = [r for r in eligible if best - r["quality"] <= TIE_POINTS]
         winner = min(close, key=lambda r: r["speed"]["cpu_s_per_article_k4"])["model"]
     return {
@@ -210,6 +215,7 @@ def markdown(result: dict) -> str:
         b, a, s = r["bbc_dev"], r["arith_dev"], r["speed"]
         wall = f"{s['wall_s_per_article_k4']:.2f}" if s else "-"
         cpu = f"{s['cpu_s_per_article_k4']:.2f}" if s else "-"
+        quality = f"{r['quality']:.1%}" if r["quality"] is not None else "-"
         ok = (
             "yes"
             if all(r["eligible"].values())
@@ -218,8 +224,9 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {r['model']} | {r['size_bytes'] / 1e6:.0f} MB | {r['licence']} | {pct(b['k0']['plain'])} | "
             f"{pct(b['k0']['calibrated'])} | {pct(b['k4']['plain'])} | {pct(b['k4']['calibrated'])} | "
-            f"{r['auto_pick']['k0']}/{r['auto_pick']['k4']} | {pct(a['k0'])} | {pct(a['k4'])} | "
-            f"{r['quality']:.1%} | {wall} | {cpu} | {ok} |"
+            f"{r['auto_pick']['k0']}/{r['auto_pick']['k4']} | {pct(a['k0']) if a else 'not run'} | "
+            f"{pct(a['k4']) if a else 'not run'} | {quality} | "
+            f"{wall} | {cpu} | {ok} |"
         )
     lines.append(f"\nWinner by the rule: **{result['winner']}**")
     return "\n".join(lines)

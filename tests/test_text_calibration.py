@@ -244,7 +244,8 @@ def test_eval_text_auto_records_the_choice_in_the_json_and_one_line(tmp_path, ca
 
 
 @pytest.mark.parametrize(("flag", "series"), [
-    (["--calibrate"], ["plain", "calibrated"]), (["--no-calibrate"], ["plain"]), ([], ["plain"]),
+    (["--calibrate"], ["plain", "calibrated"]), (["--no-calibrate"], ["plain"]),
+    ([], ["plain", "calibrated", "auto"]),  # auto is the default (issue 27)
     (["--calibrate", "on"], ["plain", "calibrated"]), (["--calibrate=off"], ["plain"]),
 ])
 def test_old_scripts_keep_working(tmp_path, capsys, monkeypatch, flag, series):
@@ -255,7 +256,8 @@ def test_old_scripts_keep_working(tmp_path, capsys, monkeypatch, flag, series):
     assert main(["eval-text", *flag, str(task), "--shots", "0", "--seeds", "1", "-q",
                  "--output-dir", str(out)]) == 0
     report = json.loads((out / "sentiment-scaling.json").read_text())["models"][0]
-    assert list(report["series"]) == series and report["calibration"] is None
+    assert list(report["series"]) == series
+    assert (report["calibration"] is None) == ("auto" not in series)
 
 
 def test_classify_text_auto_with_and_without_examples(tmp_path, capsys, monkeypatch):

@@ -85,7 +85,7 @@ class EvalConfig:
     first_seed: int = 0
     limit: int | None = None
     normalization: str = "sum"
-    calibrate: bool | str = "off"
+    calibrate: bool | str = "auto"
     balanced: bool = False
     chat_template: bool | None = None
     max_new_tokens: int = 32

@@ -49,7 +49,7 @@ class TextTask:
     demonstrations: tuple[tuple[str, str], ...] = ()
     template: PromptTemplate | None = None
     normalization: str = "sum"
-    calibrate: bool = False
+    calibrate: bool | str = "auto"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -76,7 +77,9 @@ class ClassifyTextRequest(BaseModel):
     demonstrations: list[Demonstration] = Field(default_factory=list, description="Few-shot examples.")
     template: Template | None = Field(None, description="Prompt format; None uses the default.")
     normalization: str = Field("sum", description="sum, token or char.")
-    calibrate: bool = Field(False, description="Divide out the labels' prior on a content-free input.")
+    calibrate: bool | Literal["auto", "on", "off"] = Field(
+        "auto", description="Divide out the labels' prior on a content-free input: on, off, or auto (chosen by "
+                            "leave-one-out on the demonstrations; plain scoring without any).")
 
     def task(self) -> TextTask:
         with unprocessable():
