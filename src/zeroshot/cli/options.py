@@ -27,8 +27,9 @@ from zeroshot.models.dtype import DTYPE_HELP
 from zeroshot.validation import CALIBRATE_MODES, split_ints
 
 LM_HELP = ("Language model: a name `zeroshot models` lists (e.g. gemma-3-270m, once pulled), a .gguf file, "
-           "Hugging Face folder or hub id (default: $ZEROSHOT_MODEL, else gemma-3-270m, chosen on dev; "
-           "or the one a captioner or soft prompt records; smollm2-135m is built in); eval-text and bench-lm-ladder take several, to compare them.")
+           "Hugging Face folder or hub id (default: $ZEROSHOT_MODEL, else gemma-3-270m, chosen on "
+           "dev; or the one a captioner or soft prompt records; smollm2-135m is built "
+           "in); eval-text and bench-lm-ladder take several, to compare them.")
 BACKEND_HELP = "Language-model backend: auto (llama.cpp when it works here), transformers or llama.cpp."
 CLIP_HELP = ("Image-text (CLIP-style) model: hub id or local Hugging Face folder (default: "
              "openai/clip-vit-base-patch32, or the one an index or captioner records).")
@@ -146,7 +147,7 @@ text_encoder = Shared(("--text-encoder",), "Sentence-transformers folder or id (
 shots = Shared(("--shots",), "Demonstrations K (fewshot-curve, tune-prompt: labelled examples per class): "
                "one number, or comma-separated numbers where the command sweeps K (eval-text, "
                "fewshot-curve); no value: every example given.",
-               defaults={"demo": "5", "eval-text": "0,1,2,4,8", "fewshot-curve": "0,1,2,4,8,16"})
+               defaults={"demo": "10", "eval-text": "0,1,2,4,8", "fewshot-curve": "0,1,2,4,8,16"})
 seeds = Shared(("--seeds",), "How many seeds each K runs with (K=0 runs once: it has no randomness).", 5,
                defaults={"fewshot-curve": 10})  # its fits take milliseconds: more seeds, a tighter band
 balanced = Shared(("--balanced/--no-balanced",), "Draw demonstrations class-balanced.", False)
@@ -154,8 +155,9 @@ balanced = Shared(("--balanced/--no-balanced",), "Draw demonstrations class-bala
 calibrate = Shared(("--calibrate",), "Calibrate: subtract each label's score given the content-free input "
                    "'N/A'. on, off, or auto: chosen per K by leave-one-out on the demonstrations' pool, "
                    "never on the texts scored. --calibrate alone means on, --no-calibrate off (eval-text "
-                   "reports plain and calibrated accuracy, and auto's with auto). auto is the default: on dev it picked the better "
-                   "scoring in 15 of 16 runs across four models (docs/lm.md).", "auto",
+                   "reports plain and calibrated accuracy, and auto's with auto). auto is the default: "
+                   "on dev it picked the better scoring in 15 of 16 runs across four models "
+                   "(docs/lm.md).", "auto",
                    metavar="[auto|on|off]", flag_value="on", off_flag=("--no-calibrate", "off"),
                    values=CALIBRATE_MODES)
 normalization = Shared(("--normalization",), "Score normalisation: sum (total log-prob), token (per token) "
@@ -285,7 +287,8 @@ OPTION_NAMES: dict[str, str] = {
     "--proposals": "region proposals", "--method": "proposal method", "--search-mode": "search mode",
     "--context-padding": "context around boxes", "--nms-iou": "NMS overlap", "--no-cache": "skip the cache",
     "--host": "address", "--port": "port", "--image-root": "readable image folder", "--api-key": "API key",
-    "--allowed-origins": "CORS origins", "--allowed-hosts": "accepted Host names", "--max-upload-mb": "largest upload", "--max-pixels": "largest image",
+    "--allowed-origins": "CORS origins", "--allowed-hosts": "accepted Host names",
+    "--max-upload-mb": "largest upload", "--max-pixels": "largest image",
     "--max-prompt-chars": "longest prompt", "--preload": "load models at start", "--mode": "CLIP or LiT",
     "--image-size": "image size", "--patch-size": "patch size", "--image-width": "ViT width",
     "--image-layers": "ViT layers", "--image-heads": "ViT heads", "--projection": "embedding size",

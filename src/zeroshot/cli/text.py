@@ -39,7 +39,7 @@ def demo(
     model: str = options.lm_model(),
     backend: str = options.lm_backend(),
 ) -> None:
-    """Classify a few real BBC News articles zero-shot and few-shot (5 shots: one per topic) with the
+    """Classify a few real BBC News articles zero-shot and few-shot (10 shots: two per topic) with the
     default model."""
     from zeroshot.eval.demo import DemoConfig, demo_epilogue, run_demo
 

@@ -78,8 +78,8 @@ class ClassifyTextRequest(BaseModel):
     template: Template | None = Field(None, description="Prompt format; None uses the default.")
     normalization: str = Field("sum", description="sum, token or char.")
     calibrate: bool | Literal["auto", "on", "off"] = Field(
-        "auto", description="Divide out the labels' prior on a content-free input: on, off, or auto (chosen by "
-                            "leave-one-out on the demonstrations; plain scoring without any).")
+        "auto", description="Divide out the labels' prior on a content-free input: on, off, or auto "
+                            "(chosen by leave-one-out on the demonstrations; plain scoring without any).")
 
     def task(self) -> TextTask:
         with unprocessable():
