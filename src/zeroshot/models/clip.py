@@ -31,6 +31,7 @@ from zeroshot.models.dtype import (
     recorded_dtype,
     torch_dtype,
 )
+from zeroshot.models.hub import hub_reachable
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 
@@ -292,7 +293,7 @@ def _load_fp32(name: str, local: Path, device: str) -> ImageTextModel:
         missing = UserError(
             f"the CLIP model {name!r} is not on this machine and could not be downloaded: on a machine with "
             f"internet run `hf download {name} --local-dir DIR`, copy DIR here and pass `--clip-model DIR`")
-        if not _hub_reachable():  # say so now rather than after a minute of retries
+        if not hub_reachable():  # say so now rather than after a minute of retries
             raise missing from exc
         try:
             net, tokenizer, image_processor = _load_parts(name, load_dtype, local_files_only=False)
@@ -390,23 +391,6 @@ def _model_type(name: str) -> str | None:
         return json.loads((Path(name) / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """False when offline mode is on or the hub's host does not answer within `timeout` seconds."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _check_device(device: str) -> str:

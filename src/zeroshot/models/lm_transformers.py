@@ -21,6 +21,7 @@ import torch
 
 from zeroshot import _deprecated
 from zeroshot.errors import UserError, first_line
+from zeroshot.models.hub import hub_reachable
 from zeroshot.models.lm import (
     MAX_TOP_LOGPROBS,
     GenerationConfig,
@@ -104,6 +105,8 @@ class TransformersLM(LanguageModel):
         source, extra = location, {}
         if kind == "gguf":
             source, extra = str(Path(location).parent), {"gguf_file": Path(location).name}
+        if kind == "hub" and not hub_reachable():
+            extra["local_files_only"] = True  # a cached copy, or the sentence below at once, not retries
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **extra)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=_DTYPES[dtype], **extra)

@@ -21,6 +21,7 @@ from zeroshot.models.dtype import (
     load_in_dtype,
     recorded_dtype,
 )
+from zeroshot.models.hub import hub_reachable
 from zeroshot.numerics import batched, l2_normalize
 
 DEFAULT_SENTENCE_ENCODER = "all-MiniLM-L6-v2"
@@ -141,8 +142,10 @@ def load_sentence_encoder(model: str | os.PathLike | None = None, device: str = 
 def _load_fp32(path: str, name: str, local: Path, device: str) -> SentenceEncoder:
     from sentence_transformers import SentenceTransformer
 
+    # A hub name on an offline machine: its cached copy, or the sentence below at once, not retries.
+    offline = not local.exists() and not Path(path).exists() and not hub_reachable()
     try:
-        net = SentenceTransformer(path, device=device)
+        net = SentenceTransformer(path, device=device, local_files_only=offline)
     except (OSError, ValueError) as exc:
         if local.exists():
             raise UserError(f"cannot load the sentence encoder in {local}: {exc}") from exc
