@@ -24,7 +24,7 @@ import typer
 
 from zeroshot.errors import UserError
 from zeroshot.models.dtype import DTYPE_HELP
-from zeroshot.validation import CALIBRATE_MODES, split_ints
+from zeroshot.validation import CALIBRATE_MODES, DEFAULT_CALIBRATE, split_ints
 
 LM_HELP = ("Language model: a name `zeroshot models` lists (e.g. gemma-3-270m, once pulled), a .gguf file, "
            "Hugging Face folder or hub id (default: $ZEROSHOT_MODEL, else gemma-3-270m, chosen on "
@@ -157,7 +157,7 @@ calibrate = Shared(("--calibrate",), "Calibrate: subtract each label's score giv
                    "never on the texts scored. --calibrate alone means on, --no-calibrate off (eval-text "
                    "reports plain and calibrated accuracy, and auto's with auto). auto is the default: "
                    "on dev it picked the better scoring in 15 of 16 runs across four models "
-                   "(docs/lm.md).", "auto",
+                   "(docs/lm.md).", DEFAULT_CALIBRATE,
                    metavar="[auto|on|off]", flag_value="on", off_flag=("--no-calibrate", "off"),
                    values=CALIBRATE_MODES)
 normalization = Shared(("--normalization",), "Score normalisation: sum (total log-prob), token (per token) "

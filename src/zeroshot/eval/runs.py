@@ -30,7 +30,7 @@ from zeroshot.text.calibration import AUTO_MAX_EXAMPLES, RULE, CalibrationChoice
 from zeroshot.text.chat import chat_prompt_template
 from zeroshot.text.prompts import PromptBuilder, PromptTemplate, sample_demonstrations
 from zeroshot.text.scoring import DEFAULT_CONTENT_FREE_INPUTS, LikelihoodScorer, check_normalization
-from zeroshot.validation import check_calibrate, split_ints
+from zeroshot.validation import DEFAULT_CALIBRATE, check_calibrate, split_ints
 
 
 @dataclass
@@ -85,7 +85,7 @@ class EvalConfig:
     first_seed: int = 0
     limit: int | None = None
     normalization: str = "sum"
-    calibrate: bool | str = "auto"
+    calibrate: bool | str = DEFAULT_CALIBRATE
     balanced: bool = False
     chat_template: bool | None = None
     max_new_tokens: int = 32

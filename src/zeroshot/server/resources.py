@@ -28,6 +28,7 @@ from zeroshot.server.batching import MicroBatcher
 from zeroshot.server.settings import ServerSettings, public_name
 from zeroshot.text.classify import ZeroShotTextClassifier
 from zeroshot.text.prompts import PromptTemplate
+from zeroshot.validation import DEFAULT_CALIBRATE
 from zeroshot.vision.classify import ZeroShotImageClassifier
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ class TextTask:
     demonstrations: tuple[tuple[str, str], ...] = ()
     template: PromptTemplate | None = None
     normalization: str = "sum"
-    calibrate: bool | str = "auto"
+    calibrate: bool | str = DEFAULT_CALIBRATE
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from zeroshot.server.resources import Resources, TextTask, unprocessable
 from zeroshot.server.streaming import primed, sse_event, sse_response
 from zeroshot.text.prompts import PromptTemplate
 from zeroshot.text.scoring import check_normalization
-from zeroshot.validation import check_labels
+from zeroshot.validation import DEFAULT_CALIBRATE, check_labels
 
 router = APIRouter(tags=["text"])
 
@@ -78,8 +78,9 @@ class ClassifyTextRequest(BaseModel):
     template: Template | None = Field(None, description="Prompt format; None uses the default.")
     normalization: str = Field("sum", description="sum, token or char.")
     calibrate: bool | Literal["auto", "on", "off"] = Field(
-        "auto", description="Divide out the labels' prior on a content-free input: on, off, or auto "
-                            "(chosen by leave-one-out on the demonstrations; plain scoring without any).")
+        DEFAULT_CALIBRATE,
+        description="Divide out the labels' prior on a content-free input: on, off, or auto (chosen by "
+                    "leave-one-out on the demonstrations; plain scoring without any).")
 
     def task(self) -> TextTask:
         with unprocessable():

@@ -31,7 +31,7 @@ from zeroshot.text.scoring import (
     LikelihoodScorer,
     check_normalization,
 )
-from zeroshot.validation import check_calibrate, check_labels
+from zeroshot.validation import DEFAULT_CALIBRATE, check_calibrate, check_labels
 
 
 def as_demonstrations(examples: Iterable[Demonstration | tuple[str, str]] | None) -> list[Demonstration]:
@@ -62,7 +62,7 @@ class _LikelihoodTask:
         demonstrations: Sequence[Demonstration | tuple[str, str]] | None = None,
         template: PromptTemplate | None = None,
         normalization: str = "sum",
-        calibrate: bool | str = "auto",
+        calibrate: bool | str = DEFAULT_CALIBRATE,
         content_free_inputs: Sequence[str] = DEFAULT_CONTENT_FREE_INPUTS,
         max_chars: int | None = None,
         reuse_cache: bool = True,
@@ -160,7 +160,7 @@ class ZeroShotTextClassifier(_LikelihoodTask):
         demonstrations: Sequence[Demonstration | tuple[str, str]] | None = None,
         template: PromptTemplate | None = None,
         normalization: str = "sum",
-        calibrate: bool | str = "auto",
+        calibrate: bool | str = DEFAULT_CALIBRATE,
         content_free_inputs: Sequence[str] = DEFAULT_CONTENT_FREE_INPUTS,
         max_chars: int | None = None,
         n_shots: int = 0,
