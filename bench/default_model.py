@@ -192,7 +192,7 @@ def table(names: list[str], out_dir: Path) -> dict:
     eligible = [r for r in rows if all(r["eligible"].values())]
     winner = None
     if eligible:
-        best = max(r["quality"] for r in eligible if r["quality"] is not None)
+        best = max(r["quality"] for r in eligible)  # eligible rows are measured: quality is set
         close = [r for r in eligible if best - r["quality"] <= TIE_POINTS]
         winner = min(close, key=lambda r: r["speed"]["cpu_s_per_article_k4"])["model"]
     return {

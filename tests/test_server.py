@@ -246,6 +246,14 @@ def test_text_classification_refuses_bad_input(client, lm_ready):
     assert demo.status_code == 422 and "c" in demo.json()["error"]["message"]
     too_long = client.post("/v1/classify/text", json={"texts": ["x" * 2001], "labels": ["a", "b"]})
     assert too_long.status_code == 413
+    odd = client.post("/v1/classify/text",
+                      json={"texts": ["x"], "labels": ["a", "b"], "calibrate": "maybe"})
+    assert odd.status_code == 422
+    assert "calibrate must be one of auto, on, off" in odd.json()["error"]["message"]
+    # The old boolean and the mode it means are one task (one classifier, one batch).
+    on = [client.post("/v1/classify/text", json={"texts": ["x"], "labels": ["a", "b"], "calibrate": value})
+          for value in (True, "on")]
+    assert [r.status_code for r in on] == [200, 200] and on[0].json() == on[1].json()
 
 
 # --- image classification --------------------------------------------------------------------------

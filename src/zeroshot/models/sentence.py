@@ -143,7 +143,7 @@ def _load_fp32(path: str, name: str, local: Path, device: str) -> SentenceEncode
     from sentence_transformers import SentenceTransformer
 
     # A hub name on an offline machine: its cached copy, or the sentence below at once, not retries.
-    offline = not local.exists() and not Path(path).exists() and not hub_reachable()
+    offline = not Path(path).exists() and not hub_reachable()
     try:
         net = SentenceTransformer(path, device=device, local_files_only=offline)
     except (OSError, ValueError) as exc:

@@ -50,7 +50,7 @@ class TextTask:
     demonstrations: tuple[tuple[str, str], ...] = ()
     template: PromptTemplate | None = None
     normalization: str = "sum"
-    calibrate: bool | str = DEFAULT_CALIBRATE
+    calibrate: str = DEFAULT_CALIBRATE  # checked: auto, on or off, so true and "on" share a classifier
 
 
 @dataclass(frozen=True)

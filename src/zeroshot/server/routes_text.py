@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -15,7 +14,7 @@ from zeroshot.server.resources import Resources, TextTask, unprocessable
 from zeroshot.server.streaming import primed, sse_event, sse_response
 from zeroshot.text.prompts import PromptTemplate
 from zeroshot.text.scoring import check_normalization
-from zeroshot.validation import DEFAULT_CALIBRATE, check_labels
+from zeroshot.validation import DEFAULT_CALIBRATE, check_calibrate, check_labels
 
 router = APIRouter(tags=["text"])
 
@@ -77,10 +76,11 @@ class ClassifyTextRequest(BaseModel):
     demonstrations: list[Demonstration] = Field(default_factory=list, description="Few-shot examples.")
     template: Template | None = Field(None, description="Prompt format; None uses the default.")
     normalization: str = Field("sum", description="sum, token or char.")
-    calibrate: bool | Literal["auto", "on", "off"] = Field(
+    calibrate: bool | str = Field(
         DEFAULT_CALIBRATE,
-        description="Divide out the labels' prior on a content-free input: on, off, or auto (chosen by "
-                    "leave-one-out on the demonstrations; plain scoring without any).")
+        description="Divide out the labels' prior on a content-free input: auto, on or off (true and "
+                    "false mean on and off); auto chooses by leave-one-out on the demonstrations, and "
+                    "scores plain without any.")
 
     def task(self) -> TextTask:
         with unprocessable():
@@ -91,7 +91,8 @@ class ClassifyTextRequest(BaseModel):
                         demonstrations=tuple((d.text, d.label) for d in self.demonstrations),
                         template=(None if self.template is None
                                   else PromptTemplate(**self.template.model_dump())),
-                        normalization=check_normalization(self.normalization), calibrate=self.calibrate)
+                        normalization=check_normalization(self.normalization),
+                        calibrate=check_calibrate(self.calibrate, "calibrate"))
 
 
 def _resources(request: Request) -> Resources:
