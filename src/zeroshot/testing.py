@@ -251,6 +251,15 @@ class FakeLM(LanguageModel):
     def token_bytes(self, token_id: int) -> bytes:
         return b"" if token_id == self.BOS else bytes([token_id])
 
+    def continuation_distributions(self, context, continuations):
+        self.continuation_logprobs(context, continuations)  # the token accounting
+        out = []
+        for cont in continuations:
+            seq = list(context) + list(cont)
+            out.append(np.stack([self.table[seq[len(context) + i - 1]] for i in range(len(cont))])
+                       .astype(np.float32) if cont else np.zeros((0, 257), dtype=np.float32))
+        return out
+
     def generate_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Iterator[int]:
         """`reply`'s bytes then the end token (`BOS`, as GPT-2's one token begins and ends text); or,
         without `reply`, the greedy path through the table's bytes (it never ends by itself)."""

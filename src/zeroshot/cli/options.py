@@ -310,6 +310,9 @@ OPTION_NAMES: dict[str, str] = {
     "--full": "train the whole model", "--steps": "optimizer steps", "--seq-len": "tokens per window",
     "--eval-paragraphs": "held-out paragraphs scored", "--engine": "where the work runs",
     "--ray-address": "Ray cluster address", "--ray-workers": "Ray embedding actors",
+    "--context": "text the texts continue", "--detector": "which detector",
+    "--performer": "Binoculars' second model", "--calibration": "a calibration file",
+    "--fit-calibration": "write a calibration", "--min-tokens": "shortest text judged",
     "--help": "help",
 }
 

@@ -23,6 +23,9 @@ def serve(
     model: str | None = options.lm_model(),
     backend: str = options.lm_backend(),
     clip_model: str | None = options.clip_model(),
+    performer: str | None = typer.Option(None, "--performer",
+                                         help="A second LM of --model's tokenizer: turns on the binoculars "
+                                              "detector at /v1/detect-generated."),
     device: str | None = options.device(),
     dtype: str | None = options.dtype(),
     db: Path | None = options.db(),
@@ -55,6 +58,7 @@ def serve(
     # One checked object: every rule (port, folders, backend, --db, --captioner, dtype, limits) runs
     # here, before any model loads.
     settings = ServerSettings(host=host, port=port, model=model, backend=backend, clip_model=clip_model,
+                              performer=performer,
                               device=device, dtype=dtype, db=db, captioner=captioner,
                               image_roots=list(image_root), api_key=api_key,
                               allowed_origins=list(allowed_origins), allowed_hosts=list(allowed_hosts),

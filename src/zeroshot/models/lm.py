@@ -189,6 +189,17 @@ class LanguageModel(abc.ABC):
         `context + c` is evaluated from scratch (the naive baseline). Both give the same numbers.
         """
 
+    def continuation_distributions(self, context: Sequence[int],
+                                   continuations: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """For each continuation c, a (len(c), vocabulary) float32 array whose row t is the whole
+        distribution log p(. | context + c[:t]).
+
+        What detectors of machine-written text read (ranks, entropies, cross-entropies between two
+        models), where `continuation_logprobs` keeps only the chosen tokens. The context is evaluated
+        once for all continuations, on the same cache `continuation_logprobs` reuses.
+        """
+        raise NotImplementedError(f"the {self.backend} backend cannot return whole distributions")
+
     def sequence_logprobs(self, ids: Sequence[int], top: int = 0) -> SequenceLogprobs:
         """Log p(ids[t] | ids[:t]) for every position, with the `top` alternatives at each.
 

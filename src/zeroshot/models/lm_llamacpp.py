@@ -124,6 +124,28 @@ class LlamaCppLM(LanguageModel):
             self._evaluate_context(context)
             return [self._score_after_context(context, c) for c in conts]
 
+    def continuation_distributions(self, context: Sequence[int],
+                                   continuations: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        context = [int(t) for t in context]
+        conts = [[int(t) for t in c] for c in continuations]
+        check_scoring_request(context, conts, self.context_length)
+        results = []
+        with self._lock:
+            for cont in conts:
+                if not cont:
+                    results.append(np.zeros((0, self._llm.n_vocab()), dtype=np.float32))
+                    continue
+                if len(context) < 2:  # a one-token context would be a one-token batch
+                    self._decode(context + cont[:-1], start=0, keep_from=len(context) - 1)
+                else:
+                    self._evaluate_context(context)
+                    self._llm.n_tokens = len(context)
+                    if len(cont) > 1:
+                        self._decode(context + cont[:-1], start=len(context), keep_from=len(context) - 1)
+                rows = np.stack([self._rows[len(context) - 1 + i] for i in range(len(cont))])
+                results.append(log_softmax(rows).astype(np.float32))
+        return results
+
     def _evaluate_context(self, context: list[int]) -> None:
         llm = self._llm
         cached = min(llm.n_tokens, self._scored_tokens)

@@ -168,6 +168,26 @@ class TransformersLM(LanguageModel):
             cache, next_logp = self._extend_prefix(context)
             return self._score_on_cache(cache, len(context), next_logp, conts)
 
+    @torch.inference_mode()
+    def continuation_distributions(self, context: Sequence[int],
+                                   continuations: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        context = [int(t) for t in context]
+        conts = [[int(t) for t in c] for c in continuations]
+        check_scoring_request(context, conts, self.context_length)
+        results = []
+        with self._lock:
+            cache, next_logp = self._extend_prefix(context)
+            for cont in conts:
+                rows = [next_logp[None]] if cont else []
+                if len(cont) > 1:  # one at a time: a batch would hold batch x length x vocabulary floats
+                    n = len(context)
+                    out = self._forward(torch.tensor([cont[:-1]]), cache=_cropped_copy(cache, n),
+                                        position_ids=torch.arange(n, n + len(cont) - 1)[None])
+                    rows.append(torch.log_softmax(out.logits[0].float(), dim=-1))
+                results.append(torch.cat(rows).cpu().numpy() if rows
+                               else np.zeros((0, self.vocab_size), dtype=np.float32))
+        return results
+
     def _forward(self, ids: torch.Tensor, cache=None, attention_mask=None, position_ids=None):
         return self.model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
                           attention_mask=None if attention_mask is None else attention_mask.to(self.device),

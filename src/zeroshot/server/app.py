@@ -32,6 +32,7 @@ from zeroshot.server import (
     routes_caption,
     routes_chat,
     routes_embeddings,
+    routes_generated,
     routes_text,
     routes_tokens,
     routes_vision,
@@ -75,7 +76,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.resources = resources
     protected = [Depends(check_api_key)]
     for module in (routes_text, openai_compat, routes_vision, routes_chat, routes_embeddings, routes_tokens,
-                   routes_caption):
+                   routes_caption, routes_generated):
         app.include_router(module.router, dependencies=protected)
     docs_assets.install(app)
     _add_error_handlers(app)

@@ -98,6 +98,7 @@ class Resources:
         self.clip_executor = ThreadPoolExecutor(1, thread_name_prefix="zeroshot-clip")
         self._lock = threading.Lock()
         self._lm = None
+        self._performer = None
         self._clip = None
         self._index = None
         self._text_classifiers = _LRU(16)
@@ -134,6 +135,25 @@ class Resources:
                     except (UserError, ImportError) as exc:  # ImportError: a backend half-installed
                         raise Unavailable(f"the language model could not be loaded: {exc}") from exc
         return self._lm
+
+    def performer(self):
+        """Binoculars' second LM (`--performer`), loaded on first call and checked against the LM's
+        tokenizer; None when the server has none."""
+        if self.settings.performer is None:
+            return None
+        if self._performer is None:
+            observer = self.lm()
+            with self._lock:
+                if self._performer is None:
+                    from zeroshot.audit.generated import check_same_tokenizer
+
+                    try:
+                        performer = load_lm(self.settings.performer, backend=self.settings.backend)
+                        check_same_tokenizer(observer, performer)
+                    except (UserError, ImportError) as exc:
+                        raise Unavailable(f"the performer model could not be used: {exc}") from exc
+                    self._performer = performer
+        return self._performer
 
     def clip(self):
         """The shared CLIP model (loaded on first call): the `--db` index's model, by the rule the CLI

@@ -25,6 +25,7 @@ class ServerSettings:
     model: str | None = None  # LM name (`zeroshot models`), hub id, folder or GGUF; None: the default
     backend: str = "auto"  # LM backend: "auto", "llama.cpp" or "transformers"
     clip_model: str | None = None  # CLIP hub id or folder; None means zeroshot's default
+    performer: str | None = None  # Binoculars' second LM at /v1/detect-generated (same tokenizer as model)
     device: str | None = None  # for CLIP; None picks CUDA when visible
     dtype: str | None = None  # CLIP's number format; None is auto (see zeroshot.models.dtype)
     db: Path | None = None  # image-search index folder
@@ -85,6 +86,10 @@ class ServerSettings:
             # A name not pulled yet, a misspelt one or a missing file stops `serve` at start (exit 2),
             # not at the first request (503); reading a few file headers costs nothing, loading waits.
             resolve_model(self.model)
+        if self.performer is not None:
+            from zeroshot.models.loader import resolve_model
+
+            resolve_model(self.performer)
         if self.dtype is not None:  # None: the default, `$ZEROSHOT_DTYPE` or auto, read where CLIP loads
             from zeroshot.models.dtype import check_dtype
 
@@ -166,6 +171,7 @@ class ServerSettings:
         # Names only, never the server's folders: a client needs to know what is served, not where.
         return {"host": self.host, "port": self.port, "model": public_name(self.model),
                 "backend": self.backend, "clip_model": public_name(self.clip_model),
+                "performer": public_name(self.performer),
                 "db": self.db.name if self.db else None,
                 "captioner": self.captioner.name if self.captioner else None,
                 "image_roots": [root.name for root in self.image_roots],
