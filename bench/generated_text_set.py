@@ -60,8 +60,10 @@ def split_first_sentence(body: str) -> tuple[str, str]:
     return head.strip(), rest.strip()
 
 
-def articles(n_dev: int, n_test: int, words: int, seed: int = 0) -> list[dict]:
-    """Deduplicated BBC articles with a long enough rest, shuffled with `seed`: dev first, then test."""
+def articles(n_dev: int, n_test: int, words: int, seed: int = 0, extra_human: int = 0) -> list[dict]:
+    """Deduplicated BBC articles with a long enough rest, shuffled with `seed`: dev first, then test, then
+    `extra_human` more dev articles that only people wrote (a threshold at 1 % of humans needs more
+    humans than the generated dev articles give, and human text costs no generation)."""
     from zeroshot.eval.datasets import load_bbc_news
 
     seen_titles, seen_bodies, rows = set(), set(), []
@@ -78,9 +80,10 @@ def articles(n_dev: int, n_test: int, words: int, seed: int = 0) -> list[dict]:
         rows.append({"id": article.id, "context": f"{article.title.strip()}\n\n{first}",
                      "human": first_words(rest, words)})
     order = np.random.default_rng(seed).permutation(len(rows))
-    picked = [rows[i] for i in order[: n_dev + n_test]]
+    picked = [rows[i] for i in order[: n_dev + n_test + extra_human]]
     for i, row in enumerate(picked):
-        row["split"] = "dev" if i < n_dev else "test"
+        row["split"] = "test" if n_dev <= i < n_dev + n_test else "dev"
+        row["human_only"] = i >= n_dev + n_test
     return picked
 
 
@@ -96,7 +99,7 @@ def generate(generator: str, rows: list[dict], words: int, max_new_tokens: int, 
     done = set()
     if out.exists():
         done = {json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip()}
-    todo = [r for r in rows if r["id"] not in done]
+    todo = [r for r in rows if r["id"] not in done and not r.get("human_only")]
     print(f"{generator}: {len(done)} done, {len(todo)} to write", flush=True)
     if not todo:
         return
@@ -139,11 +142,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=80)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extra-human", type=int, default=160, help="human-only dev articles")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(2)
-    rows = articles(args.dev, args.test, args.words, args.seed)
+    rows = articles(args.dev, args.test, args.words, args.seed, args.extra_human)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "articles.json").write_text(json.dumps(rows, indent=1))
     for generator in GENERATORS if args.generator == "all" else (args.generator,):

@@ -264,3 +264,33 @@ def test_server_without_a_usable_performer_says_why(monkeypatch):
     with _server(monkeypatch, "smollm2-135m", {"smollm2": FakeLM(), "smollm2-135m": ShiftedLM()}) as client:
         answer = client.post("/v1/detect-generated", json={"texts": texts})
         assert answer.status_code == 503 and "same tokenizer" in answer.text
+
+
+def test_web_tab_judges_pasted_texts(monkeypatch):
+    """The page's "Machine-written?" tab, in headless Debian Chromium (skipped where it is absent)."""
+    from pathlib import Path
+
+    from zeroshot.server.app import create_app
+    from zeroshot.server.background import serve_in_thread
+    from zeroshot.server.settings import ServerSettings
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} is absent: install Debian's chromium (make setup-browser)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    lm = FakeLM(seed=0)
+    monkeypatch.setattr("zeroshot.server.resources.load_lm", lambda name=None, backend="auto": lm)
+    app = create_app(ServerSettings(model="smollm2"))
+    with serve_in_thread(app) as base_url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium,
+                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(base_url + "/#generated")
+        page.fill("#generated-inputs", f"{greedy_text(lm)}\n\n{random_text()}")
+        page.click("#generated-form button[type=submit]")
+        sync_api.expect(page.locator("#generated-results tbody tr")).to_have_count(2)
+        sync_api.expect(page.locator("#generated-status")).to_contain_text("log-rank: 2 text(s)")
+        page.fill("#generated-inputs", "Too short.")
+        page.click("#generated-form button[type=submit]")
+        sync_api.expect(page.locator("#generated-status")).to_contain_text("too short to judge")
+        browser.close()

@@ -295,6 +295,42 @@ async function classifyTexts(event) {
   showInfo();
 }
 
+// --- machine-written text ------------------------------------------------------------------------
+async function judgeTexts(event) {
+  event.preventDefault();
+  const status = $("generated-status");
+  const rows = $("generated-results").querySelector("tbody");
+  const texts = $("generated-inputs").value.split(/\n\s*\n/).map((t) => t.trim()).filter(Boolean);
+  if (!texts.length) {
+    setStatus(status, "Paste at least one text.", true);
+    return;
+  }
+  rows.replaceChildren();
+  await busy(status, "lm", "Judging…");
+  try {
+    const detector = $("generated-detector").value;
+    const response = await api("/v1/detect-generated", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(detector ? { texts, detector } : { texts }),
+    });
+    const body = await response.json();
+    for (const item of body.texts) {
+      const verdict = item.machine === null ? "no threshold" : (item.machine ? "machine-written" : "human");
+      const chance = item.probability === null ? "–" : item.probability.toFixed(2);
+      const tr = document.createElement("tr");
+      for (const cell of [texts[item.index].slice(0, 80), verdict, chance, item.score.toFixed(3), item.tokens]) {
+        const td = document.createElement("td");
+        td.textContent = String(cell);
+        tr.append(td);
+      }
+      rows.append(tr);
+    }
+    setStatus(status, `${body.detector}: ${body.texts.length} text(s), threshold ${body.threshold === null ? "none" : body.threshold.toFixed(3)} (${body.threshold_source}), ${body.tokens_per_second} tokens/s`);
+  } catch (error) {
+    setStatus(status, error.message, true);
+  }
+}
+
 // --- streaming generation ----------------------------------------------------------------------
 let generation = null; // the AbortController of the running generation
 
@@ -428,6 +464,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("detect-threshold").addEventListener("input", drawBoxes);
   $("text-form").addEventListener("submit", classifyTexts);
   $("generate-form").addEventListener("submit", runGeneration);
+  $("generated-form").addEventListener("submit", judgeTexts);
   $("generate-stop").addEventListener("click", () => generation?.abort());
   showInfo();
 });
