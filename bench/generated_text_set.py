@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=80)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--extra-human", type=int, default=160, help="human-only dev articles")
+    parser.add_argument("--extra-human", type=int, default=100, help="human-only dev articles")
     args = parser.parse_args()
     import torch
 

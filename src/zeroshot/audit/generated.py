@@ -186,11 +186,12 @@ class DetectionResult:
     threshold: float | None
     threshold_source: str  # "given", "calibration file", "shipped calibration" or "none"
     texts: list[TextScore]
-    tokens: int
+    tokens: int  # judged tokens, all texts (each read once by each model)
     seconds: float
 
     @property
     def tokens_per_second(self) -> float:
+        """Judged tokens per second (Binoculars reads each with both models)."""
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
@@ -393,9 +394,8 @@ def score_texts(texts: Sequence[str], observer: LanguageModel, performer: Langua
         bar.update(1)
     bar.close()
     seconds = time.perf_counter() - started
-    n_models = 1 + (config.detector == "binoculars")
     return DetectionResult(config.detector, observer.name, performer.name if performer else None, threshold,
-                           source, scores, n_models * sum(len(j) for _, j in split), seconds)
+                           source, scores, sum(len(j) for _, j in split), seconds)
 
 
 def detect_generated(texts: Sequence[str], config: DetectConfig | None = None,
