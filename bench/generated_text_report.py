@@ -61,6 +61,9 @@ def bootstrap_auroc(human, machine, n: int = 1000, seed: int = 0) -> tuple[float
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     from zeroshot.audit.generated import DETECTORS, DetectConfig, fit_calibration
 
     records = [json.loads(line) for line in (DATA / "scores.jsonl").read_text().splitlines() if line.strip()]

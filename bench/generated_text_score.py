@@ -42,6 +42,9 @@ def texts_to_score() -> list[dict]:
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     import numpy as np
     import torch
 
