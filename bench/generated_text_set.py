@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", choices=("torch", "llama.cpp"), default="torch")
-    parser.add_argument("--extra-human", type=int, default=100, help="human-only dev articles")
+    parser.add_argument("--extra-human", type=int, default=40, help="human-only dev articles")
     args = parser.parse_args()
     import torch
 
