@@ -31,6 +31,15 @@ MODEL_NAMES = {"small": "qwen2.5-coder-0.5b", "large": "qwen2.5-coder-1.5b"}
 OTHER = {"small": "large", "large": "small"}
 
 
+def has(record: dict, detector: str, observer: str) -> bool:
+    """Whether `record` holds what the detector needs (Binoculars and the 1.5B need both models' pass)."""
+    return "bino_small_observes" in record if detector == "binoculars" or observer == "large" else True
+
+
+def scores(records: list[dict], detector: str, observer: str) -> np.ndarray:
+    return np.array([score_of(r, detector, observer) for r in records if has(r, detector, observer)])
+
+
 def score_of(record: dict, detector: str, observer: str) -> float:
     """The detector's score (higher = machine) with `observer` ("small" or "large") observing."""
     if detector == "log-likelihood":
@@ -66,7 +75,11 @@ def main() -> None:
     argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     from zeroshot.audit.generated import DETECTORS, DetectConfig, fit_calibration
 
-    records = [json.loads(line) for line in (DATA / "scores.jsonl").read_text().splitlines() if line.strip()]
+    # Texts both models read (every detector), then texts the 0.5B alone read (the single-model ones).
+    records = []
+    for name in ("scores.jsonl", "scores-small.jsonl"):
+        if (DATA / name).exists():
+            records += [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
     generators = sorted({r["source"] for r in records} - {"human"}, key=SIZES.get)
     by = {(split, source): [r for r in records if r["split"] == split and r["source"] == source]
           for split in ("dev", "test") for source in ["human", *generators]}
@@ -74,25 +87,29 @@ def main() -> None:
     calibrations = []
     for detector in DETECTORS:
         options = {}
+        # Both observers compared on the same dev texts: those both models read.
+        both = {key: [r for r in rs if has(r, "binoculars", "large")] for key, rs in by.items()}
         for observer in ("small", "large"):
-            human = np.array([score_of(r, detector, observer) for r in by["dev", "human"]])
-            machine = np.array([score_of(r, detector, observer) for g in generators for r in by["dev", g]])
+            human = scores(both["dev", "human"], detector, observer)
+            machine = np.concatenate([scores(both["dev", g], detector, observer) for g in generators])
             options[observer] = round(auroc(human, machine), 4)
         observer = max(options, key=options.get)
         details["dev"][detector] = {"auroc_by_observer": options}
         details["choice"][detector] = {"observer": MODEL_NAMES[observer],
                                        "performer": MODEL_NAMES[OTHER[observer]] if detector == "binoculars"
                                        else None}
-        dev_human = np.array([score_of(r, detector, observer) for r in by["dev", "human"]])
-        dev_machine = np.array([score_of(r, detector, observer) for g in generators for r in by["dev", g]])
+        dev_human = scores(by["dev", "human"], detector, observer)
+        dev_machine = np.concatenate([scores(by["dev", g], detector, observer) for g in generators])
         config = DetectConfig(detector, MODEL_NAMES[observer],
                               MODEL_NAMES[OTHER[observer]] if detector == "binoculars" else None)
         cal = fit_calibration(dev_human, dev_machine, config)
         calibrations.append(cal)
-        test_human = np.array([score_of(r, detector, observer) for r in by["test", "human"]])
+        test_human = scores(by["test", "human"], detector, observer)
         details["test"][detector] = {}
         for g in generators:
-            test_machine = np.array([score_of(r, detector, observer) for r in by["test", g]])
+            test_machine = scores(by["test", g], detector, observer)
+            if min(len(test_human), len(test_machine)) < 2:
+                continue  # not scored yet
             low, high = bootstrap_auroc(test_human, test_machine)
             details["test"][detector][g] = {
                 "n_human": len(test_human), "n_machine": len(test_machine),
@@ -101,15 +118,17 @@ def main() -> None:
                 "tpr_at_1pct_fpr": round(tpr_at_fpr(test_human, test_machine), 4),
                 "shipped_threshold_fpr": round(float((test_human >= cal.threshold).mean()), 4),
                 "shipped_threshold_tpr": round(float((test_machine >= cal.threshold).mean()), 4),
-                "mean_tokens_machine": round(float(np.mean([r["tokens"] for r in by["test", g]])), 1),
+                "mean_tokens_machine": round(float(np.mean([r["tokens"] for r in by["test", g]
+                                                            if has(r, detector, observer)])), 1),
             }
         details["calibration"][detector] = {"threshold": cal.threshold, "dev": cal.dev}
     details["mean_tokens_human"] = round(float(np.mean([r["tokens"] for r in by["test", "human"]])), 1)
-    headline = {
-        "n_human": len(by["test", "human"]),
-        "n_machine": min(len(by["test", g]) for g in generators),
-        "auroc": {d: {g: details["test"][d][g]["auroc"] for g in generators} for d in DETECTORS},
-        "tpr_at_1pct_fpr": {d: {g: details["test"][d][g]["tpr_at_1pct_fpr"] for g in generators}
+    cells = [c for d in details["test"].values() for c in d.values()]
+    headline = {  # the smallest cell's counts: every number below rests on at least these many texts
+        "n_human": min(c["n_human"] for c in cells),
+        "n_machine": min(c["n_machine"] for c in cells),
+        "auroc": {d: {g: c["auroc"] for g, c in details["test"][d].items()} for d in DETECTORS},
+        "tpr_at_1pct_fpr": {d: {g: c["tpr_at_1pct_fpr"] for g, c in details["test"][d].items()}
                             for d in DETECTORS},
     }
     RESULTS.mkdir(exist_ok=True)
@@ -131,6 +150,8 @@ def plot(details: dict, generators: list[str]) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     sizes = [SIZES[g] for g in generators]
     for detector, cells in details["test"].items():
+        if set(cells) != set(generators):
+            continue
         values = [cells[g]["auroc"] for g in generators]
         errors = np.array([[cells[g]["auroc"] - cells[g]["auroc_95"][0],
                             cells[g]["auroc_95"][1] - cells[g]["auroc"]] for g in generators]).T

@@ -72,7 +72,7 @@ def main() -> None:
     import torch
     from bench.common import lscpu_model
 
-    from zeroshot.audit.generated import DEFAULT_OBSERVER, DEFAULT_PERFORMER, DetectConfig, score_texts
+    from zeroshot.audit.generated import DEFAULT_MODELS, DetectConfig, score_texts
     from zeroshot.models.catalogue import get, require_installed
     from zeroshot.models.dequantise import gguf_to_hf_folder
     from zeroshot.models.loader import load_lm
@@ -83,7 +83,7 @@ def main() -> None:
     load_before = os.getloadavg()
     report = {"lscpu": lscpu_model(), "load_before": [round(x, 2) for x in load_before], "texts": len(items)}
     hf = [load_lm(str(gguf_to_hf_folder(require_installed(get(n)))), backend="transformers")
-          for n in (DEFAULT_OBSERVER, DEFAULT_PERFORMER)]
+          for n in DEFAULT_MODELS["binoculars"]]
     authors, seconds, tokens = authors_way(*hf, config, items, contexts)
     report["authors_way_transformers"] = {"seconds": round(seconds, 2), "tokens": tokens,
                                           "tokens_per_second": round(tokens / seconds, 1)}
@@ -92,7 +92,7 @@ def main() -> None:
                                    "tokens_per_second": round(ours.tokens_per_second, 1)}
     report["max_score_difference"] = float(np.max(np.abs(np.array([t.score for t in ours.texts]) - authors)))
     del hf
-    gguf = [load_lm(n, backend="llama.cpp") for n in (DEFAULT_OBSERVER, DEFAULT_PERFORMER)]
+    gguf = [load_lm(n, backend="llama.cpp") for n in DEFAULT_MODELS["binoculars"]]
     ours_cpp = score_texts(items, *gguf, config, contexts)
     report["ours_llamacpp"] = {"seconds": round(ours_cpp.seconds, 2), "tokens": ours_cpp.tokens,
                                "tokens_per_second": round(ours_cpp.tokens_per_second, 1)}

@@ -24,12 +24,12 @@ def detect_generated(
                                  help="binoculars (two models of one tokenizer), log-likelihood, log-rank "
                                       "or entropy (one model)."),
     model: str = typer.Option(None, "--model",
-                              help="The observer: the one model of log-likelihood, log-rank and entropy, "
-                                   "and Binoculars' first (default: qwen2.5-coder-0.5b, "
-                                   "`zeroshot models pull` it)."),
+                              help="The observer: the one model of log-likelihood, log-rank and entropy "
+                                   "(default: qwen2.5-coder-0.5b), and Binoculars' first (default: "
+                                   "qwen2.5-coder-1.5b); `zeroshot models pull` them."),
     performer: str = typer.Option(None, "--performer",
                                   help="Binoculars' second model, same tokenizer as --model "
-                                       "(default: qwen2.5-coder-1.5b)."),
+                                       "(default: qwen2.5-coder-0.5b)."),
     backend: str = options.lm_backend(),
     threshold: float = typer.Option(None, "--threshold",
                                     help="Lowest score flagged as machine-written (default: the "
