@@ -161,7 +161,8 @@ class Tower:
                     lambda _m, args, layer=layer: keep(layer, args[0])))
             else:
                 handles.append(self.blocks[parsed.block].register_forward_hook(
-                    lambda _m, _args, out, layer=layer: keep(layer, out[0] if isinstance(out, tuple) else out)))
+                    lambda _m, _args, out, layer=layer: keep(layer, out[0] if isinstance(out, tuple)
+                                                             else out)))
         try:
             yield found
         finally:
@@ -217,7 +218,7 @@ class NeuronsConfig:
     templates: tuple[str, ...] | str | None = "photo"
     words_per_unit: int = 5
     visualize: bool = True
-    steps: int = 128
+    steps: int = 256
     lr: float = 0.05
     seed: int = 0
     limit: int | None = None
@@ -334,7 +335,8 @@ def collect_activations(model: ImageTextModel, tower: Tower, sources: Sequence, 
             skipped.extend({"index": index, "error": error} for index, error in batch.failures)
     dim = model.embedding_dim
     return Activations(
-        [str(sources[i]) if isinstance(sources[i], str | Path) else f"#{i}" for i in kept], [None] * len(kept),
+        [str(sources[i]) if isinstance(sources[i], str | Path) else f"#{i}" for i in kept],
+        [None] * len(kept),
         np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32),
         {layer: np.concatenate(parts) if parts else np.zeros((0, tower.width(layer)), np.float32)
          for layer, parts in values.items()}, skipped, calls)
@@ -430,7 +432,7 @@ class Visualisation:
 
 
 def visualise_units(model: ImageTextModel, tower: Tower, layer: str, units: Sequence[int],
-                    tokens: str = "mean", steps: int = 128, lr: float = 0.05, seed: int = 0,
+                    tokens: str = "mean", steps: int = 256, lr: float = 0.05, seed: int = 0,
                     batch: int = 16, progress: bool = False) -> Visualisation:
     """One image per unit, by gradient ascent on the unit's activation (`tokens`-reduced, as the dataset
     examples) through `robustness`, in `FourierImage`'s parametrisation.
@@ -463,7 +465,9 @@ def visualise_units(model: ImageTextModel, tower: Tower, layer: str, units: Sequ
             generator = torch.Generator().manual_seed(seed)
             optimiser = torch.optim.AdamW([param.spectrum], lr=lr, weight_decay=0.0)
 
-            def activation(pixels: torch.Tensor) -> torch.Tensor:
+            def activation(pixels: torch.Tensor, rows: torch.Tensor = rows,
+                           index: torch.Tensor = index) -> torch.Tensor:
+                # each image's own unit: image i of the batch is optimised for unit chunk[i]
                 with tower.capture([layer], tokens, keep_graph=True) as found:
                     net.get_image_features(pixel_values=torch_preprocess(pixels, spec).to(model.dtype))
                 return found[layer][0][rows, index].float()
@@ -498,7 +502,8 @@ def _unit_seed(seed: int, unit: int) -> int:
 # Text side and the multimodal test
 
 
-def word_directions(acts: Activations, layer: str, units: Sequence[int], tower: Tower) -> tuple[np.ndarray, str]:
+def word_directions(acts: Activations, layer: str, units: Sequence[int],
+                    tower: Tower) -> tuple[np.ndarray, str]:
     """Each unit's direction in the joint image-text space, (units, d), and how it was found.
 
     `pooled`: exact: the image embedding is the projection of the pooled feature, so unit u adds
@@ -518,7 +523,8 @@ def word_directions(acts: Activations, layer: str, units: Sequence[int], tower: 
     gram = centred.T @ centred
     ridge = 1e-3 * np.trace(gram) / gram.shape[0] + 1e-12
     weights = np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), centred.T @ targets)
-    return weights.T.astype(np.float32), "ridge regression of the unit's activations on the joint image embeddings"
+    return (weights.T.astype(np.float32),
+            "ridge regression of the unit's activations on the joint image embeddings")
 
 
 def embed_words(model: ImageTextModel, words: Sequence[str], templates: Sequence[str]) -> np.ndarray:
@@ -707,7 +713,8 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
                 best = np.argsort(-cosines, kind="stable")[:config.words_per_unit]
                 record["words"] = [{"word": vocabulary[i], "cosine": float(cosines[i])} for i in best]
             if renders is not None:
-                record["multimodal"] = _multimodal(column, acts.labels, classes, renders.values[layer][:, unit])
+                record["multimodal"] = _multimodal(column, acts.labels, classes,
+                                                   renders.values[layer][:, unit])
             records.append(record)
         units[layer] = records
     timing["analysis_seconds"] = time.perf_counter() - started
@@ -722,13 +729,15 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
                          f"shuffles (seed {config.seed})",
                "multimodal": f"a unit is multimodal for a concept when its mean activation on the concept's "
                              f"images and its mean activation on 4 renderings of the concept's name both "
-                             f"reach the {MULTIMODAL_QUANTILE:.0%} quantile of its activations over the folder",
+                             f"reach the {MULTIMODAL_QUANTILE:.0%} quantile of its activations over the "
+                             "folder",
                "words": "cosine between each word's text embedding (mean over the templates) and the unit's "
                         "direction in the joint space: " + (
                             "column u of the image projection for pooled; " if "pooled" in layers else "")
                         + "for other layers the ridge-regression direction of the unit's activations on the "
                           "joint image embeddings"},
-        chance_share_one_concept=_chance_share(acts.labels, tops, config.k, config.seed) if labelled else None,
+        chance_share_one_concept=(_chance_share(acts.labels, tops, config.k, config.seed) if labelled
+                                  else None),
         timing=timing)
     try:
         result.thumbnails = _thumbnails([r for layer in layers for r in units[layer]])
@@ -738,10 +747,10 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
                 vis = visualise_units(model, tower, layer, chosen, config.tokens, config.steps, config.lr,
                                       config.seed, progress=progress)
                 result.visualisations[layer] = vis
-                for record, before, after in zip(units[layer], vis.start, vis.end, strict=True):
-                    record["visualisation"] = {"start": before, "end": after,
-                                               "sha256": hashlib.sha256(vis.pixels[chosen.index(record["unit"])]
-                                                                        .tobytes()).hexdigest()[:16]}
+                for row, record in enumerate(units[layer]):
+                    digest = hashlib.sha256(vis.pixels[row].tobytes()).hexdigest()[:16]
+                    record["visualisation"] = {"start": vis.start[row], "end": vis.end[row],
+                                               "pixels_sha256": digest}
             seconds = sum(v.seconds for v in result.visualisations.values())
             timing["visualisation_seconds"] = seconds
             timing["visualisation_steps"] = config.steps
@@ -750,7 +759,8 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
         raise AuditInterrupted(result) from None
     count = sum(len(units[layer]) for layer in layers)
     timing["units"] = count
-    timing["examples_seconds_per_unit"] = (timing["examples_pass_seconds"] + timing["analysis_seconds"]) / count
+    timing["examples_seconds_per_unit"] = (timing["examples_pass_seconds"]
+                                           + timing["analysis_seconds"]) / count
     if config.visualize:
         timing["visualisation_seconds_per_unit"] = timing["visualisation_seconds"] / count
     return result
@@ -809,7 +819,7 @@ def montage(result: NeuronsResult, layer: str, side: int = THUMB) -> bytes:
     height = 20 + len(records) * (side + caption + 4)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font = _label_font()
+    font, small = _label_font(), _label_font(9)
     x_vis = label_width
     x_top = label_width + (side + 2 if vis is not None else 0)
     x_bottom = x_top + result.k * (side + 2) + gap
@@ -833,7 +843,7 @@ def montage(result: NeuronsResult, layer: str, side: int = THUMB) -> bytes:
             for i, item in enumerate(items):
                 x = x0 + i * (side + 2)
                 sheet.paste(result.thumbnails[item["path"]], (x, y))
-                draw.text((x, y + side + 1), f"{item['activation']:.2f}", font=_label_font(9), fill=(60, 60, 60))
+                draw.text((x, y + side + 1), f"{item['activation']:.2f}", font=small, fill=(60, 60, 60))
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -863,12 +873,13 @@ def neurons_report(result: NeuronsResult) -> Report:
     summary = result.summary()
     report = Report("neurons", "Neuron explorer: dataset examples, feature visualisations, words")
     report.paragraph(f"Model <b>{esc(result.model)}</b>; {result.images} images from {esc(result.folder)} "
-                     f"({len(result.skipped)} unreadable, skipped); activation: {esc(result.rules['activation'])}; "
+                     f"({len(result.skipped)} unreadable, skipped); activation: "
+                     f"{esc(result.rules['activation'])}; "
                      f"seed {result.seed}.", "meta")
     report.paragraph("Dataset examples show what the unit correlates with in this folder, not what causes it "
                      "to fire. A feature visualisation depends on its parametrisation (Fourier, 1/f, "
-                     "decorrelated colours) and on its transforms. The multimodal test can only find what the "
-                     "image tower was trained on: a tower that never saw rendered text has no reason to "
+                     "decorrelated colours) and on its transforms. The multimodal test can only find what "
+                     "the image tower was trained on: a tower that never saw rendered text has no reason to "
                      "respond to names.", "note")
     if not result.complete:
         report.paragraph("Interrupted: the visualisations are missing or partial.", "warn")
