@@ -26,8 +26,8 @@ from zeroshot.audit.neurons import (
     render_name,
     robustness,
     run_neurons,
-    visualise_units,
     visualisation_png,
+    visualise_units,
     word_directions,
 )
 from zeroshot.cli import main
@@ -193,7 +193,8 @@ def test_layers_and_units_are_checked_against_the_model_before_any_image(tiny_cl
     monkeypatch.setattr(neurons, "collect_activations", lambda *a, **k: pytest.fail("embedded images"))
     for kwargs, message in [(dict(layers=("layer2",)), r"layer 'layer2' does not exist.*layer0\.\.layer1"),
                             (dict(layers=("layer-3.mlp",)), "does not exist"),
-                            (dict(units=(64,)), r"unit 64 does not exist in layer1\.mlp: its units are 0\.\.63"),
+                            (dict(units=(64,)), r"unit 64 does not exist in layer1\.mlp: its units are "
+                                                r"0\.\.63"),
                             (dict(top_units=65), "more than the 64 units"),
                             (dict(layers=("layer1", "layer-1")), "same layer")]:
         with pytest.raises(UserError, match=message):
