@@ -249,3 +249,32 @@ def test_cli_writes_the_report_and_the_same_seed_gives_the_same_files(tiny_clip_
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     page = (outs[0] / "neurons.html").read_text()
     assert "data:image/png;base64," in page and "not what causes it" in page
+
+
+def test_grey_visualisation_is_one_plane_in_three_channels(tiny_clip):
+    grey = FourierImage(1, 16, 16, torch.Generator().manual_seed(0), grey=True)()
+    assert grey.shape == (1, 3, 16, 16) and torch.equal(grey[:, 0], grey[:, 2])
+    vis = visualise_units(tiny_clip, Tower(tiny_clip), "layer0", [2], steps=2, grey=True)
+    assert vis.grey and (vis.pixels[..., 0] == vis.pixels[..., 1]).all()
+
+
+def test_the_bench_runs_on_a_random_clip(tiny_clip_dir, tmp_path):
+    """`python -m bench.neurons_report` on its smallest settings, written into a temporary folder."""
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    sys.path.insert(0, root)
+    try:
+        from bench.neurons_report import main as bench_main
+    finally:
+        sys.path.remove(root)
+    data = save_class_folders(tmp_path / "data", CLASSES, per_class=3, size=16)
+    out = bench_main(["--model", str(tiny_clip_dir), "--images", str(data), "--layers", "layer-1.mlp,pooled",
+                      "--top-units", "2", "-k", "2", "--vis-steps", "2", "--output-dir", str(tmp_path / "r")])
+    headline = json.loads((tmp_path / "r" / "neurons-headline.json").read_text())
+    assert list(headline) == ["units", "share_one_concept", "multimodal_units", "seconds_per_unit"]
+    assert headline["units"] == 4 == out["headline"]["units"]
+    details = json.loads((tmp_path / "r" / "neurons-details.json").read_text())
+    assert details["determinism"]["same_seed_identical"] and details["determinism"]["other_seed_differs"]
+    assert (tmp_path / "r" / "neurons" / "neurons.html").is_file()

@@ -225,6 +225,7 @@ class NeuronsConfig:
     batch_size: int = 32
     workers: int = 2
     render_names: bool = True
+    colour: str = "auto"  # of the visualisations: rgb, grey, or auto (grey when the folder's images are)
 
     def __post_init__(self) -> None:
         from zeroshot.vision.templates import get_templates
@@ -260,6 +261,8 @@ class NeuronsConfig:
                 raise UserError("a unit is named twice in --units")
         elif self.top_units < 1:
             raise UserError(f"--top-units must be at least 1, got {self.top_units}")
+        if self.colour not in ("auto", "rgb", "grey"):
+            raise UserError(f"colour must be auto, rgb or grey, got {self.colour!r}")
         if self.tokens not in TOKEN_REDUCTIONS:
             raise UserError(f"--tokens must be one of {', '.join(TOKEN_REDUCTIONS)}, got {self.tokens!r}")
         if self.words:
@@ -361,26 +364,30 @@ class FourierImage(torch.nn.Module):
     frequency patterns that look like adversarial noise. The spectrum is real/imaginary pairs of
     shape (batch, 3, H, W//2+1, 2), initialised N(0, sd) from `generator`; the inverse FFT (orthonormal,
     divided by Lucid's constant 4) gives decorrelated colour planes, mixed back to RGB by the colour
-    correlation matrix and squashed to (0, 1) by a sigmoid.
+    correlation matrix and squashed to (0, 1) by a sigmoid. `grey`: one plane, the same in R, G and B (for
+    a tower trained on grey images, which never saw colour: colour would be free to wander).
     """
 
     def __init__(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
-                 sd: float = 0.01, decay_power: float = 1.0) -> None:
+                 sd: float = 0.01, decay_power: float = 1.0, grey: bool = False) -> None:
         super().__init__()
         self.size = (height, width)
+        self.grey = grey
         fy = np.fft.fftfreq(height)[:, None]
         fx = np.fft.rfftfreq(width)[None, :]
         freqs = np.sqrt(fx * fx + fy * fy)
         scale = 1.0 / np.maximum(freqs, 1.0 / max(height, width)) ** decay_power
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32)[None, None, ..., None])
         self.register_buffer("colour", torch.tensor(COLOUR_CORRELATION.T))
-        shape = (batch, 3, *freqs.shape, 2)
+        shape = (batch, 1 if grey else 3, *freqs.shape, 2)
         self.spectrum = torch.nn.Parameter(torch.randn(shape, generator=generator) * sd)
 
     def forward(self) -> torch.Tensor:
         """(batch, 3, H, W) in (0, 1)."""
         spectrum = torch.view_as_complex((self.scale * self.spectrum).contiguous())
         planes = torch.fft.irfftn(spectrum, s=self.size, norm="ortho") / 4.0
+        if self.grey:
+            return torch.sigmoid(planes).expand(-1, 3, -1, -1)
         rgb = torch.einsum("bchw,cd->bdhw", planes, self.colour)
         return torch.sigmoid(rgb)
 
@@ -429,11 +436,12 @@ class Visualisation:
     start: list[float]
     end: list[float]
     seconds: float
+    grey: bool = False
 
 
 def visualise_units(model: ImageTextModel, tower: Tower, layer: str, units: Sequence[int],
                     tokens: str = "mean", steps: int = 256, lr: float = 0.05, seed: int = 0,
-                    batch: int = 16, progress: bool = False) -> Visualisation:
+                    batch: int = 16, progress: bool = False, grey: bool = False) -> Visualisation:
     """One image per unit, by gradient ascent on the unit's activation (`tokens`-reduced, as the dataset
     examples) through `robustness`, in `FourierImage`'s parametrisation.
 
@@ -456,9 +464,9 @@ def visualise_units(model: ImageTextModel, tower: Tower, layer: str, units: Sequ
         for chunk in chunks:
             rows = torch.arange(len(chunk))
             index = torch.tensor(chunk)
-            inits = [FourierImage(1, height, width, torch.Generator().manual_seed(_unit_seed(seed, u)))
-                     for u in chunk]
-            param = FourierImage(len(chunk), height, width, torch.Generator().manual_seed(0))
+            inits = [FourierImage(1, height, width, torch.Generator().manual_seed(_unit_seed(seed, u)),
+                                  grey=grey) for u in chunk]
+            param = FourierImage(len(chunk), height, width, torch.Generator().manual_seed(0), grey=grey)
             with torch.no_grad():
                 param.spectrum.copy_(torch.cat([init.spectrum for init in inits]))
             param = param.to(model.device)
@@ -491,7 +499,7 @@ def visualise_units(model: ImageTextModel, tower: Tower, layer: str, units: Sequ
         for p, flag in frozen:
             p.requires_grad_(flag)
     pixels = np.concatenate(images) if images else np.zeros((0, height, width, 3), np.uint8)
-    return Visualisation(layer, list(units), pixels, start, end, time.perf_counter() - started)
+    return Visualisation(layer, list(units), pixels, start, end, time.perf_counter() - started, grey)
 
 
 def _unit_seed(seed: int, unit: int) -> int:
@@ -584,7 +592,6 @@ class NeuronsResult:
     rules: dict
     chance_share_one_concept: float | None
     visualisations: dict[str, Visualisation] = field(default_factory=dict)
-    thumbnails: dict[str, Image.Image] = field(default_factory=dict)  # path -> thumbnail
     timing: dict = field(default_factory=dict)
     complete: bool = True
 
@@ -740,12 +747,16 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
                                   else None),
         timing=timing)
     try:
-        result.thumbnails = _thumbnails([r for layer in layers for r in units[layer]])
         if config.visualize:
+            grey = config.colour == "grey" or (config.colour == "auto" and _all_grey(acts.paths[:32]))
+            result.rules["visualisation"] = (
+                f"{config.steps} steps of AdamW (lr {config.lr:g}) on a Fourier-parametrised "
+                f"{'grey' if grey else 'colour-decorrelated RGB'} image (1/f scaled), through pad, jitter, "
+                "scale and rotation, seeded")
             for layer in layers:
                 chosen = [r["unit"] for r in units[layer]]
                 vis = visualise_units(model, tower, layer, chosen, config.tokens, config.steps, config.lr,
-                                      config.seed, progress=progress)
+                                      config.seed, progress=progress, grey=grey)
                 result.visualisations[layer] = vis
                 for row, record in enumerate(units[layer]):
                     digest = hashlib.sha256(vis.pixels[row].tobytes()).hexdigest()[:16]
@@ -764,6 +775,20 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
     if config.visualize:
         timing["visualisation_seconds_per_unit"] = timing["visualisation_seconds"] / count
     return result
+
+
+def _all_grey(paths: Sequence[str]) -> bool:
+    """Whether these image files are all single-channel (read from their headers)."""
+    if not paths:
+        return False
+    try:
+        for path in paths:
+            with Image.open(path) as image:
+                if image.mode not in ("1", "L", "LA", "I", "I;16", "F"):
+                    return False
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _multimodal(column: np.ndarray, labels: Sequence[str | None], classes: Sequence[str],
@@ -810,8 +835,10 @@ def _label_font(pixels: int = 11):
 
 def montage(result: NeuronsResult, layer: str, side: int = THUMB) -> bytes:
     """One row per unit: its name and best words, the feature visualisation (if any), the top k images,
-    then the bottom k, each with its activation. PNG bytes (Pillow, no timestamp)."""
+    then the bottom k, each with its activation; images as `side`-pixel thumbnails. PNG bytes (Pillow,
+    no timestamp)."""
     records = result.units[layer]
+    thumbnails = _thumbnails(records, side)
     vis = result.visualisations.get(layer)
     label_width, gap, caption = 150, 12, 14
     columns = (1 if vis is not None else 0) + 2 * result.k
@@ -842,10 +869,10 @@ def montage(result: NeuronsResult, layer: str, side: int = THUMB) -> bytes:
         for x0, items in ((x_top, record["top"]), (x_bottom, record["bottom"])):
             for i, item in enumerate(items):
                 x = x0 + i * (side + 2)
-                sheet.paste(result.thumbnails[item["path"]], (x, y))
+                sheet.paste(thumbnails[item["path"]], (x, y))
                 draw.text((x, y + side + 1), f"{item['activation']:.2f}", font=small, fill=(60, 60, 60))
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    sheet.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
@@ -859,7 +886,7 @@ def visualisation_png(vis: Visualisation, side: int | None = None) -> bytes:
     for i, tile in enumerate(tiles):
         sheet.paste(tile, (i * (w + 2), 0))
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    sheet.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
@@ -867,9 +894,10 @@ def _slug(layer: str) -> str:
     return layer.replace(".", "-")
 
 
-def neurons_report(result: NeuronsResult) -> Report:
+def neurons_report(result: NeuronsResult, thumb: int = THUMB) -> Report:
     """The HTML page and its PNGs: per layer a montage of dataset examples (with the visualisations) and a
-    strip of the visualisations alone, and a table of every unit."""
+    strip of the visualisations alone (at most twice `thumb` pixels, at least `thumb`), and a table of every
+    unit. Thumbnails are `thumb` pixels square."""
     summary = result.summary()
     report = Report("neurons", "Neuron explorer: dataset examples, feature visualisations, words")
     report.paragraph(f"Model <b>{esc(result.model)}</b>; {result.images} images from {esc(result.folder)} "
@@ -892,11 +920,13 @@ def neurons_report(result: NeuronsResult) -> Report:
         ["what", "rule"], [[key, value] for key, value in result.rules.items()]) + "</details>")
     for layer in result.layers:
         report.heading(f"Layer {layer}")
-        report.chart(f"{_slug(layer)}-examples", montage(result, layer),
+        report.chart(f"{_slug(layer)}-examples", montage(result, layer, thumb),
                      f"{layer}: visualisation, top and bottom images per unit")
         vis = result.visualisations.get(layer)
         if vis is not None:
-            report.chart(f"{_slug(layer)}-visualisations", visualisation_png(vis),
+            own = vis.pixels.shape[1]  # keep the strip small: tiny inputs enlarged, large ones halved
+            side = thumb if own < thumb else 2 * thumb if own > 2 * thumb else None
+            report.chart(f"{_slug(layer)}-visualisations", visualisation_png(vis, side),
                          f"{layer}: feature visualisations in unit order")
         body = []
         for record in result.units[layer]:
