@@ -123,14 +123,16 @@ def test_visualisation_is_seeded_to_the_byte_and_raises_the_activation(tiny_clip
     tower = Tower(tiny_clip)
     units = [3, 11]
     asked = [p.requires_grad for p in tiny_clip.model.parameters()]
-    first = visualise_units(tiny_clip, tower, "layer1.mlp", units, steps=40, seed=7)
-    again = visualise_units(tiny_clip, tower, "layer1.mlp", units, steps=40, seed=7)
-    other = visualise_units(tiny_clip, tower, "layer1.mlp", units, steps=40, seed=8)
+    first = visualise_units(tiny_clip, tower, "layer1.mlp", units, steps=6, seed=7)
+    again = visualise_units(tiny_clip, tower, "layer1.mlp", units, steps=6, seed=7)
+    other = visualise_units(tiny_clip, tower, "layer1.mlp", units, steps=6, seed=8)
     png = visualisation_png(first)
     assert hashlib.sha256(png).hexdigest() == hashlib.sha256(visualisation_png(again)).hexdigest()
     assert png != visualisation_png(other)
     assert first.pixels.shape == (2, 224, 224, 3) and first.pixels.dtype == np.uint8
-    for before, after in zip(first.start, first.end, strict=True):
+    longer = visualise_units(tiny_clip, tower, "layer1.mlp", units, steps=40, seed=7)
+    assert longer.start == first.start  # the same starting images
+    for before, after in zip(longer.start, longer.end, strict=True):
         assert after > before + 0.1, (before, after)
     # the model is left as it was: no parameter now asks for gradients it did not ask for before
     assert [p.requires_grad for p in tiny_clip.model.parameters()] == asked
@@ -218,6 +220,17 @@ def test_cli_bad_input_is_one_line_and_exit_2(tiny_clip_dir, folder, tmp_path, c
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no image files" in _bad(["neurons", str(empty), "--clip-model", str(tiny_clip_dir)], capsys)
+
+
+def test_the_cli_checks_layers_and_units_before_the_model_loads(tiny_clip_dir, folder, tmp_path, capsys,
+                                                                 monkeypatch):
+    import zeroshot.models.clip
+
+    monkeypatch.setattr(zeroshot.models.clip, "load_clip", lambda *a, **k: pytest.fail("loaded the model"))
+    base = ["neurons", str(folder), "--clip-model", str(tiny_clip_dir), "--output-dir", str(tmp_path / "o")]
+    assert "layer 'layer-3.mlp' does not exist" in _bad([*base, "--layer", "layer-3.mlp"], capsys)
+    assert "unit 64 does not exist in layer1.mlp" in _bad([*base, "--layer", "layer1.mlp", "--units", "64"],
+                                                          capsys)
 
 
 def test_cli_writes_the_report_and_the_same_seed_gives_the_same_files(tiny_clip_dir, folder, tmp_path,

@@ -295,6 +295,36 @@ class NeuronsConfig:
         return relative.parts[0].replace("_", " ") if len(relative.parts) > 1 else None
 
 
+def check_model_folder(model: str | Path | None, config: NeuronsConfig) -> None:
+    """Check `config`'s layers and units against a local model folder's config.json, before the weights
+    load (a hub id, or a folder whose config does not say, is checked by `run_neurons` after loading)."""
+    import json
+
+    if model is None or not (Path(model).expanduser() / "config.json").is_file():
+        return
+    try:
+        data = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
+        vision = data.get("vision_config") or {}
+        depth, hidden = int(vision["num_hidden_layers"]), int(vision["hidden_size"])
+        wide = int(vision["intermediate_size"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # the loader says what is wrong with the folder
+    names = (f"layer0..layer{depth - 1} (residual stream, {hidden} units), layer0.mlp..layer{depth - 1}.mlp "
+             f"(MLP units, {wide})")
+    for name in config.layers:
+        parsed = LayerName.parse(name)
+        if parsed.kind == "pooled":
+            continue
+        block = parsed.block if parsed.block >= 0 else depth + parsed.block
+        if not 0 <= block < depth:
+            raise UserError(f"layer {name!r} does not exist: the image tower has {depth} blocks; its "
+                            f"layers: {names}")
+        width = wide if parsed.kind == "mlp" else hidden
+        if config.units is not None and max(config.units) >= width:
+            raise UserError(f"unit {max(config.units)} does not exist in {name}: its units are "
+                            f"0..{width - 1}")
+
+
 def read_words(path: str | Path) -> list[str]:
     """Words from a file, one per line (`#` comments; or a JSON list)."""
     from zeroshot.vision.results import read_string_list
@@ -851,9 +881,9 @@ def montage(result: NeuronsResult, layer: str, side: int = THUMB) -> bytes:
     x_top = label_width + (side + 2 if vis is not None else 0)
     x_bottom = x_top + result.k * (side + 2) + gap
     if vis is not None:
-        draw.text((x_vis, 4), "visual.", font=font, fill=(0, 0, 0))
-    draw.text((x_top, 4), f"top {result.k}", font=font, fill=(0, 90, 0))
-    draw.text((x_bottom, 4), f"bottom {result.k}", font=font, fill=(150, 0, 0))
+        draw.text((x_vis, 6), "vis.", font=small, fill=(0, 0, 0))
+    draw.text((x_top, 4), f"top {result.k}", font=font, fill=(0, 0, 0))
+    draw.text((x_bottom, 4), f"bottom {result.k}", font=font, fill=(0, 0, 0))
     for row, record in enumerate(records):
         y = 20 + row * (side + caption + 4)
         words = ", ".join(w["word"] for w in (record["words"] or [])[:3])
@@ -871,6 +901,14 @@ def montage(result: NeuronsResult, layer: str, side: int = THUMB) -> bytes:
                 x = x0 + i * (side + 2)
                 sheet.paste(thumbnails[item["path"]], (x, y))
                 draw.text((x, y + side + 1), f"{item['activation']:.2f}", font=small, fill=(60, 60, 60))
+    return _png(sheet)
+
+
+def _png(sheet: Image.Image) -> bytes:
+    """PNG bytes of `sheet`, as 8-bit grey when every pixel is grey (a third of the size, no loss)."""
+    pixels = np.asarray(sheet)
+    if (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all():
+        sheet = Image.fromarray(pixels[..., 0])
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
@@ -885,9 +923,7 @@ def visualisation_png(vis: Visualisation, side: int | None = None) -> bytes:
     sheet = Image.new("RGB", (max(1, len(tiles)) * (w + 2), h), (255, 255, 255))
     for i, tile in enumerate(tiles):
         sheet.paste(tile, (i * (w + 2), 0))
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return _png(sheet)
 
 
 def _slug(layer: str) -> str:

@@ -66,6 +66,7 @@ def neurons(
         tuple(split_ints(units, "--units")) if units is not None else None, top_units, top_k, tokens,
         tuple(dict.fromkeys(words)), templates, visualize=visualize, steps=vis_steps, lr=lr, seed=seed,
         limit=limit, batch_size=batch_size)
+    explorer.check_model_folder(clip_model, config)  # layers and units against config.json, before the load
     out = _out_dir(output_dir)
     if threads is not None:
         import torch
