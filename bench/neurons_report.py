@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -103,6 +104,22 @@ def main(argv: list[str] | None = None) -> dict:
     same = hashlib.sha256(neurons.visualisation_png(again)).hexdigest()
     different = hashlib.sha256(neurons.visualisation_png(other)).hexdigest()
 
+    # Baselines for the concept share, from the same activation matrix: every unit of the layer, and 16
+    # seeded random units (the explorer shows the units of highest variance).
+    import numpy as np
+
+    acts = result.activations
+    rng = np.random.default_rng(args.seed)
+    baselines = {}
+    for name in result.layers:
+        matrix = acts.values[name]
+        share = [neurons.concept_of(acts.labels, np.argsort(-matrix[:, u], kind="stable")[:args.k],
+                                    args.k)["one_concept"] for u in range(matrix.shape[1])]
+        random_units = rng.choice(matrix.shape[1], size=min(args.top_units, matrix.shape[1]), replace=False)
+        baselines[name] = {"all_units": len(share), "share_one_concept_all_units": float(np.mean(share)),
+                           "random_units": sorted(int(u) for u in random_units),
+                           "share_one_concept_random_units": float(np.mean([share[u] for u in random_units]))}
+
     summary = result.summary()
     timing = result.timing
     per_unit = timing["examples_seconds_per_unit"] + timing.get("visualisation_seconds_per_unit", 0.0)
@@ -117,13 +134,16 @@ def main(argv: list[str] | None = None) -> dict:
             "share_one_concept": sum(r["concept"]["one_concept"] for r in records) / len(records),
             "multimodal_units": sum(bool(r["multimodal"]["concepts"]) for r in records),
             "visualisation_raised_activation": sum(v["end"] > v["start"] for v in vis if v),
+            "majority_labels": dict(sorted(Counter(r["concept"]["majority"] for r in records).items())),
+            **baselines[name],
             "units_detail": [{"unit": r["unit"], "variance": round(r["variance"], 5),
                               "top_majority": r["concept"]["majority"], "top_count": r["concept"]["count"],
                               "words": [[w["word"], round(w["cosine"], 3)] for w in r["words"][:5]],
                               "multimodal_for": r["multimodal"]["concepts"],
                               "best_text_mean_over_threshold": _margin(r["multimodal"]),
                               "visualisation": [round(r["visualisation"]["start"], 4),
-                                                round(r["visualisation"]["end"], 4)]}
+                                                round(r["visualisation"]["end"], 4)],
+                              "top_image_activation": round(r["top"][0]["activation"], 4)}
                              for r in records]}
     details = {
         "model": args.model, "images": result.images, "classes": result.labels, "layers": result.layers,

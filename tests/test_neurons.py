@@ -157,8 +157,8 @@ def test_word_directions_pooled_is_the_projection_column_and_regression_finds_a_
 
 def test_concept_and_multimodal_rules():
     labels = ["coat"] * 7 + ["bag"] * 2
-    assert neurons._concept(labels, np.arange(9), 9)["one_concept"]
-    assert not neurons._concept(["coat"] * 6 + ["bag"] * 3, np.arange(9), 9)["one_concept"]
+    assert neurons.concept_of(labels, np.arange(9), 9)["one_concept"]
+    assert not neurons.concept_of(["coat"] * 6 + ["bag"] * 3, np.arange(9), 9)["one_concept"]
     # a unit that fires on coats, and on the word "coat" (4 renderings per class), not on bags
     column = np.array([5.0] * 10 + [0.0] * 90)
     names = ["coat"] * 10 + ["bag"] * 90

@@ -622,6 +622,7 @@ class NeuronsResult:
     rules: dict
     chance_share_one_concept: float | None
     visualisations: dict[str, Visualisation] = field(default_factory=dict)
+    activations: Activations | None = None  # the whole matrix of every layer (not in the JSON)
     timing: dict = field(default_factory=dict)
     complete: bool = True
 
@@ -650,7 +651,9 @@ class NeuronsResult:
                 "summary": self.summary(), "units": self.units, "skipped": self.skipped}
 
 
-def _concept(labels: Sequence[str | None], top: np.ndarray, k: int) -> dict | None:
+def concept_of(labels: Sequence[str | None], top: np.ndarray, k: int) -> dict | None:
+    """The majority label of the images `top` (indices into `labels`), its count, and whether it covers
+    at least `CONCEPT_SHARE` of `k`; None when an image has no label."""
     names = [labels[i] for i in top]
     if any(name is None for name in names):
         return None
@@ -742,7 +745,7 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
                         for i in top],
                 "bottom": [{"path": acts.paths[i], "label": acts.labels[i], "activation": float(column[i])}
                            for i in bottom],
-                "concept": _concept(acts.labels, top, config.k) if labelled else None,
+                "concept": concept_of(acts.labels, top, config.k) if labelled else None,
                 "words": None, "direction": method, "multimodal": None}
             if words_matrix is not None:
                 direction = directions[row] / max(float(np.linalg.norm(directions[row])), 1e-12)
@@ -775,7 +778,7 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
                           "joint image embeddings"},
         chance_share_one_concept=(_chance_share(acts.labels, tops, config.k, config.seed) if labelled
                                   else None),
-        timing=timing)
+        timing=timing, activations=acts)
     try:
         if config.visualize:
             grey = config.colour == "grey" or (config.colour == "auto" and _all_grey(acts.paths[:32]))
