@@ -120,6 +120,22 @@ def main(argv: list[str] | None = None) -> dict:
                            "random_units": sorted(int(u) for u in random_units),
                            "share_one_concept_random_units": float(np.mean([share[u] for u in random_units]))}
 
+    # Which direction names a unit by its class: the share of units whose best word (among the whole
+    # vocabulary) is the majority label of their top k images, for each way of finding the direction.
+    vocabulary = result.vocabulary
+    texts = neurons.embed_words(model, vocabulary, config.templates)
+    naming = {}
+    for name in result.layers:
+        records = result.units[name]
+        chosen = [r["unit"] for r in records]
+        methods = ("projection", "covariance", "top") if name == "pooled" else ("covariance", "top")
+        naming[name] = {}
+        for method in methods:
+            directions, _ = neurons.word_directions(acts, name, chosen, tower, method, args.k)
+            best = [vocabulary[int(np.argmax(texts @ d))] for d in directions]
+            naming[name][method] = sum(word == r["concept"]["majority"] for word, r in zip(best, records,
+                                                                                          strict=True))
+
     summary = result.summary()
     timing = result.timing
     per_unit = timing["examples_seconds_per_unit"] + timing.get("visualisation_seconds_per_unit", 0.0)
@@ -136,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
             "visualisation_raised_activation": sum(v["end"] > v["start"] for v in vis if v),
             "majority_labels": dict(sorted(Counter(r["concept"]["majority"] for r in records).items())),
             **baselines[name],
+            "best_word_is_top_majority_label": naming[name],
             "units_detail": [{"unit": r["unit"], "variance": round(r["variance"], 5),
                               "top_majority": r["concept"]["majority"], "top_count": r["concept"]["count"],
                               "words": [[w["word"], round(w["cosine"], 3)] for w in r["words"][:5]],

@@ -138,7 +138,7 @@ def test_visualisation_is_seeded_to_the_byte_and_raises_the_activation(tiny_clip
     assert [p.requires_grad for p in tiny_clip.model.parameters()] == asked
 
 
-def test_word_directions_pooled_is_the_projection_column_and_regression_finds_a_planted_direction(tiny_clip):
+def test_word_directions_pooled_is_the_projection_column_and_covariance_finds_a_planted_one(tiny_clip):
     tower = Tower(tiny_clip)
     rng = np.random.default_rng(0)
     embeddings = rng.normal(size=(200, tiny_clip.embedding_dim)).astype(np.float32)
@@ -148,11 +148,16 @@ def test_word_directions_pooled_is_the_projection_column_and_regression_finds_a_
                         .astype(np.float32), "pooled": np.zeros((200, tower.hidden), np.float32)})
     directions, method = word_directions(acts, "layer0", [0, 1], tower)
     cosine = directions[0] @ planted / np.linalg.norm(directions[0]) / np.linalg.norm(planted)
-    assert cosine > 0.99 and "ridge" in method
+    assert cosine > 0.9 and method.startswith("covariance")
     assert np.allclose(directions[1], -directions[0], atol=1e-4)
+    top, method = word_directions(acts, "layer0", [0], tower, "top", k=20)
+    expected = embeddings[np.argsort(-(embeddings @ planted))[:20]].mean(0) - embeddings.mean(0)
+    assert np.allclose(top[0], expected, atol=1e-5) and method.startswith("top")
     pooled, method = word_directions(acts, "pooled", [4], tower)
     assert np.allclose(pooled[0], tiny_clip.model.visual_projection.weight[:, 4].detach().numpy())
     assert "exact" in method
+    with pytest.raises(UserError, match="'pooled' only"):
+        word_directions(acts, "layer0", [0], tower, "projection")
 
 
 def test_concept_and_multimodal_rules():
@@ -185,6 +190,8 @@ def test_config_refuses_bad_input_before_the_model(folder, tmp_path):
         (dict(folder=str(folder), top_units=0), "--top-units"),
         (dict(folder=str(folder), tokens="max"), "mean, cls"),
         (dict(folder=str(folder), steps=0), "--vis-steps"),
+        (dict(folder=str(folder), direction="ridge"), "--direction must be one of"),
+        (dict(folder=str(folder), direction="projection"), "'pooled' only"),
     ]
     for kwargs, message in cases:
         with pytest.raises(UserError, match=message):

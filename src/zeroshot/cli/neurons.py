@@ -36,6 +36,10 @@ def neurons(
                                                                "line (besides the class folders' names "
                                                                "and --labels)."),
     templates: str = options.templates("neurons"),
+    direction: str = typer.Option("auto", "--direction",
+                                  help="A unit's direction in the joint space, for its words: auto "
+                                       "(projection for pooled, covariance otherwise), projection, "
+                                       "covariance or top (mean embedding of its top -k images)."),
     visualize: bool = typer.Option(True, "--visualize/--no-visualize",
                                    help="Make a feature visualisation of every unit."),
     vis_steps: int = typer.Option(256, "--vis-steps", help="Gradient steps of each feature visualisation."),
@@ -65,7 +69,7 @@ def neurons(
         str(folder), tuple(layer or ("layer-1.mlp",)),
         tuple(split_ints(units, "--units")) if units is not None else None, top_units, top_k, tokens,
         tuple(dict.fromkeys(words)), templates, visualize=visualize, steps=vis_steps, lr=lr, seed=seed,
-        limit=limit, batch_size=batch_size)
+        limit=limit, batch_size=batch_size, direction=direction)
     explorer.check_model_folder(clip_model, config)  # layers and units against config.json, before the load
     out = _out_dir(output_dir)
     if threads is not None:

@@ -317,7 +317,7 @@ OPTION_NAMES: dict[str, str] = {
     "--layer": "an image-tower layer (neurons)", "--units": "unit numbers (neurons)",
     "--top-units": "units of highest variance (neurons)", "--tokens": "mean or cls over tokens (neurons)",
     "--words-file": "extra words to name units by (neurons)", "--visualize": "feature visualisations",
-    "--vis-steps": "feature visualisation steps",
+    "--vis-steps": "feature visualisation steps", "--direction": "a unit's direction for its words (neurons)",
     "--help": "help",
 }
 
