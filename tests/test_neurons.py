@@ -298,3 +298,14 @@ def test_the_bench_runs_on_a_random_clip(tiny_clip_dir, tmp_path):
     details = json.loads((tmp_path / "r" / "neurons-details.json").read_text())
     assert details["determinism"]["same_seed_identical"] and details["determinism"]["other_seed_differs"]
     assert (tmp_path / "r" / "neurons" / "neurons.html").is_file()
+
+
+def test_an_int8_model_is_refused_for_visualisation_before_any_image(tiny_clip, folder, monkeypatch):
+    monkeypatch.setattr(neurons, "collect_activations", lambda *a, **k: pytest.fail("embedded images"))
+    int8 = tiny_clip.converted("int8")
+    with pytest.raises(UserError, match="needs gradients"):
+        run_neurons(int8, NeuronsConfig(str(folder)))
+    monkeypatch.undo()
+    # without visualisations an int8 model works: its quantised MLP is found and hooked like a Linear
+    result = run_neurons(int8, NeuronsConfig(str(folder), units=(0,), k=2, visualize=False))
+    assert len(result.units["layer1.mlp"][0]["top"]) == 2

@@ -186,10 +186,11 @@ def _hidden_size(vision: torch.nn.Module) -> int:
     raise UserError("cannot read the hidden size of this image tower")
 
 
-def _down_projection(block: torch.nn.Module, hidden: int) -> torch.nn.Linear:
-    """The MLP's second linear layer (wide -> hidden): its input is the MLP's hidden units."""
+def _down_projection(block: torch.nn.Module, hidden: int) -> torch.nn.Module:
+    """The MLP's second linear layer (wide -> hidden): its input is the MLP's hidden units. Recognised by
+    its `in_features`/`out_features`, so an int8 (dynamically quantised) Linear is found too."""
     for module in reversed(list(block.modules())):
-        if isinstance(module, torch.nn.Linear) and module.out_features == hidden \
+        if isinstance(getattr(module, "in_features", None), int) and module.out_features == hidden \
                 and module.in_features != hidden:
             return module
     raise UserError("cannot find the MLP of this image tower's blocks")
@@ -455,7 +456,8 @@ def robustness(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     angle = math.radians(float(choice(list(range(-10, 11)) + 5 * [0])))
     if angle:
         cos, sin = math.cos(angle), math.sin(angle)
-        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=out.dtype).expand(out.shape[0], 2, 3)
+        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=out.dtype, device=out.device)
+        theta = theta.expand(out.shape[0], 2, 3)
         grid = F.affine_grid(theta, list(out.shape), align_corners=False)
         out = F.grid_sample(out, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return crop(out, max(1, jitter // 2))
@@ -498,8 +500,8 @@ def visualise_units(model: ImageTextModel, tower: Tower, layer: str, units: Sequ
         bar = tqdm(total=steps * len(chunks), desc=f"visualising {layer}", unit="step", disable=not progress,
                    leave=False)
         for chunk in chunks:
-            rows = torch.arange(len(chunk))
-            index = torch.tensor(chunk)
+            rows = torch.arange(len(chunk), device=model.device)
+            index = torch.tensor(chunk, device=model.device)
             inits = [FourierImage(1, height, width, torch.Generator().manual_seed(_unit_seed(seed, u)),
                                   grey=grey) for u in chunk]
             param = FourierImage(len(chunk), height, width, torch.Generator().manual_seed(0), grey=grey)
@@ -710,6 +712,9 @@ def run_neurons(model: ImageTextModel, config: NeuronsConfig, progress: bool = F
     """Dataset examples, words, the multimodal test and (if `config.visualize`) feature visualisations for
     the units of `config.layers`. Layers and units are checked against the model first; the folder is
     embedded once, with hooks on every layer."""
+    if config.visualize and model.dtype_name == "int8":
+        raise UserError("feature visualisation needs gradients, which an int8 model has not: load the model "
+                        "in fp32 (or bf16), or turn the visualisations off (--no-visualize)")
     tower = Tower(model)
     layers = [tower.resolve(name) for name in config.layers]
     if len(set(layers)) != len(layers):

@@ -78,7 +78,9 @@ def neurons(
         torch.set_num_threads(threads)
     from zeroshot.models.clip import DEFAULT_CLIP, load_clip
 
-    model = load_clip(clip_model or DEFAULT_CLIP, device=device)
+    # fp32, not --dtype auto: the visualisations need gradients (int8 has none) and the rankings
+    # should not move with the number format the auto probe picks on this CPU
+    model = load_clip(clip_model or DEFAULT_CLIP, device=device, dtype="fp32")
     result = _run(lambda: explorer.run_neurons(model, config, progress=not quiet), explorer.neurons_report,
                   out)
     summary = result.summary()
