@@ -33,8 +33,7 @@ def _root() -> None:
 
 # Each module registers its commands on `app` when imported; a module that is not written yet is skipped.
 _COMMAND_MODULES = ("text", "lm", "vision", "search", "fewshot", "detect", "serve", "train", "audit",
-                    "tokens", "caption", "adapt", "models", "samples",
-                    "generated")
+                    "tokens", "caption", "adapt", "models", "samples", "neurons", "generated")
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"zeroshot.cli.{_name}")

@@ -127,7 +127,8 @@ labels_option = Shared(("--labels", "-l"), "Comma-separated class names: cat,dog
                        defaults={"classify-text": ...})
 labels_file = Shared(("--labels-file",), "File of class names, one per line (or a JSON list).")
 templates = Shared(("--templates", "-t"), TEMPLATES_HELP, "imagenet",
-                   defaults={"train-clip": None})  # captions come with the pairs; class folders use one
+                   defaults={"train-clip": None,  # captions come with the pairs; class folders use one
+                             "neurons": "photo"})  # train-clip's own template: words for its models
 limit = Shared(("--limit",), "Use only the first N items: documents (eval-text), occupations, images "
                "(denigration: per group); fewshot-curve keeps a stratified N.")
 max_chars = Shared(("--max-chars",), "Shorten each text to N characters (bbc-news default: 400).", min=1)
@@ -181,8 +182,9 @@ temperature = Shared(("--temperature",), "Sampling temperature (0: greedy decodi
 top_p = Shared(("--top-p",), "Nucleus sampling mass (1: off).", 1.0,
                defaults={"audit lm-sentiment": 0.9})  # GPT-3's sampling for the audit
 top_k = Shared(("--top-k", "-k"), "How many of the best to keep: labels per image (classify-images), "
-               "results (search), or the likeliest tokens to sample from (generate, caption; 0: all).", 0,
-               defaults={"classify-images": 3, "search": 10})
+               "results (search), images per unit, most and least active (neurons), or the likeliest "
+               "tokens to sample from (generate, caption; 0: all).", 0,
+               defaults={"classify-images": 3, "search": 10, "neurons": 9})
 repetition_penalty = Shared(("--repetition-penalty",), "Repetition penalty (1: off).", 1.0)
 num_beams = Shared(("--num-beams",), "Beam search width (1: greedy; transformers only).", 1)
 bootstrap = Shared(("--bootstrap",), "Bootstrap resamples of the 95 % intervals.", 2000)
@@ -203,7 +205,8 @@ epochs = Shared(("--epochs",), "Most passes over the training data (early stoppi
                 defaults={"tune-prompt": 20})  # a soft prompt is small; early stopping usually ends it
 lr = Shared(("--lr",), "Peak learning rate (AdamW).", 1e-3,
             defaults={"tune-prompt": 0.03,  # prompt embeddings alone move slowly
-                      "recycle-lm": 2e-3})
+                      "recycle-lm": 2e-3,
+                      "neurons": 0.05})  # Lucid's rate for a Fourier-parametrised image
 patience = Shared(("--patience",), "Stop after this many dev evaluations without a better dev loss.", 3)
 dev_fraction = Shared(("--dev-fraction",), "Share of the examples held out as the dev split.", 0.1,
                       defaults={"tune-prompt": 0.25})  # few examples per label: a dev split worth reading
@@ -224,6 +227,7 @@ output_dir = Shared(("--output-dir",), "Folder the command writes its files into
                     defaults={"eval-text": Path("results/eval-text"),
                               "fewshot-curve": Path("results/fewshot-curve"),
                               "detect": Path("results/detect"), "audit": Path("results/audit"),
+                              "neurons": Path("results/neurons"),
                               "train-clip": ..., "train-captioner": ..., "tune-prompt": ...,
                               "recycle-lm": ...})
 output_format = Shared(("--format",), "How to print the results: text or json (search: table, json or "
@@ -313,6 +317,10 @@ OPTION_NAMES: dict[str, str] = {
     "--context": "text the texts continue", "--detector": "which detector",
     "--performer": "Binoculars' second model", "--calibration": "a calibration file",
     "--fit-calibration": "write a calibration", "--min-tokens": "shortest text judged",
+    "--layer": "an image-tower layer (neurons)", "--units": "unit numbers (neurons)",
+    "--top-units": "units of highest variance (neurons)", "--tokens": "mean or cls over tokens (neurons)",
+    "--words-file": "extra words to name units by (neurons)", "--visualize": "feature visualisations",
+    "--vis-steps": "feature visualisation steps", "--direction": "a unit's direction for its words (neurons)",
     "--help": "help",
 }
 
