@@ -193,7 +193,8 @@ SHARED = {
     "top_k": "--top-k", "repetition_penalty": "--repetition-penalty", "num_beams": "--num-beams",
     "stop": "--stop", "seed": "--seed", "labels": "--labels", "templates": "--templates",
     "description": "--description", "normalization": "--normalization", "calibrate": "--calibrate",
-    "threshold": "--threshold", "min_score": "--min-score",
+    "threshold": "--threshold", "min_score": "--min-score", "context": "--context", "detector": "--detector",
+    "min_tokens": "--min-tokens",
 }
 # Fields that only exist over HTTP (bodies, uploads, OpenAI protocol fields).
 HTTP_ONLY = {

@@ -18,18 +18,9 @@ import pytest
 import torch
 
 from zeroshot.audit import neurons
-from zeroshot.audit.neurons import (
-    Activations,
-    FourierImage,
-    NeuronsConfig,
-    Tower,
-    render_name,
-    robustness,
-    run_neurons,
-    visualisation_png,
-    visualise_units,
-    word_directions,
-)
+from zeroshot.audit.featurevis import FourierImage, robustness, visualise_units
+from zeroshot.audit.neuron_layers import Activations, Tower
+from zeroshot.audit.neurons import NeuronsConfig, render_name, run_neurons, visualisation_png, word_directions
 from zeroshot.cli import main
 from zeroshot.errors import UserError
 from zeroshot.testing import save_class_folders

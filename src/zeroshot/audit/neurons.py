@@ -34,28 +34,32 @@ import hashlib
 import io
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, ImageOps
-from tqdm.auto import tqdm
 
+from zeroshot.audit.featurevis import (
+    Visualisation,
+    visualise_units,
+)
+from zeroshot.audit.neuron_layers import (
+    LAYER_FORMS,
+    TOKEN_REDUCTIONS,
+    Activations,
+    LayerName,
+    Tower,
+    collect_activations,
+)
 from zeroshot.audit.report import AuditInterrupted, Report, esc, fmt, table
 from zeroshot.audit.typographic import font_path
 from zeroshot.errors import UserError
 from zeroshot.models.clip import ImageTextModel
 from zeroshot.validation import check_labels
-from zeroshot.vision.embed import iter_image_embeddings
 from zeroshot.vision.images import ImageError, expand_paths, load_image
-from zeroshot.vision.transforms import torch_preprocess
 
-TOKEN_REDUCTIONS = ("mean", "cls")
-LAYER_FORMS = "layerN (the residual stream after block N), layerN.mlp (its MLP units) or pooled"
 # A unit "shares one concept" when the majority label of its top-k images covers at least this share of
 # them: 7 of 9 for the default k = 9.
 CONCEPT_SHARE = 7 / 9
@@ -63,137 +67,6 @@ CONCEPT_SHARE = 7 / 9
 # activation on the concept's rendered name reach this quantile of its activations over the folder.
 MULTIMODAL_QUANTILE = 0.9
 CHANCE_SHUFFLES = 200
-
-
-# ---------------------------------------------------------------------------------------------------
-# Layers and units of an image tower
-
-
-@dataclass(frozen=True)
-class LayerName:
-    """A parsed layer name: block index (None for `pooled`) and kind (residual, mlp or pooled)."""
-
-    block: int | None
-    kind: str
-
-    @classmethod
-    def parse(cls, name: str) -> LayerName:
-        text = name.strip()
-        if text == "pooled":
-            return cls(None, "pooled")
-        head, _, tail = text.partition(".")
-        if not head.startswith("layer") or tail not in ("", "mlp"):
-            raise UserError(f"unknown layer {name!r}: name it {LAYER_FORMS}, e.g. layer3.mlp or layer-1.mlp")
-        try:
-            block = int(head[len("layer"):])
-        except ValueError:
-            raise UserError(f"unknown layer {name!r}: the block number after 'layer' must be a whole "
-                            f"number (negative counts from the end), as in {LAYER_FORMS}") from None
-        return cls(block, "mlp" if tail else "residual")
-
-
-class Tower:
-    """The image tower of an `ImageTextModel`: its blocks, widths, and where each layer is read."""
-
-    def __init__(self, model: ImageTextModel) -> None:
-        net = model.model
-        self.model = model
-        vision = getattr(net, "vision_model", None)
-        if vision is None:
-            raise UserError(f"{model.name}: no image tower (vision_model) to look into")
-        self.blocks = _find_blocks(vision)
-        self.hidden = _hidden_size(vision)
-        self.down = [_down_projection(block, self.hidden) for block in self.blocks]
-        self.mlp_width = int(self.down[0].in_features)
-        self.projection = getattr(net, "visual_projection", None)
-        self.has_cls = "siglip" not in net.config.model_type  # SigLIP pools by attention: no class token
-
-    @property
-    def depth(self) -> int:
-        return len(self.blocks)
-
-    def valid_names(self) -> str:
-        last = self.depth - 1
-        names = f"layer0..layer{last} (residual stream, {self.hidden} units), layer0.mlp..layer{last}.mlp " \
-                f"(MLP units, {self.mlp_width})"
-        if self.projection is not None:
-            names += f", pooled ({self.hidden} units)"
-        return names + "; negative numbers count from the end (layer-1.mlp is the last block's MLP)"
-
-    def resolve(self, name: str) -> str:
-        """The canonical name of `name` (`layer-1.mlp` -> `layer3.mlp`); `UserError` if it does not exist."""
-        parsed = LayerName.parse(name)
-        if parsed.kind == "pooled":
-            if self.projection is None:
-                raise UserError(f"layer 'pooled' does not exist in {self.model.name} (no image projection); "
-                                f"its layers: {self.valid_names()}")
-            return "pooled"
-        block = parsed.block if parsed.block >= 0 else self.depth + parsed.block
-        if not 0 <= block < self.depth:
-            raise UserError(f"layer {name!r} does not exist: the image tower has {self.depth} blocks; its "
-                            f"layers: {self.valid_names()}")
-        return f"layer{block}" + (".mlp" if parsed.kind == "mlp" else "")
-
-    def width(self, name: str) -> int:
-        return self.mlp_width if name.endswith(".mlp") else self.hidden
-
-    @contextmanager
-    def capture(self, layers: Sequence[str], tokens: str, keep_graph: bool = False) -> Iterator[dict]:
-        """Hooks on `layers` (canonical names): while open, each forward call appends to `found[layer]`
-        one (batch, units) tensor, reduced over tokens (`tokens`: mean or cls). `keep_graph` keeps the
-        autograd graph (feature visualisation); otherwise the values are detached float32 on the CPU."""
-        found: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-        handles = []
-
-        def keep(layer: str, value: torch.Tensor) -> None:
-            if value.ndim == 3:
-                value = value.mean(dim=1) if tokens == "mean" else value[:, 0]
-            found[layer].append(value if keep_graph else value.detach().float().cpu())
-
-        for layer in layers:
-            if layer == "pooled":
-                handles.append(self.projection.register_forward_pre_hook(
-                    lambda _m, args, layer=layer: keep(layer, args[0])))
-                continue
-            parsed = LayerName.parse(layer)
-            if parsed.kind == "mlp":  # the down projection's input: the MLP's units after the activation
-                handles.append(self.down[parsed.block].register_forward_pre_hook(
-                    lambda _m, args, layer=layer: keep(layer, args[0])))
-            else:
-                handles.append(self.blocks[parsed.block].register_forward_hook(
-                    lambda _m, _args, out, layer=layer: keep(layer, out[0] if isinstance(out, tuple)
-                                                             else out)))
-        try:
-            yield found
-        finally:
-            for handle in handles:
-                handle.remove()
-
-
-def _find_blocks(vision: torch.nn.Module) -> torch.nn.ModuleList:
-    """The transformer blocks: the first ModuleList named `layers` (CLIP, SigLIP) or `layer` (ViT)."""
-    for name, module in vision.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "layer") \
-                and len(module) > 0:
-            return module
-    raise UserError("cannot find the transformer blocks of this image tower (only ViT towers are supported)")
-
-
-def _hidden_size(vision: torch.nn.Module) -> int:
-    config = getattr(vision, "config", None)
-    if config is not None and getattr(config, "hidden_size", None):
-        return int(config.hidden_size)
-    raise UserError("cannot read the hidden size of this image tower")
-
-
-def _down_projection(block: torch.nn.Module, hidden: int) -> torch.nn.Module:
-    """The MLP's second linear layer (wide -> hidden): its input is the MLP's hidden units. Recognised by
-    its `in_features`/`out_features`, so an int8 (dynamically quantised) Linear is found too."""
-    for module in reversed(list(block.modules())):
-        if isinstance(getattr(module, "in_features", None), int) and module.out_features == hidden \
-                and module.in_features != hidden:
-            return module
-    raise UserError("cannot find the MLP of this image tower's blocks")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,211 +210,6 @@ def read_words(path: str | Path) -> list[str]:
     from zeroshot.vision.results import read_string_list
 
     return check_labels(read_string_list(Path(path).expanduser(), "words"), minimum=1, what="words")
-
-
-# ---------------------------------------------------------------------------------------------------
-# One pass over the images
-
-
-@dataclass
-class Activations:
-    """The activation matrix of every requested layer over the images that could be read."""
-
-    paths: list[str]
-    labels: list[str | None]
-    embeddings: np.ndarray  # (N, d) L2-normalised joint image embeddings, from the same pass
-    values: dict[str, np.ndarray]  # layer -> (N, units) float32
-    skipped: list[dict] = field(default_factory=list)
-    forward_calls: int = 0
-
-
-def collect_activations(model: ImageTextModel, tower: Tower, sources: Sequence, layers: Sequence[str],
-                        tokens: str, batch_size: int = 32, workers: int = 2,
-                        progress: bool = False) -> Activations:
-    """Embed `sources` once, batch by batch, with hooks on every layer: one model call per batch gives
-    the joint embeddings and every layer's activations together."""
-    values: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
-    kept, embeddings, skipped, calls = [], [], [], 0
-    with tower.capture(layers, tokens) as found:
-        for batch in iter_image_embeddings(model, sources, batch_size=batch_size, num_workers=workers,
-                                           progress=progress):
-            if batch.indices:
-                calls += 1
-                for layer in layers:
-                    values[layer].append(torch.cat(found[layer]).numpy())
-                    found[layer].clear()
-                embeddings.append(batch.embeddings)
-                kept.extend(batch.indices)
-            skipped.extend({"index": index, "error": error} for index, error in batch.failures)
-    dim = model.embedding_dim
-    return Activations(
-        [str(sources[i]) if isinstance(sources[i], str | Path) else f"#{i}" for i in kept],
-        [None] * len(kept),
-        np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32),
-        {layer: np.concatenate(parts) if parts else np.zeros((0, tower.width(layer)), np.float32)
-         for layer, parts in values.items()}, skipped, calls)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Feature visualisation: Lucid's parametrisation and transformation robustness in torch
-
-
-# Lucid's colour correlation (the square root of ImageNet's colour covariance, from its SVD), scaled so
-# its largest column has norm 1: optimising in decorrelated colours keeps one channel from dominating.
-_COLOUR_SQRT = np.asarray([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32)
-COLOUR_CORRELATION = _COLOUR_SQRT / np.max(np.linalg.norm(_COLOUR_SQRT, axis=0))
-
-
-class FourierImage(torch.nn.Module):
-    """A batch of RGB images parametrised by their Fourier spectrum (Lucid's `fft_image` with
-    `decorrelate=True`, sigmoid output).
-
-    Each frequency's coefficient is scaled by 1/f (`decay_power` 1), so a gradient step changes low
-    frequencies as readily as high ones: plain pixel ascent on a network's gradient piles up high-
-    frequency patterns that look like adversarial noise. The spectrum is real/imaginary pairs of
-    shape (batch, 3, H, W//2+1, 2), initialised N(0, sd) from `generator`; the inverse FFT (orthonormal,
-    divided by Lucid's constant 4) gives decorrelated colour planes, mixed back to RGB by the colour
-    correlation matrix and squashed to (0, 1) by a sigmoid. `grey`: one plane, the same in R, G and B (for
-    a tower trained on grey images, which never saw colour: colour would be free to wander).
-    """
-
-    def __init__(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
-                 sd: float = 0.01, decay_power: float = 1.0, grey: bool = False) -> None:
-        super().__init__()
-        self.size = (height, width)
-        self.grey = grey
-        fy = np.fft.fftfreq(height)[:, None]
-        fx = np.fft.rfftfreq(width)[None, :]
-        freqs = np.sqrt(fx * fx + fy * fy)
-        scale = 1.0 / np.maximum(freqs, 1.0 / max(height, width)) ** decay_power
-        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32)[None, None, ..., None])
-        self.register_buffer("colour", torch.tensor(COLOUR_CORRELATION.T))
-        shape = (batch, 1 if grey else 3, *freqs.shape, 2)
-        self.spectrum = torch.nn.Parameter(torch.randn(shape, generator=generator) * sd)
-
-    def forward(self) -> torch.Tensor:
-        """(batch, 3, H, W) in (0, 1)."""
-        spectrum = torch.view_as_complex((self.scale * self.spectrum).contiguous())
-        planes = torch.fft.irfftn(spectrum, s=self.size, norm="ortho") / 4.0
-        if self.grey:
-            return torch.sigmoid(planes).expand(-1, 3, -1, -1)
-        rgb = torch.einsum("bchw,cd->bdhw", planes, self.colour)
-        return torch.sigmoid(rgb)
-
-
-def robustness(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Lucid's standard transforms, scaled to the image side (Lucid's numbers are for 224 pixels):
-    pad with grey, jitter, scale by 0.9-1.1, rotate by -10..10 degrees, jitter again. Random choices come
-    from `generator`, so a seed fixes them; every step is a torch operation, so gradients pass through."""
-    side = max(pixels.shape[-2:])
-    unit = side / 224
-    pad, jitter = max(1, round(12 * unit)), max(1, round(8 * unit))
-
-    def choice(options: Sequence) -> object:
-        return options[int(torch.randint(len(options), (1,), generator=generator))]
-
-    def crop(t: torch.Tensor, d: int) -> torch.Tensor:
-        # Lucid's jitter: a random crop d pixels smaller (a shift of 0..d pixels)
-        dy, dx = int(torch.randint(d + 1, (1,), generator=generator)), int(torch.randint(d + 1, (1,),
-                                                                                       generator=generator))
-        h, w = t.shape[-2:]
-        return t[..., dy:h - d + dy, dx:w - d + dx]
-
-    out = F.pad(pixels, [pad] * 4, mode="constant", value=0.5)
-    out = crop(out, jitter)
-    factor = float(choice([1 + (i - 5) / 50 for i in range(11)]))
-    h, w = out.shape[-2:]
-    out = F.interpolate(out, size=(max(1, math.ceil(h * factor)), max(1, math.ceil(w * factor))),
-                        mode="bilinear", align_corners=False)
-    angle = math.radians(float(choice(list(range(-10, 11)) + 5 * [0])))
-    if angle:
-        cos, sin = math.cos(angle), math.sin(angle)
-        theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=out.dtype, device=out.device)
-        theta = theta.expand(out.shape[0], 2, 3)
-        grid = F.affine_grid(theta, list(out.shape), align_corners=False)
-        out = F.grid_sample(out, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return crop(out, max(1, jitter // 2))
-
-
-@dataclass
-class Visualisation:
-    """Optimised images of one layer's units: (units, H, W, 3) uint8, and the unit's activation on the
-    untransformed image at the start and at the end."""
-
-    layer: str
-    units: list[int]
-    pixels: np.ndarray
-    start: list[float]
-    end: list[float]
-    seconds: float
-    grey: bool = False
-
-
-def visualise_units(model: ImageTextModel, tower: Tower, layer: str, units: Sequence[int],
-                    tokens: str = "mean", steps: int = 256, lr: float = 0.05, seed: int = 0,
-                    batch: int = 16, progress: bool = False, grey: bool = False) -> Visualisation:
-    """One image per unit, by gradient ascent on the unit's activation (`tokens`-reduced, as the dataset
-    examples) through `robustness`, in `FourierImage`'s parametrisation.
-
-    Units are optimised `batch` at a time, one image each, in one forward pass per step. Seeded: unit
-    u's starting spectrum comes from seed and u; the transforms of a step from the seed. On the CPU with
-    the same thread count, the same arguments give the same pixels byte for byte.
-    """
-    spec = model.image_spec
-    height, width = spec.output_size
-    net = model.model
-    started = time.perf_counter()
-    frozen = [(p, p.requires_grad) for p in net.parameters()]
-    images, start, end = [], [], []
-    try:
-        for p, _ in frozen:
-            p.requires_grad_(False)
-        chunks = [list(units[i:i + batch]) for i in range(0, len(units), batch)]
-        bar = tqdm(total=steps * len(chunks), desc=f"visualising {layer}", unit="step", disable=not progress,
-                   leave=False)
-        for chunk in chunks:
-            rows = torch.arange(len(chunk), device=model.device)
-            index = torch.tensor(chunk, device=model.device)
-            inits = [FourierImage(1, height, width, torch.Generator().manual_seed(_unit_seed(seed, u)),
-                                  grey=grey) for u in chunk]
-            param = FourierImage(len(chunk), height, width, torch.Generator().manual_seed(0), grey=grey)
-            with torch.no_grad():
-                param.spectrum.copy_(torch.cat([init.spectrum for init in inits]))
-            param = param.to(model.device)
-            generator = torch.Generator().manual_seed(seed)
-            optimiser = torch.optim.AdamW([param.spectrum], lr=lr, weight_decay=0.0)
-
-            def activation(pixels: torch.Tensor, rows: torch.Tensor = rows,
-                           index: torch.Tensor = index) -> torch.Tensor:
-                # each image's own unit: image i of the batch is optimised for unit chunk[i]
-                with tower.capture([layer], tokens, keep_graph=True) as found:
-                    net.get_image_features(pixel_values=torch_preprocess(pixels, spec).to(model.dtype))
-                return found[layer][0][rows, index].float()
-
-            with torch.no_grad():
-                start.extend(activation(param()).tolist())
-            with torch.enable_grad():
-                for _ in range(steps):
-                    optimiser.zero_grad()
-                    loss = -activation(robustness(param(), generator)).sum()
-                    loss.backward()
-                    optimiser.step()
-                    bar.update(1)
-            with torch.no_grad():
-                final = param()
-                end.extend(activation(final).tolist())
-                images.append((final.permute(0, 2, 3, 1).cpu().numpy() * 255).round().clip(0, 255)
-                              .astype(np.uint8))
-        bar.close()
-    finally:
-        for p, flag in frozen:
-            p.requires_grad_(flag)
-    pixels = np.concatenate(images) if images else np.zeros((0, height, width, 3), np.uint8)
-    return Visualisation(layer, list(units), pixels, start, end, time.perf_counter() - started, grey)
-
-
-def _unit_seed(seed: int, unit: int) -> int:
-    return (seed * 1_000_003 + unit) % (2**63)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def train_captioner_command(
 def caption_command(
     inputs: list[str] = typer.Argument(None, help="Image files (clip-image captioners) or texts."),
     captioner: Path = options.captioner("caption"),
-    texts_file: Path = typer.Option(None, "--texts-file", help="Texts to caption, one per line."),
+    texts_file: Path = options.texts_file(),
     embeddings: Path = typer.Option(
         None, "--embeddings", help="A .npy of embeddings (n, d) instead of inputs."
     ),

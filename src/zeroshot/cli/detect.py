@@ -25,8 +25,7 @@ def detect(
                                       "(the same as a --query: boxes must match both)."),
     example_mode: str = typer.Option("mean", "--example-mode", help="mean (of the examples) or nearest."),
     clip_model: str = options.clip_model(),
-    threshold: float = typer.Option(0.5, "--threshold", help="Least probability of a query against the "
-                                    "background prompts (0-1)."),
+    threshold: float = options.threshold("detect"),
     example_threshold: float = typer.Option(0.8, "--example-threshold",
                                             help="Least cosine similarity to the examples."),
     proposals: int = typer.Option(200, "--proposals", "-n", help="Region proposals scored per image."),

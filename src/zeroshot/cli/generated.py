@@ -15,25 +15,16 @@ from zeroshot.errors import UserError
 @app.command("detect-generated")
 def detect_generated(
     texts: list[str] = typer.Argument(None, help="Texts to judge (or --texts-file)."),
-    texts_file: Path = typer.Option(None, "--texts-file",
-                                    help='A .jsonl of {"text", "context", "label"} (context and label '
-                                         "optional), or a text file with one text per line."),
+    texts_file: Path = options.texts_file(),
     context: str = typer.Option(None, "--context", help="Text every text continues (a prompt, a headline): "
                                                         "read by the models, not judged."),
     detector: str = typer.Option("binoculars", "--detector",
                                  help="binoculars (two models of one tokenizer), log-likelihood, log-rank "
                                       "or entropy (one model)."),
-    model: str = typer.Option(None, "--model",
-                              help="The observer: the one model of log-likelihood, log-rank and entropy "
-                                   "(default: qwen2.5-coder-0.5b), and Binoculars' first (default: "
-                                   "qwen2.5-coder-1.5b); `zeroshot models pull` them."),
-    performer: str = typer.Option(None, "--performer",
-                                  help="Binoculars' second model, same tokenizer as --model "
-                                       "(default: qwen2.5-coder-0.5b)."),
+    model: str = options.lm_model(),
+    performer: str = options.performer(),
     backend: str = options.lm_backend(),
-    threshold: float = typer.Option(None, "--threshold",
-                                    help="Lowest score flagged as machine-written (default: the "
-                                         "calibration's)."),
+    threshold: float = options.threshold("detect-generated"),
     calibration: Path = typer.Option(None, "--calibration",
                                      help="A calibration file from --fit-calibration (default: the one "
                                           "shipped for the default models, if the models match)."),
@@ -47,8 +38,9 @@ def detect_generated(
     quiet: bool = options.quiet(),
 ) -> None:
     """Judge whether each text was machine-written, zero-shot, from frozen LMs' likelihoods (GLTR,
-    Binoculars). Prints a score (higher: more machine-like), P(machine) and a decision per text. Evidence,
-    not proof: see docs/audit.md."""
+    Binoculars). Prints a score (higher: more machine-like), P(machine) and a decision per text. --model
+    observes (default: qwen2.5-coder-1.5b for binoculars, qwen2.5-coder-0.5b for the others; `zeroshot
+    models pull` them). Evidence, not proof: see docs/audit.md."""
     from zeroshot.audit import generated
 
     config = generated.DetectConfig(detector, model, performer, backend, min_tokens,

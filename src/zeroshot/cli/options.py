@@ -191,6 +191,15 @@ bootstrap = Shared(("--bootstrap",), "Bootstrap resamples of the 95 % intervals.
 template = Shared(("--template",), "A prompt template (lm-gender: with {occupation}; lm-sentiment: with "
                   "{group}); repeat for several (default: GPT-3's 3).",
                   repeatable=frozenset({"audit lm-gender", "audit lm-sentiment"}))
+# Judging: a cut-off on a score, texts from a file, a second language model
+threshold = Shared(("--threshold",), "Lowest score kept. detect: a query's probability against the "
+                   "background prompts (0-1); detect-generated: the lowest score flagged as machine-written (default: "
+                   "the calibration's).", 0.5, defaults={"detect-generated": None})
+texts_file = Shared(("--texts-file",), "Texts from a file, one per line (detect-generated also reads a "
+                    '.jsonl of {"text", "context", "label"}, context and label optional).')
+performer = Shared(("--performer",), "Binoculars' second language model, of --model's tokenizer "
+                   "(detect-generated default: qwen2.5-coder-0.5b; serve: turns Binoculars on at "
+                   "/v1/detect-generated).")
 # Batches, threads, training
 batch_size = Shared(("--batch-size", "-b"), "Items per model call, or per optimizer step where the command "
                     "trains: images, crops, pairs, examples or windows.", 32,

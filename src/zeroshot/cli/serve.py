@@ -23,9 +23,7 @@ def serve(
     model: str | None = options.lm_model(),
     backend: str = options.lm_backend(),
     clip_model: str | None = options.clip_model(),
-    performer: str | None = typer.Option(None, "--performer",
-                                         help="A second LM of --model's tokenizer: turns on the binoculars "
-                                              "detector at /v1/detect-generated."),
+    performer: str | None = options.performer(),
     device: str | None = options.device(),
     dtype: str | None = options.dtype(),
     db: Path | None = options.db(),
