@@ -193,8 +193,8 @@ template = Shared(("--template",), "A prompt template (lm-gender: with {occupati
                   repeatable=frozenset({"audit lm-gender", "audit lm-sentiment"}))
 # Judging: a cut-off on a score, texts from a file, a second language model
 threshold = Shared(("--threshold",), "Lowest score kept. detect: a query's probability against the "
-                   "background prompts (0-1); detect-generated: the lowest score flagged as machine-written (default: "
-                   "the calibration's).", 0.5, defaults={"detect-generated": None})
+                   "background prompts (0-1); detect-generated: the lowest score flagged as "
+                   "machine-written (default: the calibration's).", 0.5, defaults={"detect-generated": None})
 texts_file = Shared(("--texts-file",), "Texts from a file, one per line (detect-generated also reads a "
                     '.jsonl of {"text", "context", "label"}, context and label optional).')
 performer = Shared(("--performer",), "Binoculars' second language model, of --model's tokenizer "
