@@ -105,7 +105,8 @@ def main() -> None:
             tokens += len(ids)
             if n % 20 == 0:
                 rate = tokens / (time.perf_counter() - started)
-                print(f"  {n}/{len(todo)}  {rate:.1f} judged tokens/s (both models)", flush=True)
+                names = ", ".join(scorers.values())
+                print(f"  {n}/{len(todo)}  {rate:.1f} judged tokens/s ({names})", flush=True)
 
 
 if __name__ == "__main__":
