@@ -260,7 +260,7 @@ def _expect():
 
 def test_page_has_favicon_and_a_tab_per_task(page):
     tabs = [button.get_attribute("data-panel") for button in page.locator("nav button").all()]
-    assert tabs == ["search", "classify", "detect", "text", "generate"]
+    assert tabs == ["search", "classify", "detect", "text", "generate", "generated"]
     assert page.locator("link[rel='icon']").get_attribute("href") == "/static/favicon.svg"
 
 
