@@ -412,9 +412,8 @@ def detect_generated(texts: Sequence[str], config: DetectConfig | None = None,
     >>> detect_generated(["The committee said on Tuesday ..."]).texts[0].score   # doctest: +SKIP
     """
     config = config or DetectConfig()
-    config.check()
     check_texts(texts)
-    observer, performer = load_models(config)
+    observer, performer = load_models(config)  # checks the config before either model loads
     return score_texts(texts, observer, performer, config, context, progress)
 
 
