@@ -24,6 +24,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 DATA = HERE.parent / ".cache" / "generated-text"
 SCORERS = {"small": "qwen2.5-coder-0.5b", "large": "qwen2.5-coder-1.5b"}
+# A scorer of another family that wrote none of the texts: the same distance from every generator, so its
+# column is the one that can show detectability against generator size (single-model detectors only).
+STRANGER = "smollm2-135m"
+OUTPUTS = {"both": "scores.jsonl", "small": "scores-small.jsonl", "stranger": "scores-stranger.jsonl"}
 
 
 def texts_to_score(test_articles: int | None = None) -> list[dict]:
@@ -37,7 +41,7 @@ def texts_to_score(test_articles: int | None = None) -> list[dict]:
     items = [{"id": r["id"], "split": r["split"], "source": "human", "context": r["context"],
               "text": r["human"]} for r in articles]
     for path in sorted(DATA.glob("*.jsonl")):
-        if path.name == "scores.jsonl":
+        if path.name.startswith("scores"):
             continue
         for line in path.read_text().splitlines():
             if line.strip():
@@ -54,13 +58,20 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", choices=("both", "small"), default="both",
-                        help="both (every detector) or small (the single-model detectors' 0.5B only: "
-                             "about a quarter of the time, written to scores-small.jsonl)")
+    parser.add_argument("--models", choices=("both", "small", "stranger"), default="both",
+                        help="both (every detector), small (the single-model detectors' 0.5B only: "
+                             "about a quarter of the time, written to scores-small.jsonl) or stranger "
+                             f"({STRANGER}, a family that wrote none of the texts: scores-stranger.jsonl)")
     parser.add_argument("--test-articles", type=int, default=None,
                         help="score only the first N test articles")
     parser.add_argument("--skip-human-only", action="store_true",
                         help="leave out the human-only dev articles")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="PyTorch threads (1: share the 2 cores with a llama.cpp generation, which "
+                             "decodes on one)")
+    parser.add_argument("--shard", default="0/1",
+                        help="i/n: score every n-th article from the i-th; n one-thread runs side by side "
+                             "read about n times as fast on n cores (one run scales poorly past a thread)")
     args = parser.parse_args()
     import numpy as np
     import torch
@@ -70,26 +81,32 @@ def main() -> None:
     from zeroshot.models.dequantise import gguf_to_hf_folder
     from zeroshot.models.loader import load_lm
 
-    torch.set_num_threads(2)
-    out = DATA / ("scores.jsonl" if args.models == "both" else "scores-small.jsonl")
+    torch.set_num_threads(args.threads)
+    out = DATA / OUTPUTS[args.models]
     done = set()
-    for path in {out, DATA / "scores.jsonl"}:  # a text scored by both models needs no small-only pass
+    # A text scored by both models needs no small-only pass; the stranger's pass is its own.
+    for path in {out} if args.models == "stranger" else {out, DATA / "scores.jsonl"}:
         if path.exists():
             done |= {(r["id"], r["source"]) for r in map(json.loads, path.read_text().splitlines()) if r}
     human_only = {a["id"] for a in json.loads((DATA / "articles.json").read_text()) if a.get("human_only")}
     todo = [t for t in texts_to_score(args.test_articles) if (t["id"], t["source"]) not in done
             and not (args.skip_human_only and t["id"] in human_only)]
-    print(f"{len(done)} scored, {len(todo)} to score", flush=True)
+    shard, shards = map(int, args.shard.split("/"))
+    articles = list(dict.fromkeys(t["id"] for t in todo))  # whole articles, so each keeps its cache
+    mine = set(articles[shard::shards])
+    todo = [t for t in todo if t["id"] in mine]
+    print(f"{len(done)} scored, {len(todo)} to score in shard {shard}/{shards}", flush=True)
     if not todo:
         return
-    scorers = SCORERS if args.models == "both" else {"small": SCORERS["small"]}
+    scorers = {"both": SCORERS, "small": {"small": SCORERS["small"]}, "stranger": {"stranger": STRANGER}}[
+        args.models]
     lms = {k: load_lm(str(gguf_to_hf_folder(require_installed(get(n)))), backend="transformers")
            for k, n in scorers.items()}
     config = DetectConfig(min_tokens=1)
     started, tokens = time.perf_counter(), 0
     with out.open("a") as f:
         for n, item in enumerate(todo, 1):
-            context_ids, ids = split_judged(lms["small"], item["text"], item["context"], config)
+            context_ids, ids = split_judged(next(iter(lms.values())), item["text"], item["context"], config)
             rows = {k: lm.continuation_distributions(context_ids, [ids])[0] for k, lm in lms.items()}
             record = {"id": item["id"], "split": item["split"], "source": item["source"], "tokens": len(ids)}
             for k, r in rows.items():

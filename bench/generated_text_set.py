@@ -115,7 +115,7 @@ def generate_llamacpp(generator: str, rows: list[dict], todo: list[dict], words:
 
 
 def generate(generator: str, rows: list[dict], words: int, max_new_tokens: int, batch: int,
-             seed: int, engine: str = "torch") -> None:
+             seed: int, engine: str = "torch", splits: tuple[str, ...] = ("dev", "test")) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -126,7 +126,7 @@ def generate(generator: str, rows: list[dict], words: int, max_new_tokens: int, 
     done = set()
     if out.exists():
         done = {json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip()}
-    todo = [r for r in rows if r["id"] not in done and not r.get("human_only")]
+    todo = [r for r in rows if r["id"] not in done and not r.get("human_only") and r["split"] in splits]
     print(f"{generator}: {len(done)} done, {len(todo)} to write", flush=True)
     if not todo:
         return
@@ -174,6 +174,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", choices=("torch", "llama.cpp"), default="torch")
     parser.add_argument("--extra-human", type=int, default=40, help="human-only dev articles")
+    parser.add_argument("--splits", default="dev,test",
+                        help="splits to write (test: a generator added after the dev choices)")
     args = parser.parse_args()
     import torch
 
@@ -182,7 +184,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "articles.json").write_text(json.dumps(rows, indent=1))
     for generator in GENERATORS if args.generator == "all" else (args.generator,):
-        generate(generator, rows, args.words, args.max_new_tokens, args.batch, args.seed, args.engine)
+        generate(generator, rows, args.words, args.max_new_tokens, args.batch, args.seed, args.engine,
+                 tuple(args.splits.split(",")))
 
 
 if __name__ == "__main__":
