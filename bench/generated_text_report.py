@@ -7,6 +7,8 @@ chooses, per detector, which Qwen2.5-Coder size observes (and for Binoculars, wh
 and which the performer), pooling the generators; it fits each detector's shipped calibration there
 (threshold at 1 % of dev humans, Platt scaling). On the **test** split, once: AUROC with a bootstrap
 95 % interval, TPR at 1 % FPR (the ROC's), and what the shipped threshold does (its FPR and TPR).
+`scores-small.jsonl` (the 0.5B alone) fills single-model cells that both models have not read yet;
+`scores-stranger.jsonl` (SmolLM2-135M, `--models stranger`) gives the black-box curve against size.
 
 Writes bench/results/generated-text-headline.json (the issue's keys), generated-text-details.json,
 generated-text-detectability.png, and src/zeroshot/audit/data/generated-text-calibration.json.

@@ -31,7 +31,7 @@ def texts(n_articles: int) -> tuple[list[str], list[str]]:
     chosen = {a["id"]: a for a in articles[:n_articles]}
     machine: dict[str, list[str]] = {i: [] for i in chosen}
     for path in sorted(DATA.glob("*.jsonl")):
-        if path.name == "scores.jsonl":
+        if path.name.startswith("scores"):
             continue
         for line in path.read_text().splitlines():
             row = json.loads(line)
@@ -93,9 +93,24 @@ def main() -> None:
     report["max_score_difference"] = float(np.max(np.abs(np.array([t.score for t in ours.texts]) - authors)))
     del hf
     gguf = [load_lm(n, backend="llama.cpp") for n in DEFAULT_MODELS["binoculars"]]
+    # The llama.cpp backend's whole distributions as session 7 computed them (log-softmax in float64,
+    # then float32), against the float32 log-softmax it uses now: same texts, same loaded models.
+    import zeroshot.models.lm_llamacpp as llamacpp_backend
+    from zeroshot.numerics import log_softmax
+
+    def float64_then_float32(rows, axis=-1, dtype=None):
+        return log_softmax(rows, axis).astype(np.float32)
+
+    llamacpp_backend.log_softmax = float64_then_float32
+    before = score_texts(items, *gguf, config, contexts)
+    llamacpp_backend.log_softmax = log_softmax
     ours_cpp = score_texts(items, *gguf, config, contexts)
+    report["ours_llamacpp_float64_softmax"] = {"seconds": round(before.seconds, 2), "tokens": before.tokens,
+                                               "tokens_per_second": round(before.tokens_per_second, 1)}
     report["ours_llamacpp"] = {"seconds": round(ours_cpp.seconds, 2), "tokens": ours_cpp.tokens,
                                "tokens_per_second": round(ours_cpp.tokens_per_second, 1)}
+    report["llamacpp_float32_max_score_difference"] = float(np.max(np.abs(
+        np.array([t.score for t in ours_cpp.texts]) - [t.score for t in before.texts])))
     report["speedup_vs_authors_way"] = round(report["ours_transformers"]["tokens_per_second"]
                                              / report["authors_way_transformers"]["tokens_per_second"], 2)
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -63,6 +63,17 @@ def test_token_statistics_are_ranks_and_entropies_by_brute_force():
     assert (token_statistics(rows, best)["rank"] == 1).all()
 
 
+def test_float32_log_softmax_over_a_whole_vocabulary_matches_float64():
+    # The llama.cpp backend's distributions are computed in float32 (as PyTorch's are), for speed.
+    logits = np.random.default_rng(2).normal(0, 4, (3, 151_936)).astype(np.float32)
+    kept = logits.copy()
+    wide, narrow = log_softmax(logits), log_softmax(logits, dtype=np.float32)
+    assert narrow.dtype == np.float32 and wide.dtype == np.float64
+    assert np.abs(narrow - wide).max() < 1e-4
+    assert np.exp(narrow.astype(np.float64)).sum(axis=1) == pytest.approx(1.0, abs=1e-4)
+    assert np.array_equal(logits, kept)  # the caller's array is left as it was
+
+
 def test_binoculars_ratio_is_the_authors_formula():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)

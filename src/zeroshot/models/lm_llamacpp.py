@@ -143,7 +143,7 @@ class LlamaCppLM(LanguageModel):
                     if len(cont) > 1:
                         self._decode(context + cont[:-1], start=len(context), keep_from=len(context) - 1)
                 rows = np.stack([self._rows[len(context) - 1 + i] for i in range(len(cont))])
-                results.append(log_softmax(rows).astype(np.float32))
+                results.append(log_softmax(rows, dtype=np.float32))
         return results
 
     def _evaluate_context(self, context: list[int]) -> None:
