@@ -72,6 +72,14 @@ def bootstrap_auroc(human, machine, n: int = 1000, seed: int = 0) -> tuple[float
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
+def test_cell(human: np.ndarray, machine: np.ndarray) -> dict:
+    """One cell of a test table: the counts, AUROC with its bootstrap 95 % interval, TPR at 1 % FPR."""
+    low, high = bootstrap_auroc(human, machine)
+    return {"n_human": len(human), "n_machine": len(machine), "auroc": round(auroc(human, machine), 4),
+            "auroc_95": [round(low, 4), round(high, 4)],
+            "tpr_at_1pct_fpr": round(tpr_at_fpr(human, machine), 4)}
+
+
 def main() -> None:
     import argparse
 
@@ -124,12 +132,8 @@ def main() -> None:
             test_machine = scores(by["test", g], detector, observer)
             if min(len(test_human), len(test_machine)) < 2:
                 continue  # not scored yet
-            low, high = bootstrap_auroc(test_human, test_machine)
             details["test"][detector][g] = {
-                "n_human": len(test_human), "n_machine": len(test_machine),
-                "auroc": round(auroc(test_human, test_machine), 4),
-                "auroc_95": [round(low, 4), round(high, 4)],
-                "tpr_at_1pct_fpr": round(tpr_at_fpr(test_human, test_machine), 4),
+                **test_cell(test_human, test_machine),
                 "shipped_threshold_fpr": round(float((test_human >= cal.threshold).mean()), 4),
                 "shipped_threshold_tpr": round(float((test_machine >= cal.threshold).mean()), 4),
                 "mean_tokens_machine": round(float(np.mean([r["tokens"] for r in by["test", g]
@@ -180,14 +184,17 @@ def stranger_table(generators: list[str]) -> dict:
             test_machine = scores(by.get(("test", g), []), detector, "stranger")
             if min(len(test_human), len(test_machine)) < 2:
                 continue  # not scored yet
-            low, high = bootstrap_auroc(test_human, test_machine)
-            table["test"][detector][g] = {
-                "n_human": len(test_human), "n_machine": len(test_machine),
-                "auroc": round(auroc(test_human, test_machine), 4),
-                "auroc_95": [round(low, 4), round(high, 4)],
-                "tpr_at_1pct_fpr": round(tpr_at_fpr(test_human, test_machine), 4)}
+            table["test"][detector][g] = test_cell(test_human, test_machine)
     table["choice"] = max(table["dev"], key=table["dev"].get)
     return table
+
+
+def auroc_curve(ax, cells: dict, generators: list[str], sizes: list[float], **style) -> None:
+    """AUROC against generator size, with each cell's bootstrap interval as its error bar."""
+    values = [cells[g]["auroc"] for g in generators]
+    errors = np.array([[cells[g]["auroc"] - cells[g]["auroc_95"][0],
+                        cells[g]["auroc_95"][1] - cells[g]["auroc"]] for g in generators]).T
+    ax.errorbar(sizes, values, yerr=errors, capsize=3, **style)
 
 
 def plot(details: dict, generators: list[str]) -> None:
@@ -202,19 +209,12 @@ def plot(details: dict, generators: list[str]) -> None:
     for detector, cells in details["test"].items():
         if set(cells) != set(generators):
             continue
-        values = [cells[g]["auroc"] for g in generators]
-        errors = np.array([[cells[g]["auroc"] - cells[g]["auroc_95"][0],
-                            cells[g]["auroc_95"][1] - cells[g]["auroc"]] for g in generators]).T
-        ax.errorbar(sizes, values, yerr=errors, marker="o", capsize=3, label=f"{detector} (AUROC)")
+        auroc_curve(ax, cells, generators, sizes, marker="o", label=f"{detector} (AUROC)")
     stranger = details.get("stranger") or {}
     # The black-box curve: one scorer, equally foreign to every generator.
     if stranger and set(stranger["test"][stranger["choice"]]) == set(generators):
-        cells = stranger["test"][stranger["choice"]]
-        values = [cells[g]["auroc"] for g in generators]
-        errors = np.array([[cells[g]["auroc"] - cells[g]["auroc_95"][0],
-                            cells[g]["auroc_95"][1] - cells[g]["auroc"]] for g in generators]).T
-        ax.errorbar(sizes, values, yerr=errors, marker="s", ls="--", color="black", capsize=3,
-                    label=f"{stranger['choice']} by {stranger['scorer']} (black box for all)")
+        auroc_curve(ax, stranger["test"][stranger["choice"]], generators, sizes, marker="s", ls="--",
+                    color="black", label=f"{stranger['choice']} by {stranger['scorer']} (black box for all)")
     # GPT-3 (Brown et al. 2020, §3.9.4): people told 175B news from real 52 % of the time, 86 % for a
     # deliberately bad control model. Accuracy of people, not a detector's AUROC: the trend is the point.
     ax.scatter([175e9], [0.52], marker="*", s=160, color="black", zorder=3,
